@@ -1,0 +1,47 @@
+"""harness: a plugin-based benchmark harness for training methods.
+
+Public API (kept import-light so ``harness --help`` starts fast):
+
+- ``hookimpl``: marker for plugin hook implementations.
+- ``create(kind, spec)``: build one registered component from a name or a
+  ``{"name": ..., **params}`` mapping, with the same validation as a suite.
+- ``components(kind)``: name -> ``ComponentInfo`` for one kind.
+- ``ConfigError``, ``Diverged``: exceptions plugins raise.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+from harness.errors import ConfigError, Diverged, UserError
+
+__version__ = "0.1.0"
+
+hookimpl = pluggy.HookimplMarker("harness")
+
+__all__ = [
+    "ConfigError",
+    "Diverged",
+    "UserError",
+    "__version__",
+    "components",
+    "create",
+    "hookimpl",
+]
+
+
+def create(kind: str, spec):
+    """Build one component of ``kind`` from ``spec`` (a name or a mapping with
+    ``name`` and parameters), e.g. ``create("losses", {"name": "focal",
+    "gamma": 2.0})``.  Unknown names or parameters raise ``ConfigError``."""
+    from harness.plugins import get_registry
+
+    return get_registry().create(kind, spec)
+
+
+def components(kind: str) -> dict:
+    """Map each registered name of ``kind`` to its ``ComponentInfo``
+    (description, parameters, plugin, distribution, version)."""
+    from harness.plugins import get_registry
+
+    return get_registry().components(kind)

@@ -1,0 +1,48 @@
+"""Exceptions shared by the core and plugins."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class UserError(Exception):
+    """A mistake in user input: the CLI prints it as one line and exits 2."""
+
+
+class ConfigError(UserError):
+    """A bad value in a suite or component spec.
+
+    ``path`` is the key path (``methods.focal.loss.gamma``); ``file`` and
+    ``line`` are filled in by the suite loader when known.
+    """
+
+    def __init__(self, path: str, value: Any, message: str, *, file: str | None = None,
+                 line: int | None = None):
+        self.path = path
+        self.value = value
+        self.message = message
+        self.file = file
+        self.line = line
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = self.file or "<config>"
+        if self.line is not None:
+            where += f":{self.line}"
+        key = f" {self.path}" if self.path else ""
+        value = "" if self.value is _MISSING else f" = {self.value!r}"
+        return f"{where}:{key}{value}: {self.message}"
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+_MISSING = _Missing()
+MISSING: Any = _MISSING
+
+
+class Diverged(Exception):
+    """Raised by a task when training diverges (NaN or inf loss); the run is
+    recorded with status ``diverged`` instead of failing."""

@@ -1,0 +1,1 @@
+"""Executors that spread runs over processes and clusters."""

@@ -1,0 +1,222 @@
+"""The plugin contract of harness.
+
+Every hook a plugin may implement is declared here, with its parameters and
+its return contract.  Plugins implement them with ``@harness.hookimpl``::
+
+    from harness import hookimpl
+
+    @hookimpl
+    def register_losses(register):
+        register("my_loss", my_loss_factory)
+
+Registration hooks (``register_<kind>``)
+----------------------------------------
+Each receives one argument, ``register(name, factory)``.  ``name`` is the key a
+suite uses; ``factory(**params)`` is called lazily, once per run, and its
+signature (parameter names, type hints, defaults) is the parameter schema that
+suite validation, ``harness list`` and ``harness.create`` are built from.  The
+factory's docstring (first line) is the description shown by ``harness list``.
+Registering a name twice in one kind, from any two plugins, is an error that
+names both plugins.  The return value of registration hooks is ignored.
+
+Lifecycle hooks
+---------------
+Notifications; their return values are ignored.  An exception raised by a
+lifecycle hook during a run fails that run (it is recorded, the suite goes on).
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("harness")
+
+#: Component kinds, in the order ``harness plugins`` shows them.  Each has a
+#: ``register_<kind>`` hook below.
+KINDS: tuple[str, ...] = (
+    "tasks",
+    "datasets",
+    "transforms",
+    "models",
+    "losses",
+    "optimizers",
+    "schedulers",
+    "metrics",
+    "calibrators",
+    "nas_selectors",
+    "denoisers",
+    "noise_models",
+    "augmenters",
+    "executors",
+)
+
+
+@hookspec
+def register_tasks(register):
+    """Register task plugins (``classification``, ``calibration``, ...).
+
+    ``factory()`` returns a task object with:
+
+    - ``validate(config: dict, check) -> dict``: normalise and check the
+      merged config of one method (everything in the suite except ``name``,
+      ``task``, ``seeds``, ``datasets``, ``methods``, ``sweep``).  Raise
+      ``harness.ConfigError(path, value, message)`` for a bad value; call
+      ``check(kind, spec, path)`` on every component spec so unknown names
+      and parameters are reported before any run starts.
+    - ``run(ctx: harness.RunContext) -> dict[str, float]``: train and
+      evaluate one run; return the final test metrics (``{"accuracy": ..}``,
+      logged as ``test/<name>``).  Raise ``harness.Diverged`` when the loss
+      becomes NaN/inf.
+    """
+
+
+@hookspec
+def register_datasets(register):
+    """Register dataset sources (``sklearn``, ``openml``, ``csv`` ...).
+
+    In a suite a dataset entry is ``{source: value, **transforms}``; a scalar
+    value is passed as the factory's first parameter, a mapping as keyword
+    parameters.  ``factory(**params)`` returns a ``harness.data.RawDataset``.
+    Factories may be slow (downloads); results are cached by the core.
+    """
+
+
+@hookspec
+def register_transforms(register):
+    """Register dataset transforms (``imbalance``, ``label_noise`` ...).
+
+    ``factory(**params)`` returns an object with ``stage`` (``"full"``: before
+    the split; ``"train"``: train split only; ``"trainval"``: train and
+    validation splits, each separately) and ``apply(X, y, rng) -> (X, y)``
+    working on numpy arrays with integer-encoded labels.
+    """
+
+
+@hookspec
+def register_models(register):
+    """Register models.  ``factory(in_shape, n_classes, **params)`` returns a
+    ``torch.nn.Module`` mapping a batch ``(N, *in_shape)`` to logits
+    ``(N, n_classes)``; ``in_shape`` and ``n_classes`` come from the data."""
+
+
+@hookspec
+def register_losses(register):
+    """Register losses.  ``factory(**params)`` returns a callable
+    ``loss(logits, targets, **extras) -> scalar tensor`` (batch mean), logits
+    ``(N, C)``, integer targets ``(N,)``.  Extras passed by the training loop:
+    ``index`` (LongTensor of the samples' positions in the train split) and
+    ``epoch`` (int, from 0).  A loss that needs the data may define
+    ``setup(n_classes: int, class_counts: list[int], n_train: int)``; it is
+    called once before training and raises ``ValueError`` with a clear
+    message when the data does not suit it (e.g. a binary loss on 3 classes).
+    """
+
+
+@hookspec
+def register_optimizers(register):
+    """Register optimizers and training schemes.
+
+    ``factory(**params)`` returns either
+
+    - a callable ``build(parameters) -> torch.optim.Optimizer`` (plain
+      optimizers), or
+    - a training scheme: an object with ``setup(model, loss_fn, info)`` and
+      ``step(batch) -> float`` (one optimisation step on ``batch``, a
+      ``harness_plugins``-independent mapping with ``x``, ``y``, ``index``,
+      ``epoch``; returns the batch loss).  Schemes own the optimizer, so SAM
+      style two-pass steps, extra loss terms or restarts live in the scheme,
+      never in the training loop.  ``info`` carries ``n_train``,
+      ``n_classes``, ``epochs`` and ``steps_per_epoch``.  A scheme may define
+      ``on_epoch_end(epoch)`` and ``optimizer`` (the inner torch optimizer,
+      used by schedulers).
+    """
+
+
+@hookspec
+def register_schedulers(register):
+    """Register learning-rate schedulers.  ``factory(**params)`` returns
+    ``build(optimizer, epochs) -> torch.optim.lr_scheduler.LRScheduler``,
+    stepped once per epoch."""
+
+
+@hookspec
+def register_metrics(register):
+    """Register metrics.  ``factory(**params)`` returns a callable
+    ``metric(y_true, y_prob) -> float`` in scikit-learn's argument order,
+    ``y_prob`` of shape ``(N, C)``, with an attribute ``greater_is_better``
+    (bool) that reports use to rank."""
+
+
+@hookspec
+def register_calibrators(register):
+    """Register post-hoc calibrators.  ``factory(**params)`` returns an object
+    with ``fit(logits, y) -> self`` and ``predict_proba(logits) -> (N, C)
+    numpy array``; logits and y may be numpy arrays or tensors."""
+
+
+@hookspec
+def register_nas_selectors(register):
+    """Register NAS operation selectors for DARTS-style supernets.
+    ``factory(**params)`` returns a selector used by the ``nas`` task."""
+
+
+@hookspec
+def register_denoisers(register):
+    """Register denoisers (image-to-image ``torch.nn.Module`` factories)."""
+
+
+@hookspec
+def register_noise_models(register):
+    """Register sensor noise models for the denoising task."""
+
+
+@hookspec
+def register_augmenters(register):
+    """Register generative augmenters (fit on train data, sample new data)."""
+
+
+@hookspec
+def register_executors(register):
+    """Register executors.  ``factory(**params)`` returns an object with
+    ``map(fn, items) -> iterator`` that calls ``fn(item)`` for every item and
+    yields results as they complete (any order)."""
+
+
+# -- lifecycle -----------------------------------------------------------------
+
+
+@hookspec
+def before_suite(suite, runs):
+    """Called once before any run of a suite starts.
+
+    :param suite: the validated ``harness.suite.Suite``.
+    :param runs: the ``RunSpec`` list that will be executed (already done runs
+        excluded).
+    """
+
+
+@hookspec
+def before_run(spec):
+    """Called in the worker before a run trains.  :param spec: its RunSpec."""
+
+
+@hookspec
+def on_epoch_end(spec, epoch, metrics):
+    """Called after each epoch with that epoch's logged metrics
+    (``{"train/loss": .., "val/accuracy": ..}``)."""
+
+
+@hookspec
+def after_run(spec, status, metrics):
+    """Called after a run ends with its status (``finished``, ``diverged``)
+    and its final test metrics."""
+
+
+@hookspec
+def on_run_error(spec, error):
+    """Called when a run raised ``error``; the run is recorded as failed."""
+
+
+@hookspec
+def after_suite(suite, summary):
+    """Called once after the suite; ``summary`` maps status -> count."""

@@ -1,0 +1,114 @@
+"""Component parameter schemas, read from factory signatures.
+
+A factory's signature is its schema: names, type hints and defaults.  Values
+from a suite are validated with pydantic against the hints before any run
+starts, so a wrong name or type is reported with its key path.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import typing
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from harness.errors import MISSING, ConfigError
+
+
+@dataclass(frozen=True)
+class Param:
+    """One factory parameter: name, type hint (or ``Any``), default
+    (``MISSING`` when required)."""
+
+    name: str
+    annotation: Any
+    default: Any
+
+    @property
+    def required(self) -> bool:
+        return self.default is MISSING
+
+    def describe(self) -> str:
+        """``name: type = default`` as ``harness list`` shows it."""
+        ann = _type_name(self.annotation)
+        text = f"{self.name}: {ann}" if ann else self.name
+        return text if self.required else f"{text} = {self.default!r}"
+
+
+def _type_name(ann: Any) -> str:
+    if ann is Any or ann is inspect.Parameter.empty:
+        return ""
+    if isinstance(ann, type):
+        return ann.__name__
+    return str(ann).replace("typing.", "")
+
+
+def signature_params(factory: Callable, skip: tuple[str, ...] = ()) -> tuple[list[Param], bool]:
+    """Return the parameters of ``factory`` and whether it takes ``**kwargs``.
+
+    ``skip`` names parameters filled by the harness, not by the user (a
+    model's ``in_shape`` and ``n_classes``)."""
+    target = factory.__init__ if isinstance(factory, type) else factory
+    sig = inspect.signature(target)
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:  # unresolvable forward refs: fall back to no type checking
+        hints = {}
+    params: list[Param] = []
+    var_kw = False
+    for p in sig.parameters.values():
+        if p.name == "self" or p.name in skip:
+            continue
+        if p.kind is p.VAR_KEYWORD:
+            var_kw = True
+            continue
+        if p.kind is p.VAR_POSITIONAL:
+            continue
+        default = MISSING if p.default is p.empty else p.default
+        params.append(Param(p.name, hints.get(p.name, Any), default))
+    return params, var_kw
+
+
+def did_you_mean(word: str, choices) -> str:
+    """`` (did you mean 'x'?)`` for the closest choice, or ``""``."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def validate_params(params: list[Param], var_kw: bool, values: dict, path: str,
+                    what: str) -> dict:
+    """Check ``values`` against ``params``; return them coerced by pydantic.
+
+    Raises ``ConfigError`` naming ``path.<param>`` for an unknown name, a
+    missing required parameter or a value of the wrong type."""
+    from pydantic import TypeAdapter, ValidationError
+
+    known = {p.name: p for p in params}
+    out: dict = {}
+    for key, value in values.items():
+        key_path = f"{path}.{key}" if path else key
+        if key not in known:
+            if var_kw:
+                out[key] = value
+                continue
+            names = ", ".join(known) or "none"
+            raise ConfigError(key_path, value, f"unknown parameter {key!r} of {what}"
+                              f"{did_you_mean(key, known)}; parameters: {names}")
+        p = known[key]
+        if p.annotation is Any:
+            out[key] = value
+            continue
+        try:
+            out[key] = TypeAdapter(p.annotation).validate_python(value, strict=False)
+        except ValidationError as exc:
+            msg = exc.errors()[0].get("msg", str(exc))
+            raise ConfigError(key_path, value, f"{what} parameter {key!r} expects "
+                              f"{_type_name(p.annotation)}: {msg}") from None
+        except Exception:  # a hint pydantic cannot build a schema for: accept as is
+            out[key] = value
+    for p in params:
+        if p.required and p.name not in values:
+            raise ConfigError(f"{path}.{p.name}" if path else p.name, MISSING,
+                              f"{what} needs parameter {p.name!r}")
+    return out

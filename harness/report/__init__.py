@@ -1,0 +1,1 @@
+"""Leaderboards built from MLflow runs."""

@@ -1,0 +1,1 @@
+"""Built-in plugins of harness, installed as ``harness_plugins``."""
