@@ -8,9 +8,10 @@ fit on train only) that tasks train on.  See ``harness.prepare``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported lazily: plugin modules import this one at start-up
+    import numpy as np
 
 
 @dataclass
@@ -38,7 +39,10 @@ class PreparedData:
 
     ``X_*`` have shape ``(N, *in_shape)``; labels are in ``0..n_classes-1``;
     ``y_train``/``y_val`` may carry injected label noise, ``y_test`` never
-    does.  ``classes`` are the original label values in code order."""
+    does.  ``classes`` are the original label values in code order.
+    ``y_train_clean``/``y_val_clean`` are the labels before train/val
+    transforms changed them (label noise), aligned row by row with
+    ``y_train``/``y_val``; ``None`` when no label was changed."""
 
     name: str
     X_train: np.ndarray
@@ -50,6 +54,8 @@ class PreparedData:
     classes: list
     in_shape: tuple[int, ...]
     meta: dict = field(default_factory=dict)
+    y_train_clean: np.ndarray | None = None
+    y_val_clean: np.ndarray | None = None
 
     @property
     def n_classes(self) -> int:
@@ -58,4 +64,6 @@ class PreparedData:
 
     def class_counts(self) -> list[int]:
         """Training-set count of each class (after transforms)."""
+        import numpy as np
+
         return np.bincount(self.y_train, minlength=self.n_classes).tolist()

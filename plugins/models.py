@@ -1,1 +1,76 @@
-"""Built-in plugin module (filled in by its issue)."""
+"""Built-in models: an MLP for tabular data and a small CNN for images."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from harness import hookimpl
+
+_ACTIVATIONS = ("relu", "tanh", "gelu")
+
+
+def _activation(name: str):
+    import torch.nn as nn
+
+    return {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}[name]()
+
+
+def mlp(in_shape: tuple, n_classes: int, hidden: list[int] = (64, 64),
+        activation: Literal["relu", "tanh", "gelu"] = "relu", dropout: float = 0.0,
+        batchnorm: bool = False):
+    """Multi-layer perceptron on flattened inputs (Linear-[BN]-act-[dropout] blocks)."""
+    import math
+
+    import torch.nn as nn
+
+    layers: list = [nn.Flatten()]
+    width = math.prod(in_shape)
+    for h in hidden:
+        layers.append(nn.Linear(width, h))
+        if batchnorm:
+            layers.append(nn.BatchNorm1d(h))
+        layers.append(_activation(activation))
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        width = h
+    layers.append(nn.Linear(width, n_classes))
+    return nn.Sequential(*layers)
+
+
+def cnn(in_shape: tuple, n_classes: int, channels: list[int] = (16, 32), hidden: int = 64,
+        dropout: float = 0.0):
+    """Small conv net for images: conv3x3-BN-ReLU blocks, 2x2 pooling while the
+    image is larger than 4x4, global average pooling, then an MLP head."""
+    import torch.nn as nn
+
+    if len(in_shape) != 3:
+        raise ValueError(f"cnn needs image data (C, H, W); this dataset has shape {in_shape}: "
+                         "use the mlp model or an image dataset")
+    c, h, w = in_shape
+    layers: list = []
+    for out in channels:
+        layers += [nn.Conv2d(c, out, 3, padding=1), nn.BatchNorm2d(out), nn.ReLU()]
+        if min(h, w) > 4:
+            layers.append(nn.MaxPool2d(2))
+            h, w = h // 2, w // 2
+        c = out
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, hidden), nn.ReLU()]
+    if dropout > 0:
+        layers.append(nn.Dropout(dropout))
+    layers.append(nn.Linear(hidden, n_classes))
+    return nn.Sequential(*layers)
+
+
+def auto(in_shape: tuple, n_classes: int, hidden: list[int] = (64, 64),
+         channels: list[int] = (16, 32)):
+    """The cnn for image data (C, H, W), the mlp otherwise, so one suite can mix both."""
+    if len(in_shape) == 3:
+        return cnn(in_shape, n_classes, channels=channels, hidden=hidden[-1] if hidden else 64)
+    return mlp(in_shape, n_classes, hidden=hidden)
+
+
+@hookimpl
+def register_models(register):
+    register("mlp", mlp)
+    register("cnn", cnn)
+    register("auto", auto)

@@ -1,0 +1,199 @@
+"""The ``harness`` command line.
+
+Imports stay inside the command functions so ``harness --help``,
+``harness plugins`` and ``harness plan`` start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from harness.errors import UserError
+
+
+def _blocked(args) -> set[str]:
+    out = set()
+    for item in args.plugin_opts or []:
+        if not item.startswith("no:"):
+            raise UserError(f"-p {item}: only '-p no:NAME' (block a plugin) is supported")
+        out.add(item[3:])
+    return out
+
+
+def _registry(args):
+    from harness.plugins import get_registry
+
+    return get_registry(_blocked(args) or None)
+
+
+def cmd_plugins(args) -> int:
+    """List installed plugins with their distribution and hooks."""
+    from tabulate import tabulate
+
+    reg = _registry(args)
+    rows = []
+    for name, plugin in sorted(reg.pm.list_name_plugin(), key=lambda x: str(x[0])):
+        if plugin is None:
+            continue
+        dist, version = reg.pm.harness_dists.get(name, (None, None))
+        hooks = sorted(h.name for h in reg.pm.get_hookcallers(plugin) or [])
+        rows.append([name, dist or "-", version or "-", ", ".join(hooks)])
+    if args.json:
+        print(json.dumps([dict(zip(["name", "distribution", "version", "hooks"],
+                                   [r[0], r[1], r[2], r[3].split(", ")])) for r in rows], indent=2))
+    else:
+        print(tabulate(rows, headers=["plugin", "distribution", "version", "hooks"]))
+    return 0
+
+
+def cmd_list(args) -> int:
+    """List the components of one kind (or of every kind)."""
+    from tabulate import tabulate
+
+    reg = _registry(args)
+    kinds = [args.kind] if args.kind else reg.kinds()
+    infos = [info for kind in kinds for info in reg.components(kind).values()]
+    if args.json:
+        print(json.dumps([i.as_dict() for i in infos], indent=2))
+        return 0
+    rows = [[i.kind, i.name, ", ".join(p.describe() for p in i.params), i.description,
+             i.provenance] for i in infos]
+    print(tabulate(rows, headers=["kind", "name", "parameters", "description", "from"],
+                   maxcolwidths=[None, None, 40, 60, None]))
+    return 0
+
+
+def cmd_plan(args) -> int:
+    """Show the expanded runs of a suite and which are already done."""
+    from tabulate import tabulate
+
+    from harness.runner import make_plan
+
+    reg = _registry(args)
+    plan = make_plan(args.suite, args.tracking_uri, only=args.only, force=args.force,
+                     rerun_failed=args.rerun_failed, registry=reg)
+    state = {s.run_key: "run" for s in plan.todo}
+    state.update({s.run_key: "done" for s in plan.done})
+    state.update({s.run_key: "failed (use --rerun-failed)" for s in plan.failed})
+    rows = [[s.dataset_label, s.method, s.seed, s.run_key, state[s.run_key]] for s in plan.runs]
+    if args.json:
+        print(json.dumps([s.to_dict() | {"state": state[s.run_key]} for s in plan.runs], indent=2))
+        return 0
+    print(tabulate(rows, headers=["dataset", "method", "seed", "run key", "state"]))
+    print(f"\n{len(plan.runs)} runs: {len(plan.todo)} to run, {len(plan.done)} done, "
+          f"{len(plan.failed)} failed earlier")
+    return 0
+
+
+def cmd_run(args) -> int:
+    """Run a suite (resuming), then print the summary and the leaderboard."""
+    from rich.console import Console
+
+    from harness.runner import make_plan, run_plan
+    from harness.tracking import resolve_uri
+
+    uri = resolve_uri(args.tracking_uri)
+    reg = _registry(args)
+    console = Console(stderr=True)
+    plan = make_plan(args.suite, uri, only=args.only, force=args.force,
+                     rerun_failed=args.rerun_failed, registry=reg)
+    print(f"suite {plan.suite.name}: {len(plan.runs)} runs, {len(plan.todo)} to run, "
+          f"{len(plan.done)} already done (skipped), {len(plan.failed)} failed earlier"
+          f"{' (use --rerun-failed)' if plan.failed else ''}; tracking {uri}", flush=True)
+    if not plan.todo:
+        print("nothing to train: every run is already done")
+    try:
+        counts = run_plan(plan, uri, jobs=args.jobs, device=args.device,
+                          executor=args.executor, blocked=tuple(_blocked(args)),
+                          console=console, registry=reg)
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished runs are kept; run the same command again to resume",
+              file=sys.stderr)
+        return 130
+    failed = sum(counts[s] for s in ("failed", "timeout", "oom")) + len(plan.failed)
+    print(f"done: {counts['finished']} finished, {counts['diverged']} diverged, "
+          f"{counts['skipped']} skipped, {failed} failed")
+    _print_leaderboard(plan.suite, uri)
+    return 1 if failed else 0
+
+
+def _print_leaderboard(suite, uri: str) -> None:
+    from harness.report import console_leaderboard
+
+    print(console_leaderboard(suite.name, tracking_uri=uri, metric=suite.rank_by))
+
+
+def cmd_report(args) -> int:
+    """Build a report directory from MLflow runs."""
+    from harness.report import build_report
+
+    out = build_report(args.suite, experiment=args.experiment, tracking_uri=args.tracking_uri,
+                       metric=args.metric, formats=args.format.split(","), out=args.out,
+                       baseline=args.baseline, compare=args.compare or [])
+    print(f"report written to {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``harness``."""
+    p = argparse.ArgumentParser(prog="harness", description="Benchmark harness for training "
+                                "methods: suites in YAML, plugins via pluggy, runs in MLflow.")
+    p.add_argument("-p", dest="plugin_opts", action="append", metavar="no:NAME",
+                   help="block plugin NAME (repeatable)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def suite_cmd(name, fn, help_):
+        sp = sub.add_parser(name, help=help_)
+        sp.add_argument("suite", help="suite YAML file")
+        sp.add_argument("--tracking-uri", help="MLflow tracking URI (default: "
+                        "$MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+        sp.add_argument("--only", metavar="GLOB", help="only runs whose dataset/method/seed "
+                        "matches GLOB")
+        sp.add_argument("--force", action="store_true", help="rerun finished runs too")
+        sp.add_argument("--rerun-failed", action="store_true", help="rerun failed runs")
+        sp.set_defaults(fn=fn)
+        return sp
+
+    run = suite_cmd("run", cmd_run, "run a suite (skips runs already finished)")
+    run.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
+    run.add_argument("--executor", default="local", help="executor plugin (default local)")
+    plan = suite_cmd("plan", cmd_plan, "dry run: the expanded runs and their state")
+    plan.add_argument("--json", action="store_true")
+
+    sp = sub.add_parser("plugins", help="installed plugins")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(fn=cmd_plugins)
+    sp = sub.add_parser("list", help="registered components of one kind")
+    sp.add_argument("kind", nargs="?", help="losses, datasets, metrics, ... (default: all)")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(fn=cmd_list)
+
+    sp = sub.add_parser("report", help="leaderboards from MLflow runs")
+    sp.add_argument("suite", nargs="?", help="suite YAML file")
+    sp.add_argument("--experiment", help="MLflow experiment (instead of a suite file)")
+    sp.add_argument("--tracking-uri")
+    sp.add_argument("--metric", help="primary metric (default: the suite's rank_by)")
+    sp.add_argument("--format", default="md,html,latex,csv")
+    sp.add_argument("--out", help="output directory (default reports/<suite>)")
+    sp.add_argument("--baseline", help="reference method for wins/ties/losses")
+    sp.add_argument("--compare", action="append", metavar="SUITE",
+                    help="another suite to compare on shared datasets (repeatable)")
+    sp.set_defaults(fn=cmd_report)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``harness`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

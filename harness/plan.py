@@ -1,0 +1,112 @@
+"""Planning: expand a suite into fully resolved runs with stable keys.
+
+A ``RunSpec`` is everything one run needs.  Its run key is a hash of the
+resolved config plus the suite name, so a run is recognised across
+invocations (resume) no matter the order of the suite's entries.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+from harness.suite import Suite, set_dotted
+
+
+def derive_seed(seed: int, *axis: object) -> int:
+    """A 31-bit seed for one axis (``"split"``, dataset label ...) of a run's
+    seed.  Hash-derived, so adding a method or a dataset never shifts another
+    run's seeds."""
+    text = json.dumps([seed, *map(str, axis)])
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big") & 0x7FFFFFFF
+
+
+@dataclass
+class RunSpec:
+    """One (dataset, method, sweep point, seed) run, fully resolved.
+
+    ``seeds`` holds the per-axis seeds: ``split`` (depends on dataset and
+    seed, so every method sees the same split), ``init`` and ``order``
+    (model initialisation and batch order, shared by methods for paired
+    comparisons)."""
+
+    suite: str
+    task: str
+    dataset: dict
+    method: str
+    point: dict
+    seed: int
+    config: dict
+    metrics: list[str]
+    rank_by: str
+    seeds: dict = field(default_factory=dict)
+    run_key: str = ""
+    #: [kind, name] of every registered component the config uses (provenance).
+    components: list = field(default_factory=list)
+
+    @property
+    def dataset_label(self) -> str:
+        """The dataset's display name."""
+        return self.dataset["label"]
+
+    @property
+    def run_name(self) -> str:
+        """MLflow run name: ``dataset/method/seed``."""
+        return f"{self.dataset_label}/{self.method}/{self.seed}"
+
+    def to_dict(self) -> dict:
+        """Plain data (for config.yaml and worker processes)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunSpec:
+        """Inverse of ``to_dict``."""
+        return cls(**data)
+
+
+def run_key(suite: str, task: str, dataset: dict, method: str, config: dict, seed: int) -> str:
+    """Stable hash of what determines a run's numbers (metrics to compute and
+    display labels excluded, so adding a metric does not invalidate runs)."""
+    ds = {k: v for k, v in dataset.items() if k != "label"}
+    blob = json.dumps({"suite": suite, "task": task, "dataset": ds, "method": method,
+                       "config": config, "seed": seed}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def method_label(name: str, point: dict) -> str:
+    """``focal`` plus a sweep point -> ``focal[loss.gamma=2.0]``."""
+    if not point:
+        return name
+    return name + "[" + ",".join(f"{k}={v}" for k, v in point.items()) + "]"
+
+
+def expand_suite(suite: Suite, only: str | None = None) -> list[RunSpec]:
+    """datasets x methods x sweep points x seeds -> RunSpecs, in that order.
+
+    ``only`` is a glob matched against ``dataset/method/seed`` run names."""
+    runs: list[RunSpec] = []
+    for dataset in suite.datasets:
+        for method in suite.methods:
+            for point in method.points:
+                config = method.config
+                for key, value in point.items():
+                    config = set_dotted(config, key, value)
+                label = method_label(method.name, point)
+                for seed in suite.seeds:
+                    spec = RunSpec(
+                        suite=suite.name, task=suite.task, dataset=dataset, method=label,
+                        point=point, seed=seed, config=config, metrics=list(suite.metrics),
+                        rank_by=suite.rank_by, components=method.components,
+                        seeds={
+                            "split": derive_seed(seed, "split", dataset["label"]),
+                            "init": derive_seed(seed, "init"),
+                            "order": derive_seed(seed, "order"),
+                        },
+                    )
+                    spec.run_key = run_key(suite.name, suite.task, dataset, label, config, seed)
+                    if only and not fnmatch.fnmatch(spec.run_name, only):
+                        continue
+                    runs.append(spec)
+    return runs

@@ -1,0 +1,44 @@
+"""Shared fixtures: an isolated MLflow store and registry per test."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+PLUGINS = Path(__file__).parent / "plugins"
+sys.path.insert(0, str(PLUGINS))
+os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+
+
+@pytest.fixture
+def tracking_uri(tmp_path, monkeypatch):
+    """A fresh sqlite MLflow store for one test (also set as the env default)."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri
+
+
+@pytest.fixture
+def fresh_registry(monkeypatch):
+    """Rebuild the process-wide registry after the test changes plugin env vars."""
+    import harness.plugins as hp
+
+    yield lambda: hp.get_registry(reload=True)
+    monkeypatch.undo()
+    hp.get_registry(reload=True)
+
+
+@pytest.fixture
+def test_plugin(monkeypatch, fresh_registry):
+    """Load tests/plugins/harness_testplugin.py (failing and NaN losses)."""
+    monkeypatch.setenv("HARNESS_PLUGINS", "harness_testplugin")
+    return fresh_registry()
+
+
+def write_suite(path: Path, text: str) -> Path:
+    """Write a suite file and return its path."""
+    path.write_text(text)
+    return path

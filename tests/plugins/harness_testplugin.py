@@ -1,0 +1,27 @@
+"""Fixture plugin for the core tests: losses that fail or diverge on purpose."""
+
+from harness import hookimpl
+
+
+def boom(message: str = "boom"):
+    """A loss that raises, to test failure recording."""
+
+    def loss(logits, targets, **extras):
+        raise RuntimeError(message)
+
+    return loss
+
+
+def nan_loss():
+    """A loss that returns NaN, to test divergence handling."""
+
+    def loss(logits, targets, **extras):
+        return (logits.sum() * float("nan"))
+
+    return loss
+
+
+@hookimpl
+def register_losses(register):
+    register("boom", boom)
+    register("nan_loss", nan_loss)

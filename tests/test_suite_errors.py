@@ -1,0 +1,119 @@
+"""Every user mistake in a suite exits 2 with one line naming file, line, key
+and value — never a traceback."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from harness.cli import main
+
+BASE = """\
+name: t
+seeds: 2
+datasets:
+  - sklearn: iris
+model: {name: mlp, hidden: [8]}
+loss: cross_entropy
+training:
+  epochs: 1
+  optimizer: {name: adam, lr: 0.01}
+methods:
+  ce: {}
+  focal: {loss: {name: focal, gamma: 2.0}}
+metrics: [accuracy]
+"""
+
+
+def plan(tmp_path, capsys, text: str):
+    suite = tmp_path / "s.yaml"
+    suite.write_text(textwrap.dedent(text))
+    code = main(["plan", str(suite), "--tracking-uri", f"sqlite:///{tmp_path}/m.db"])
+    err = capsys.readouterr().err
+    return code, err, str(suite)
+
+
+def test_valid_base_suite_plans(tmp_path, capsys):
+    code, err, _ = plan(tmp_path, capsys, BASE)
+    assert code == 0, err
+
+
+@pytest.mark.parametrize(
+    "old,new,line,path,value,words",
+    [
+        ("training:\n", "trainig:\n", 7, "trainig", None, ["unknown key 'trainig'",
+                                                           "did you mean 'training'"]),
+        ("loss: cross_entropy", "loss: cross_entropi", 6, "loss", "'cross_entropi'",
+         ["unknown loss", "did you mean 'cross_entropy'"]),
+        ("gamma: 2.0", "gama: 2.0", 12, "methods.focal.loss.gama", "2.0",
+         ["unknown parameter 'gama'", "did you mean 'gamma'"]),
+        ("gamma: 2.0", "gamma: strong", 12, "methods.focal.loss.gamma", "'strong'",
+         ["expects float"]),
+        ("lr: 0.01", "lr: fast", 9, "training.optimizer.lr", "'fast'", ["expects float"]),
+        ("epochs: 1", "epochs: 0", 8, "training.epochs", "0", ["greater than or equal to 1"]),
+        ("seeds: 2", "seeds: [1, 1]", 2, "seeds", "[1, 1]", ["duplicates"]),
+        ("seeds: 2", "seeds: 0", 2, "seeds", "0", ["at least 1"]),
+        ("seeds: 2", "seeds: [-3]", 2, "seeds", "[-3]", ["non-negative"]),
+        ("sklearn: iris", "sklearn: irsi", 4, "datasets[0].sklearn", "'irsi'", ["iris"]),
+        ("  - sklearn: iris", "  - sklern: iris", 4, "datasets[0].sklern", "'iris'",
+         ["unknown dataset source", "did you mean 'sklearn'"]),
+        ("metrics: [accuracy]", "metrics: [acuracy]", 13, "metrics[0]", "'acuracy'",
+         ["did you mean 'accuracy'"]),
+    ],
+)
+def test_mistakes_name_file_line_key_value(tmp_path, capsys, old, new, line, path, value, words):
+    assert old in BASE
+    code, err, file = plan(tmp_path, capsys, BASE.replace(old, new, 1))
+    assert code == 2
+    assert "Traceback" not in err
+    assert err.count("\n") == 1, err
+    assert f"{file}:{line}: {path}" in err, err
+    if value is not None:
+        assert f"= {value}" in err, err
+    for w in words:
+        assert w in err, err
+
+
+def test_empty_methods(tmp_path, capsys):
+    text = BASE.split("methods:")[0] + "methods: {}\nmetrics: [accuracy]\n"
+    code, err, file = plan(tmp_path, capsys, text)
+    assert code == 2 and f"{file}:10: methods" in err and "must not be empty" in err
+
+
+def test_missing_required_key(tmp_path, capsys):
+    code, err, file = plan(tmp_path, capsys, BASE.replace("name: t\n", ""))
+    assert code == 2 and "required key 'name' is missing" in err and file in err
+
+
+def test_malformed_yaml_gives_line(tmp_path, capsys):
+    code, err, file = plan(tmp_path, capsys, BASE.replace("  epochs: 1", "  epochs: [1"))
+    assert code == 2 and "malformed YAML" in err and f"{file}:" in err
+
+
+def test_missing_file(tmp_path, capsys):
+    code = main(["plan", str(tmp_path / "nope.yaml")])
+    err = capsys.readouterr().err
+    assert code == 2 and "nope.yaml" in err and "not found" in err
+
+
+def test_sweep_of_unknown_method(tmp_path, capsys):
+    code, err, file = plan(tmp_path, capsys, BASE + "sweep:\n  focall: {loss.gamma: [1.0]}\n")
+    assert code == 2 and f"{file}:15: sweep.focall" in err and "did you mean 'focal'" in err
+
+
+def test_bad_sweep_value_is_located(tmp_path, capsys):
+    code, err, file = plan(tmp_path, capsys, BASE + "sweep:\n  focal: {loss.gamma: [1.0, x]}\n")
+    assert code == 2 and "sweep.focal.loss.gamma" in err and "'x'" in err
+
+
+def test_rank_by_must_be_a_metric(tmp_path, capsys):
+    code, err, file = plan(tmp_path, capsys, BASE + "rank_by: f1\n")
+    assert code == 2 and f"{file}:14: rank_by = 'f1'" in err
+
+
+def test_unknown_transform_key(tmp_path, capsys):
+    text = BASE.replace("  - sklearn: iris\n", "  - sklearn: iris\n    imbalanse: 0.1\n")
+    code, err, file = plan(tmp_path, capsys, text)
+    assert code == 2 and f"{file}:5: datasets[0].imbalanse" in err
+    assert "did you mean 'imbalance'" in err
