@@ -37,10 +37,21 @@ class Param:
 
 
 def _type_name(ann: Any) -> str:
+    """``Literal['a'] | list[float] | None`` rather than typing's repr."""
     if ann is Any or ann is inspect.Parameter.empty:
         return ""
-    if isinstance(ann, type):
+    if ann is type(None):
+        return "None"
+    origin, args = typing.get_origin(ann), typing.get_args(ann)
+    if origin is typing.Literal:
+        return " | ".join(repr(a) for a in args)
+    if origin is typing.Union or type(ann).__name__ == "UnionType":
+        return " | ".join(_type_name(a) for a in args)
+    if isinstance(ann, type) and not args:
         return ann.__name__
+    if origin is not None and args:
+        name = getattr(origin, "__name__", str(origin))
+        return f"{name}[{', '.join(_type_name(a) for a in args)}]"
     return str(ann).replace("typing.", "")
 
 

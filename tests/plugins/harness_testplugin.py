@@ -25,3 +25,12 @@ def nan_loss():
 def register_losses(register):
     register("boom", boom)
     register("nan_loss", nan_loss)
+
+
+@hookimpl
+def before_run(spec):
+    """Simulate Ctrl-C during the run named by HARNESS_TEST_INTERRUPT_RUN."""
+    import os
+
+    if os.environ.get("HARNESS_TEST_INTERRUPT_RUN") == spec.run_name:
+        raise KeyboardInterrupt
