@@ -115,14 +115,28 @@ def cmd_run(args) -> int:
     failed = sum(counts[s] for s in ("failed", "timeout", "oom")) + len(plan.failed)
     print(f"done: {counts['finished']} finished, {counts['diverged']} diverged, "
           f"{counts['skipped']} skipped, {failed} failed")
-    _print_leaderboard(plan.suite, uri)
+    if counts["finished"] + counts["diverged"] + counts["skipped"]:
+        _leaderboard(plan.suite, uri, counts)
     return 1 if failed else 0
 
 
-def _print_leaderboard(suite, uri: str) -> None:
-    from harness.report import console_leaderboard
+def _leaderboard(suite, uri: str, counts) -> None:
+    """Print the leaderboard; log the full report to a suite-level MLflow run."""
+    import tempfile
+
+    from harness.report import build_report, console_leaderboard
+    from harness.tracking import log_suite_run
 
     print(console_leaderboard(suite.name, tracking_uri=uri, metric=suite.rank_by))
+    if not counts["finished"] + counts["diverged"]:
+        return  # nothing new: the last suite run already holds this report
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            out = build_report(suite.file, tracking_uri=uri, out=tmp)
+        except Exception as exc:  # a report problem must not hide the finished runs
+            print(f"warning: report not built: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return
+        log_suite_run(uri, suite.name, str(out), dict(counts))
 
 
 def cmd_report(args) -> int:

@@ -245,3 +245,21 @@ def mark_stale(uri: str | None, run_id: str, reason: str) -> None:
     cl.log_batch(run_id, tags=[RunTag("harness.status", "interrupted"),
                                RunTag("harness.error", reason)])
     cl.set_terminated(run_id, "KILLED")
+
+
+def log_suite_run(uri: str | None, suite: str, report_dir: str, counts: dict) -> str:
+    """Record one suite-level MLflow run (tag ``harness.kind=suite``, no run
+    key, so reports never count it) holding the report directory."""
+    from mlflow.entities import Metric, RunTag
+
+    cl = client(uri)
+    exp = experiment_id(cl, suite)
+    run = cl.create_run(exp, run_name=f"{suite} (suite)")
+    ts = int(time.time() * 1000)
+    cl.log_batch(run.info.run_id,
+                 metrics=[Metric(f"runs/{k}", float(v), ts, 0) for k, v in counts.items()],
+                 tags=[RunTag("harness.kind", "suite"), RunTag("harness.suite", suite),
+                       RunTag("harness.git_commit", git_commit())])
+    cl.log_artifacts(run.info.run_id, report_dir, "report")
+    cl.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id
