@@ -1,1 +1,107 @@
-"""Built-in plugin module (filled in by its issue)."""
+"""Local dataset sources: bundled scikit-learn sets, synthetic data, CSV files.
+
+Each factory returns a ``harness.data.RawDataset``; label encoding, the split
+and preprocessing happen later, in ``harness.prepare``.  numpy, pandas and
+scikit-learn are imported inside the factories so ``harness plugins`` starts
+fast.  The OpenML sources live in ``openml_data``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from harness import hookimpl
+from harness.data import RawDataset
+from harness.errors import UserError
+from harness.params import did_you_mean
+
+SKLEARN_SETS = ("breast_cancer", "wine", "iris", "digits")
+
+
+def sklearn(name: Literal["breast_cancer", "wine", "iris", "digits"],
+            as_image: bool = False) -> RawDataset:
+    """Bundled scikit-learn datasets (breast_cancer, wine, iris, digits; as_image: digits 1x8x8).
+
+    Labels are sklearn's integer targets (names in ``meta["target_names"]``);
+    ``as_image`` gives digits as ``(N, 1, 8, 8)`` intensities in [0, 1]."""
+    import numpy as np
+    import pandas as pd
+    from sklearn import datasets
+
+    if name not in SKLEARN_SETS:
+        raise UserError(f"unknown sklearn dataset {name!r}{did_you_mean(name, SKLEARN_SETS)}; "
+                        f"known: {', '.join(SKLEARN_SETS)}")
+    bunch = getattr(datasets, f"load_{name}")()
+    meta = {"target_names": [str(t) for t in bunch.target_names]}
+    if as_image:
+        if name != "digits":
+            raise UserError(f"sklearn dataset {name!r} is not an image set; as_image needs digits")
+        # Pixel intensities are 0..16 in this set
+        X = (bunch.data.reshape(-1, 1, 8, 8) / 16.0).astype(np.float32)
+        return RawDataset(name, X, np.asarray(bunch.target), image_shape=(1, 8, 8), meta=meta)
+    names = getattr(bunch, "feature_names", None)
+    columns = ([str(f) for f in names] if names is not None and len(names)
+               else [f"x{i}" for i in range(bunch.data.shape[1])])
+    X = pd.DataFrame(bunch.data, columns=columns)
+    return RawDataset(name, X, np.asarray(bunch.target), meta=meta)
+
+
+def synthetic(n_samples: int = 1000, n_features: int = 20, n_informative: int | None = None,
+              n_redundant: int = 0, n_classes: int = 2, weights: list[float] | None = None,
+              class_sep: float = 1.0, flip_y: float = 0.0, random_state: int = 0) -> RawDataset:
+    """Gaussian-cluster classification data (sklearn make_classification), fixed by random_state.
+
+    ``n_informative`` defaults to half the features (at least enough for
+    ``n_classes`` clusters).  The data does not depend on the run seed, so
+    every seed sees the same dataset and only the split varies."""
+    import math
+
+    import numpy as np
+    import pandas as pd
+    from sklearn.datasets import make_classification
+
+    if n_informative is None:
+        n_informative = min(n_features, max(n_features // 2, math.ceil(math.log2(2 * n_classes))))
+    try:
+        X, y = make_classification(
+            n_samples=n_samples, n_features=n_features, n_informative=n_informative,
+            n_redundant=n_redundant, n_classes=n_classes, weights=weights,
+            class_sep=class_sep, flip_y=flip_y, random_state=random_state,
+        )
+    except ValueError as exc:
+        # sklearn's messages are clear but do not say which dataset they come from
+        raise UserError(f"synthetic dataset: {exc}") from None
+    X = pd.DataFrame(X, columns=[f"x{i}" for i in range(n_features)])
+    return RawDataset("synthetic", X, np.asarray(y), meta={"weights": weights})
+
+
+def csv(path: str, target: str, sep: str = ",") -> RawDataset:
+    """A CSV file with a header row; `target` names the label column, the others are features."""
+    import pandas as pd
+
+    file = Path(path).expanduser()
+    if not file.is_file():
+        where = f" (resolved to {file.resolve()})" if not file.is_absolute() else ""
+        raise UserError(f"csv dataset: file {path!r} does not exist{where}")
+    try:
+        frame = pd.read_csv(file, sep=sep)
+    except Exception as exc:  # parser errors name neither the file nor the dataset
+        reason = " ".join(str(exc).split())
+        raise UserError(f"csv dataset: cannot read {path!r}: {reason}") from None
+    if target not in frame.columns:
+        columns = [str(c) for c in frame.columns]
+        shown = ", ".join(columns[:30]) + (", ..." if len(columns) > 30 else "")
+        hint = " (is sep right?)" if len(columns) == 1 else ""
+        raise UserError(f"csv dataset {path!r} has no column {target!r}"
+                        f"{did_you_mean(target, columns)}; columns: {shown}{hint}")
+    y = frame.pop(target).to_numpy()
+    return RawDataset(file.stem, frame, y, meta={"path": str(file)})
+
+
+@hookimpl
+def register_datasets(register):
+    """The bundled, synthetic and CSV dataset sources."""
+    register("sklearn", sklearn)
+    register("synthetic", synthetic)
+    register("csv", csv)

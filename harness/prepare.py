@@ -1,0 +1,304 @@
+"""From a suite's dataset entry to training-ready arrays.
+
+``prepare_dataset(entry, split_seed)`` runs, in this order:
+
+1. load the ``RawDataset`` from its source plugin, cached in-process by source
+   and parameters so the runs of one worker load a dataset once;
+2. encode features as a float array (tabular: categorical and text columns
+   become category codes; the vocabulary is metadata, not a fitted statistic)
+   and labels as ``0..K-1`` in sorted order of the original values (rows
+   without a label are dropped);
+3. ``"full"``-stage transforms, in suite order;
+4. split: stratified train/val/test by ``split_seed``, or the source's
+   predefined train/test split (an OpenML task) with val carved out of its
+   train part, stratified;
+5. ``"train"``/``"trainval"``-stage transforms, in suite order;
+6. preprocessing fit on the train split only: tabular data is imputed
+   (median; most frequent for categorical columns), categorical columns are
+   one-hot encoded (unknown categories -> all zeros) and numeric ones
+   standardised; images ``(N, C, H, W)`` are standardised per channel;
+7. float32 features and int64 labels in a ``PreparedData``.
+
+Every random choice derives from ``split_seed`` (transforms get a numpy
+Generator seeded from the seed, the transform's position and the split part),
+so the same entry and seed give identical arrays.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+
+from harness.data import PreparedData, RawDataset
+from harness.errors import UserError
+
+#: How many loaded datasets one process keeps (they can be large).
+RAW_CACHE_SIZE = 4
+_RAW_CACHE: OrderedDict[tuple, RawDataset] = OrderedDict()
+STAGES = ("full", "train", "trainval")
+
+
+def _build(registry, kind: str, name: str, params: dict, path: str) -> Any:
+    """Validate ``params`` and call the factory.  Not ``registry.create``: its
+    ``{"name": ..., **params}`` spec would collide with a parameter that is
+    itself called ``name`` (the ``sklearn`` source's)."""
+    from harness.params import validate_params
+
+    info = registry.get(kind, name, path)
+    checked = validate_params(info.params, info.var_kw, dict(params), path,
+                              f"{kind[:-1]} {name!r}")
+    return info.factory(**checked)
+
+
+def load_raw(source: str, params: dict, registry) -> RawDataset:
+    """The ``RawDataset`` of one source, cached per process by source and params."""
+    info = registry.get("datasets", source, "dataset")
+    key = (source, info.plugin, json.dumps(params, sort_keys=True, default=repr))
+    if key in _RAW_CACHE:
+        _RAW_CACHE.move_to_end(key)
+        return _RAW_CACHE[key]
+    raw = _build(registry, "datasets", source, params, f"dataset.{source}")
+    if not isinstance(raw, RawDataset):
+        raise TypeError(f"dataset source {source!r} returned {type(raw).__name__}, "
+                        f"not a harness.data.RawDataset")
+    _RAW_CACHE[key] = raw
+    while len(_RAW_CACHE) > RAW_CACHE_SIZE:
+        _RAW_CACHE.popitem(last=False)
+    return raw
+
+
+def clear_cache() -> None:
+    """Forget the datasets loaded by this process."""
+    _RAW_CACHE.clear()
+
+
+def _label_key(value) -> tuple:
+    # Numbers (and numeric text such as OpenML's "1".."10") sort by value
+    try:
+        return (0, float(value), "")
+    except (TypeError, ValueError):
+        return (1, 0.0, str(value))
+
+
+def encode_labels(y) -> tuple[np.ndarray, list, np.ndarray]:
+    """``(codes, classes, labelled)``: int64 codes of the labelled rows, the
+    class values in code order (sorted), and the mask of labelled rows."""
+    import pandas as pd
+
+    values = pd.Series(np.asarray(y, dtype=object))
+    labelled = ~values.isna().to_numpy()
+    present = values[labelled]
+    classes = sorted(pd.unique(present), key=_label_key)
+    codes = pd.Categorical(present, categories=classes).codes.astype(np.int64)
+    classes = [c.item() if isinstance(c, np.generic) else c for c in classes]
+    return codes, classes, labelled
+
+
+def encode_features(raw: RawDataset) -> tuple[np.ndarray, list[int] | None]:
+    """``(X, categorical)``: a float array and the indices of its categorical
+    columns; ``categorical`` is ``None`` for image data ``(N, C, H, W)``."""
+    import pandas as pd
+
+    X = raw.X
+    if raw.image_shape is not None or (isinstance(X, np.ndarray) and X.ndim >= 3):
+        arr = np.array(X.to_numpy() if isinstance(X, pd.DataFrame) else X, dtype=np.float32)
+        shape = tuple(raw.image_shape) if raw.image_shape else arr.shape[1:]
+        if len(shape) == 2:
+            shape = (1, *shape)
+        return arr.reshape(len(arr), *shape), None
+    if not isinstance(X, pd.DataFrame):
+        try:
+            return np.array(X, dtype=np.float64).reshape(len(X), -1), []
+        except (TypeError, ValueError):
+            X = pd.DataFrame(np.asarray(X, dtype=object))
+    columns, categorical = [], []
+    for j, name in enumerate(X.columns):
+        col = X[name]
+        if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
+            columns.append(col.to_numpy(dtype=np.float64, na_value=np.nan))
+        else:
+            codes, _ = pd.factorize(col, sort=True)
+            columns.append(np.where(codes < 0, np.nan, codes).astype(np.float64))
+            categorical.append(j)
+    arr = np.column_stack(columns) if columns else np.zeros((len(X), 0))
+    return arr, categorical
+
+
+def _stratified_split(idx: np.ndarray, y: np.ndarray, size, seed: int):
+    """``(rest, part)`` with ``part`` of ``size`` (fraction or count), stratified
+    when every class has at least two rows, else plain random."""
+    from sklearn.model_selection import train_test_split
+
+    if not size or len(idx) < 2:
+        return idx, idx[:0]
+    try:
+        return tuple(train_test_split(idx, test_size=size, stratify=y, random_state=seed))
+    except ValueError:  # a class too small to stratify (or more classes than test rows)
+        return tuple(train_test_split(idx, test_size=size, random_state=seed))
+
+
+def _rng(seed: int, position: int, part: int) -> np.random.Generator:
+    return np.random.default_rng([abs(int(seed)), position, part])
+
+
+def _apply(transform, X, y, rng):
+    X, y = transform.apply(X, y, rng)
+    return np.asarray(X), np.asarray(y, dtype=np.int64)
+
+
+def fit_preprocessing(X_train: np.ndarray, categorical: list[int] | None):
+    """A function mapping raw feature arrays to model inputs, fit on ``X_train``."""
+    if categorical is None:
+        axes = (0, *range(2, X_train.ndim))
+        mean = X_train.mean(axis=axes, dtype=np.float64, keepdims=True)
+        std = X_train.std(axis=axes, dtype=np.float64, keepdims=True)
+        std[~(std > 0)] = 1.0
+        return lambda X: ((X - mean) / std).astype(np.float32)
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    numeric = [j for j in range(X_train.shape[1]) if j not in set(categorical)]
+    parts = []
+    # keep_empty_features: a column empty in one split must not change in_shape
+    if numeric:
+        parts.append(("num", make_pipeline(SimpleImputer(strategy="median",
+                                                         keep_empty_features=True),
+                                           StandardScaler()), numeric))
+    if categorical:
+        parts.append(("cat", make_pipeline(
+            SimpleImputer(strategy="most_frequent", keep_empty_features=True),
+            OneHotEncoder(handle_unknown="ignore", sparse_output=False)), categorical))
+    if not parts:
+        raise UserError("the dataset has no feature columns")
+    pipe = ColumnTransformer(parts, sparse_threshold=0).fit(X_train)
+    width = len(pipe.get_feature_names_out())
+
+    def transform(X: np.ndarray) -> np.ndarray:
+        # sklearn rejects empty inputs; an empty split still needs its width
+        return pipe.transform(X).astype(np.float32) if len(X) else np.zeros((0, width), np.float32)
+
+    return transform
+
+
+def _track_clean(clean, y_before, y_after):
+    """Clean labels aligned with ``y_after``, or ``None`` once rows cannot be matched."""
+    if clean is None:
+        return None
+    if len(y_after) == len(y_before):
+        return clean
+    # Rows were dropped: alignment survives only while no label differs yet
+    return y_after.copy() if np.array_equal(clean, y_before) else None
+
+
+def _make_transforms(entry: dict, registry) -> list[tuple[int, Any]]:
+    """``(suite position, transform)`` pairs, full-stage ones first."""
+    transforms = []
+    for pos, (name, tparams) in enumerate(entry.get("transforms") or []):
+        t = _build(registry, "transforms", name, tparams or {}, f"dataset.{name}")
+        if getattr(t, "stage", None) not in STAGES:
+            raise TypeError(f"transform {name!r} has stage {getattr(t, 'stage', None)!r}; "
+                            f"expected one of {', '.join(STAGES)}")
+        transforms.append((pos, t))
+    return ([pt for pt in transforms if pt[1].stage == "full"]
+            + [pt for pt in transforms if pt[1].stage != "full"])
+
+
+def _split_parts(X, y, splits, split: dict, full: list, seed: int):
+    """Full-stage transforms, then ``(train, val, test)`` as ``(X, y)`` pairs."""
+    if splits is None:
+        for pos, t in full:
+            X, y = _apply(t, X, y, _rng(seed, pos, 0))
+        pool, test = _stratified_split(np.arange(len(y)), y, split["test"], seed)
+        val_size = split["val"]
+        if isinstance(val_size, float) and isinstance(split["test"], float):
+            val_size = val_size / (1.0 - split["test"])  # a fraction of the whole dataset
+        (X_pool, y_pool), (X_test, y_test) = (X[pool], y[pool]), (X[test], y[test])
+    else:
+        # Full transforms run on each predefined part, keeping the task's split intact
+        (X_pool, y_pool), (X_test, y_test) = ((X[s], y[s]) for s in splits)
+        for pos, t in full:
+            X_pool, y_pool = _apply(t, X_pool, y_pool, _rng(seed, pos, 0))
+            X_test, y_test = _apply(t, X_test, y_test, _rng(seed, pos, 1))
+        val_size = split["val"]  # a fraction of the task's train part
+    train, val = _stratified_split(np.arange(len(y_pool)), y_pool, val_size, seed)
+    return (X_pool[train], y_pool[train]), (X_pool[val], y_pool[val]), (X_test, y_test)
+
+
+def prepare_dataset(entry: dict, split_seed: int, *, registry=None) -> PreparedData:
+    """Load, transform, split and preprocess one normalised dataset entry.
+
+    ``entry``: ``{"source", "params", "transforms": [[name, params], ...],
+    "split": {"val", "test"}, "label"}`` as the suite loader produces it.
+    Same entry and ``split_seed`` give identical arrays."""
+    if registry is None:
+        from harness.plugins import get_registry
+
+        registry = get_registry()
+    source, params = entry["source"], dict(entry.get("params") or {})
+    split = {"val": 0.2, "test": 0.2, **(entry.get("split") or {})}
+    seed = abs(int(split_seed)) % 2**32
+    raw = load_raw(source, params, registry)
+
+    X, categorical = encode_features(raw)
+    y, classes, labelled = encode_labels(raw.y)
+    if len(y) == 0:
+        raise UserError(f"dataset {raw.name!r} has no labelled rows")
+    splits = raw.splits
+    if not labelled.all():
+        X = X[labelled]
+        if splits is not None:
+            new_pos = np.cumsum(labelled) - 1
+            splits = tuple(new_pos[s[labelled[s]]] for s in splits)
+
+    ordered = _make_transforms(entry, registry)
+    # In run order, so a train transform sees the classes full transforms made
+    for _, t in ordered:
+        if hasattr(t, "bind_classes"):
+            classes = list(t.bind_classes(list(classes)))
+    full = [pt for pt in ordered if pt[1].stage == "full"]
+    (X_train, y_train), (X_val, y_val), (X_test, y_test) = _split_parts(
+        X, y, splits, split, full, seed)
+
+    clean_train, clean_val = y_train.copy(), y_val.copy()
+    for pos, t in ordered[len(full):]:
+        before = y_train
+        X_train, y_train = _apply(t, X_train, y_train, _rng(seed, pos, 0))
+        clean_train = _track_clean(clean_train, before, y_train)
+        if t.stage == "trainval":
+            before = y_val
+            X_val, y_val = _apply(t, X_val, y_val, _rng(seed, pos, 1))
+            clean_val = _track_clean(clean_val, before, y_val)
+    if len(y_train) == 0:
+        raise UserError(f"dataset {entry.get('label') or raw.name!r} has no training rows "
+                        f"left after its split and transforms")
+
+    prep = fit_preprocessing(X_train, categorical)
+    X_train, X_val, X_test = prep(X_train), prep(X_val), prep(X_test)
+    changed_train = clean_train is not None and not np.array_equal(clean_train, y_train)
+    changed_val = clean_val is not None and not np.array_equal(clean_val, y_val)
+    meta = {
+        **raw.meta,
+        "source": source,
+        "dataset_name": raw.name,
+        "n_train": int(len(y_train)),
+        "n_val": int(len(y_val)),
+        "n_test": int(len(y_test)),
+        "split": "predefined" if splits is not None else "stratified",
+        "transforms": [repr(t) for _, t in ordered],
+    }
+    if changed_train:
+        meta["noise_rate_train"] = float(np.mean(clean_train != y_train))
+    return PreparedData(
+        name=str(entry.get("label") or raw.name),
+        X_train=np.ascontiguousarray(X_train), y_train=y_train.astype(np.int64),
+        X_val=np.ascontiguousarray(X_val), y_val=y_val.astype(np.int64),
+        X_test=np.ascontiguousarray(X_test), y_test=y_test.astype(np.int64),
+        classes=classes, in_shape=tuple(X_train.shape[1:]), meta=meta,
+        y_train_clean=clean_train if changed_train else None,
+        y_val_clean=clean_val if changed_val else None,
+    )
