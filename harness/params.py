@@ -10,8 +10,9 @@ from __future__ import annotations
 import difflib
 import inspect
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from harness.errors import MISSING, ConfigError
 

@@ -138,6 +138,9 @@ def train_model(ctx, config: dict, data, metric_fns: dict) -> tuple[Any, dict]:
                               f"not a logged quantity; use val/loss or one of "
                               f"{', '.join('val/' + m for m in metric_fns)}")
         score = sign * current if math.isfinite(current) else -math.inf
+        if getattr(scheme, "restart_epoch", None) == epoch:
+            # the scheme restarted training (USEFUL): earlier epochs are another model
+            best, best_state, waited = -math.inf, None, 0
         if score > best or best_state is None:
             best, best_epoch, waited = score, epoch, 0
             if tr.get("select_best", True):
@@ -201,7 +204,9 @@ class ClassificationTask:
             if name not in epoch_fns:
                 X = torch.as_tensor(data.X_train, device=ctx.device)
                 y = torch.as_tensor(data.y_train, device=ctx.device)
-                out[name] = float(fn(model, info["loss_fn"], X, y))
+                # plain cross-entropy (loss_fn=None), so sharpness is comparable
+                # across methods and stateful losses are not stepped again
+                out[name] = float(fn(model, None, X, y))
         ctx.log_metrics({"time/train_s": info["train_s"],
                          "time/eval_s": time.perf_counter() - start,
                          "train/best_epoch": info["best_epoch"]})

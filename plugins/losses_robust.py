@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import math
 
-from harness_plugins.losses import Loss
-
 from harness import hookimpl
+from harness_plugins.losses import Loss
 
 
 def _log_p_true(logits, targets):

@@ -1,1 +1,293 @@
-"""Built-in plugin module (filled in by its issue)."""
+"""Classification and calibration metrics.
+
+Each factory returns ``metric(y_true, y_prob) -> float`` (scikit-learn's
+argument order; ``y_prob`` is ``(N, C)``, rows are class probabilities;
+``y_true`` integer labels) with a ``greater_is_better`` attribute.  The
+calibration-error helpers (:func:`calibration_bins`, :func:`ece_value`) are
+public so the calibration task and the reliability diagram share one binning.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from harness import hookimpl
+
+_EPS = 1e-12
+
+
+def _arrays(y_true, y_prob):
+    import numpy as np
+
+    y = np.asarray(y_true).astype(int).ravel()
+    p = np.asarray(y_prob, dtype=np.float64)
+    if p.ndim == 1:  # a binary score vector: probability of class 1
+        p = np.stack([1 - p, p], axis=1)
+    if len(p) != len(y):
+        raise ValueError(f"y_true has {len(y)} samples but y_prob has {len(p)}")
+    return y, p
+
+
+def _metric(fn, greater_is_better: bool):
+    def metric(y_true, y_prob) -> float:
+        return float(fn(*_arrays(y_true, y_prob)))
+
+    metric.greater_is_better = greater_is_better
+    metric.__name__ = fn.__name__
+    metric.__doc__ = fn.__doc__
+    return metric
+
+
+def calibration_bins(y_true, y_prob, bins: int = 15, adaptive: bool = False):
+    """Bin samples on max-probability confidence; returns ``(count, acc, conf)`` per bin.
+
+    Equal-width bins are ``(lo, hi]`` over [0, 1] (Guo et al. 2017); adaptive bins hold
+    equal numbers of samples sorted by confidence (Nixon et al. 2019)."""
+    import numpy as np
+
+    y, p = _arrays(y_true, y_prob)
+    conf = p.max(axis=1)
+    correct = (p.argmax(axis=1) == y).astype(float)
+    if adaptive:
+        order = np.argsort(conf, kind="stable")
+        groups = [g for g in np.array_split(order, bins) if len(g)]
+    else:
+        which = np.searchsorted(np.linspace(0, 1, bins + 1)[1:-1], conf, side="left")
+        groups = [np.flatnonzero(which == b) for b in range(bins)]
+    count = np.array([len(g) for g in groups], dtype=float)
+    acc = np.array([correct[g].mean() if len(g) else 0.0 for g in groups])
+    mean_conf = np.array([conf[g].mean() if len(g) else 0.0 for g in groups])
+    return count, acc, mean_conf
+
+
+def ece_value(y_true, y_prob, bins: int = 15, adaptive: bool = False) -> float:
+    """Expected calibration error: ``sum_b |b|/n |acc_b - conf_b|``."""
+    import numpy as np
+
+    count, acc, conf = calibration_bins(y_true, y_prob, bins, adaptive)
+    return float(np.sum(count / count.sum() * np.abs(acc - conf)))
+
+
+def accuracy():
+    """Accuracy of the argmax prediction."""
+    from sklearn.metrics import accuracy_score
+
+    def accuracy(y, p):
+        return accuracy_score(y, p.argmax(1))
+
+    return _metric(accuracy, True)
+
+
+def balanced_accuracy():
+    """Balanced accuracy, the mean per-class recall (Brodersen et al., ICPR 2010)."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    def balanced_accuracy(y, p):
+        import warnings
+
+        with warnings.catch_warnings():  # predicted classes absent from y_true
+            warnings.simplefilter("ignore")
+            return balanced_accuracy_score(y, p.argmax(1))
+
+    return _metric(balanced_accuracy, True)
+
+
+def f1(average: Literal["auto", "binary", "macro"] = "auto"):
+    """F1 score: auto = binary (positive class 1) for two classes, else macro average."""
+    from sklearn.metrics import f1_score
+
+    def f1(y, p):
+        mode = average if average != "auto" else ("binary" if p.shape[1] == 2 else "macro")
+        if mode == "binary" and p.shape[1] != 2:
+            raise ValueError(f"f1 average='binary' needs 2 classes, got {p.shape[1]}")
+        return f1_score(y, p.argmax(1), average=mode, pos_label=1, zero_division=0)
+
+    return _metric(f1, True)
+
+
+def f1_macro():
+    """Macro-averaged F1 score (unweighted mean of per-class F1)."""
+    return f1("macro")
+
+
+def g_mean():
+    """G-mean, geometric mean of the per-class recalls (Kubat & Matwin, ICML 1997).
+
+    Only classes present in ``y_true`` count (recall is undefined for the others)."""
+    import numpy as np
+    from sklearn.metrics import recall_score
+
+    def g_mean(y, p):
+        labels = np.unique(y)
+        recalls = recall_score(y, p.argmax(1), labels=labels, average=None, zero_division=0)
+        return float(np.prod(recalls) ** (1.0 / len(recalls)))
+
+    return _metric(g_mean, True)
+
+
+def auroc():
+    """AUROC: class-1 score for 2 classes, one-vs-rest macro average otherwise (Hand & Till 2001).
+
+    Classes absent from ``y_true`` are skipped; nan when only one class is present."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    def auroc(y, p):
+        present = np.unique(y)
+        if len(present) < 2:
+            return float("nan")
+        if p.shape[1] == 2:
+            return roc_auc_score(y, p[:, 1])
+        # one-vs-rest by hand: sklearn's ovr refuses y_true missing some class
+        return np.mean([roc_auc_score(y == c, p[:, c]) for c in present])
+
+    return _metric(auroc, True)
+
+
+def log_loss():
+    """Log loss, the mean negative log-likelihood of the true class (labels = range(C))."""
+    import numpy as np
+    from sklearn.metrics import log_loss as sk_log_loss
+
+    def log_loss(y, p):
+        p = np.clip(p, _EPS, 1.0)
+        return sk_log_loss(y, p / p.sum(1, keepdims=True), labels=np.arange(p.shape[1]))
+
+    return _metric(log_loss, False)
+
+
+def nll():
+    """Negative log-likelihood -mean log p[y] of the probabilities as given (no renormalising).
+
+    Probabilities are clipped at 1e-12; ``log_loss`` renormalises rows like scikit-learn."""
+    import numpy as np
+
+    def nll(y, p):
+        return -np.mean(np.log(np.clip(p[np.arange(len(y)), y], _EPS, None)))
+
+    return _metric(nll, False)
+
+
+def brier():
+    """Brier score (Brier 1950): mean over samples of ``sum_k (p_k - onehot_k)^2``."""
+    import numpy as np
+
+    def brier(y, p):
+        onehot = np.eye(p.shape[1])[y]
+        return np.mean(np.sum((p - onehot) ** 2, axis=1))
+
+    return _metric(brier, False)
+
+
+def ece(bins: int = 15):
+    """Expected calibration error with equal-width confidence bins (Guo et al., ICML 2017)."""
+
+    def ece(y, p):
+        return ece_value(y, p, bins)
+
+    return _metric(ece, False)
+
+
+def adaptive_ece(bins: int = 15):
+    """Adaptive ECE with equal-mass confidence bins (Nixon et al., CVPRW 2019)."""
+
+    def adaptive_ece(y, p):
+        return ece_value(y, p, bins, adaptive=True)
+
+    return _metric(adaptive_ece, False)
+
+
+def mce(bins: int = 15):
+    """Maximum calibration error over non-empty equal-width bins (Naeini et al., AAAI 2015)."""
+    import numpy as np
+
+    def mce(y, p):
+        count, acc, conf = calibration_bins(y, p, bins)
+        return float(np.max(np.abs(acc - conf)[count > 0]))
+
+    return _metric(mce, False)
+
+
+def _norm(tensors):
+    import torch
+
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in tensors]))
+
+
+class Sharpness:
+    """Top Hessian eigenvalue of the mean loss by power iteration on Hessian-vector
+    products (double backprop), on the first ``n_samples`` samples, model in eval mode."""
+
+    greater_is_better = False
+    needs_model = True
+
+    def __init__(self, iters: int, n_samples: int, batch_size: int = 256):
+        self.iters, self.n_samples, self.batch_size = iters, n_samples, batch_size
+
+    def __call__(self, model, loss_fn, X, y, epoch: int = 0) -> float:
+        """Sharpness of ``model`` at the first ``n_samples`` of the train split ``X, y``.
+
+        ``loss_fn(logits, y, index=, epoch=)`` is the run's loss (``index`` = positions in
+        the train split); pass None for plain cross-entropy, and do so for losses that
+        update per-sample state when called."""
+        import torch
+
+        params = [p for p in model.parameters() if p.requires_grad]
+        device = params[0].device
+        X = torch.as_tensor(X[:self.n_samples], device=device)
+        if X.is_floating_point():  # numpy float64 data with a float32 model
+            X = X.to(params[0].dtype)
+        y = torch.as_tensor(y[:self.n_samples], device=device).long()
+        if loss_fn is None:
+            loss_fn = lambda logits, t, **_: torch.nn.functional.cross_entropy(logits, t)  # noqa: E731
+        gen = torch.Generator().manual_seed(0)
+        v = [torch.randn(p.shape, generator=gen).to(p) for p in params]
+        was = model.training
+        model.eval()
+        try:
+            eig = float("nan")
+            for _ in range(self.iters):
+                vnorm = _norm(v)
+                v = [vi / vnorm for vi in v]
+                hv = self._hvp(model, loss_fn, params, X, y, v, epoch)
+                eig = float(sum((a * b).sum() for a, b in zip(v, hv)))
+                v = hv
+                if float(_norm(hv)) == 0:
+                    return 0.0
+        finally:
+            model.train(was)
+        return eig
+
+    def _hvp(self, model, loss_fn, params, X, y, v, epoch):
+        import torch
+
+        n = len(X)
+        out = [torch.zeros_like(p) for p in params]
+        # chunks keep double-backprop memory bounded; weights make the sum the full-set mean
+        for i in range(0, n, self.batch_size):
+            xb, yb = X[i:i + self.batch_size], y[i:i + self.batch_size]
+            index = torch.arange(i, i + len(xb), device=X.device)
+            loss = loss_fn(model(xb), yb, index=index, epoch=epoch) * (len(xb) / n)
+            g = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
+            dot = sum((gi * vi).sum() for gi, vi in zip(g, v) if gi is not None)
+            hv = torch.autograd.grad(dot, params, allow_unused=True)
+            for o, h in zip(out, hv):
+                if h is not None:
+                    o.add_(h)
+        return out
+
+
+def sharpness(iters: int = 20, n_samples: int = 512):
+    """Sharpness: top Hessian eigenvalue of the train loss, power iteration (Yao et al. 2020).
+
+    Needs the model (``needs_model``): call ``metric(model, loss_fn, X_train, y_train)``;
+    lower is flatter.  Power iteration on Hessian-vector products as in PyHessian."""
+    return Sharpness(iters, n_samples)
+
+
+@hookimpl
+def register_metrics(register):
+    """Register the classification and calibration metrics."""
+    for factory in (accuracy, balanced_accuracy, f1, f1_macro, g_mean, auroc, log_loss, nll,
+                    brier, ece, adaptive_ece, mce, sharpness):
+        register(factory.__name__, factory)

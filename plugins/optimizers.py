@@ -1,1 +1,273 @@
-"""Built-in plugin module (filled in by its issue)."""
+"""Optimizers, the training-scheme protocol, the USEFUL restart scheme, schedulers.
+
+Optimizer factories return ``build(parameters) -> torch.optim.Optimizer`` or a
+training scheme; the training loop drives both through the :class:`Scheme`
+protocol (:func:`as_scheme` wraps plain optimizers).  Scheduler factories
+return ``build(optimizer, epochs) -> LRScheduler``, stepped once per epoch.
+The sharpness-aware schemes (SAM, SAF, MESA, grad_norm) live in
+``harness_plugins.schemes``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Protocol, runtime_checkable
+
+from harness import hookimpl
+
+
+@runtime_checkable
+class Scheme(Protocol):
+    """What the training loop calls.
+
+    ``setup(model, loss_fn, info)`` once before training; ``info`` is a
+    ``SimpleNamespace(n_train, n_classes, epochs, steps_per_epoch, device,
+    X_train, y_train)``.  ``step(batch)`` does one optimization step on
+    ``batch = {"x", "y", "index", "epoch"}`` and returns the batch objective
+    as a float (may be nan: the loop checks).  ``optimizer`` is the inner
+    torch optimizer that schedulers step.  Optional: ``epoch_order(epoch,
+    generator) -> LongTensor | None`` (sample order of an epoch; its length
+    may differ from ``n_train``), ``on_epoch_end(epoch)`` and ``reset()`` (forget
+    optimizer and scheme state; ``useful`` calls it on its inner scheme).
+    """
+
+    optimizer: Any
+
+    def setup(self, model, loss_fn, info) -> None: ...
+
+    def step(self, batch) -> float: ...
+
+
+def as_scheme(obj) -> Scheme:
+    """Return ``obj`` if it is a scheme, else wrap a ``build(parameters)`` optimizer factory
+    in a :class:`PlainScheme`."""
+    if hasattr(obj, "step") and hasattr(obj, "setup"):
+        return obj
+    if callable(obj):
+        return PlainScheme(obj)
+    raise TypeError(f"not an optimizer factory or training scheme: {obj!r}")
+
+
+class PlainScheme:
+    """One forward/backward pass and an optimizer step; base of the other schemes."""
+
+    def __init__(self, build):
+        self.build = build
+        self.optimizer = None
+
+    def setup(self, model, loss_fn, info) -> None:
+        """Keep the model and loss; build the inner optimizer on the trainable weights."""
+        self.model, self.loss_fn, self.info = model, loss_fn, info
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = self.build(self.params)
+        self.epoch = 0
+
+    def loss(self, batch, logits=None):
+        """The run's loss on ``batch`` (forward pass unless ``logits`` given)."""
+        if logits is None:
+            logits = self.model(batch["x"])
+        return self.loss_fn(logits, batch["y"], index=batch.get("index"),
+                            epoch=batch.get("epoch", 0))
+
+    def step(self, batch) -> float:
+        """zero_grad, forward, backward, update; returns the batch loss."""
+        self.epoch = batch.get("epoch", 0)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.loss(batch)
+        loss.backward()
+        self.optimizer.step()
+        return loss.item()
+
+    def reset(self) -> None:
+        """Forget optimizer state in place, so a scheduler built on ``optimizer`` keeps
+        working (used by ``useful`` after re-initialising the model)."""
+        self.optimizer.state.clear()
+
+
+class Useful:
+    """Train briefly, cluster each class on the network outputs, upsample the slow-learned
+    cluster and retrain from the initial weights."""
+
+    def __init__(self, inner, t_frac: float, factor: int, k: int):
+        self.inner, self.t_frac, self.factor, self.k = inner, t_frac, factor, k
+        self.upsampled = None
+        #: epoch after which the model was re-initialised (None before): the training loop
+        #: should not select a best epoch from before it
+        self.restart_epoch = None
+
+    @property
+    def optimizer(self):
+        """The inner scheme's optimizer (schedulers step it)."""
+        return self.inner.optimizer
+
+    def setup(self, model, loss_fn, info) -> None:
+        """Set up the inner scheme and remember the initial weights."""
+        self.inner.setup(model, loss_fn, info)
+        self.model, self.info = model, info
+        self.initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self.t_epoch = max(1, round(self.t_frac * info.epochs))
+        self.upsampled = self.restart_epoch = None
+
+    def step(self, batch) -> float:
+        """Delegate to the inner scheme."""
+        return self.inner.step(batch)
+
+    def epoch_order(self, epoch, generator):
+        """After the restart: every sample once plus ``factor - 1`` extra copies of the
+        slow-learned ones, shuffled (so an epoch is longer than ``n_train``)."""
+        import torch
+
+        if self.upsampled is None:
+            inner = getattr(self.inner, "epoch_order", None)
+            return inner(epoch, generator) if inner else None
+        order = torch.cat([torch.arange(self.info.n_train),
+                           self.upsampled.repeat(self.factor - 1)])
+        return order[torch.randperm(len(order), generator=generator)]
+
+    def on_epoch_end(self, epoch) -> None:
+        """Restart once, after ``round(t_frac * epochs)`` epochs."""
+        inner = getattr(self.inner, "on_epoch_end", None)
+        if inner:
+            inner(epoch)
+        if self.upsampled is None and epoch + 1 == self.t_epoch < self.info.epochs:
+            self.upsampled = self.slow_samples()
+            self.restart_epoch = epoch
+            self.model.load_state_dict(self.initial)
+            if hasattr(self.inner, "reset"):
+                self.inner.reset()
+            else:
+                self.inner.optimizer.state.clear()
+
+    def slow_samples(self):
+        """Per class, k-means on the train logits; the cluster with the highest mean
+        cross-entropy is the slow-learned one.  Returns its train positions."""
+        import torch
+        import torch.nn.functional as F
+        from sklearn.cluster import KMeans
+
+        X, y = self.info.X_train, self.info.y_train
+        was = self.model.training
+        self.model.eval()
+        with torch.no_grad():
+            logits = torch.cat([self.model(X[i:i + 1024]).float().cpu()
+                                for i in range(0, len(X), 1024)])
+        self.model.train(was)
+        y = torch.as_tensor(y).cpu().long()
+        losses = F.cross_entropy(logits, y, reduction="none")
+        slow = [torch.zeros(0, dtype=torch.long)]
+        for c in torch.unique(y):
+            pos = torch.nonzero(y == c).flatten()
+            if len(pos) < self.k:
+                continue
+            with warnings.catch_warnings():  # duplicate points -> fewer distinct clusters
+                warnings.simplefilter("ignore")
+                labels = KMeans(self.k, n_init=10, random_state=0).fit_predict(
+                    logits[pos].double().numpy())
+            labels = torch.as_tensor(labels)
+            means = [float(losses[pos][labels == j].mean()) if (labels == j).any() else -1.0
+                     for j in range(self.k)]
+            slow.append(pos[labels == int(torch.tensor(means).argmax())])
+        return torch.cat(slow)
+
+
+
+
+def sgd(lr: float = 0.01, momentum: float = 0.9, nesterov: bool = False,
+        weight_decay: float = 0.0):
+    """SGD with (Nesterov) momentum (Sutskever et al., ICML 2013)."""
+    if nesterov and momentum <= 0:
+        raise ValueError("sgd: nesterov=True needs momentum > 0")
+
+    def build(parameters):
+        import torch
+
+        return torch.optim.SGD(parameters, lr=lr, momentum=momentum, nesterov=nesterov,
+                               weight_decay=weight_decay)
+
+    return build
+
+
+def adam(lr: float = 1e-3, weight_decay: float = 0.0,
+         betas: tuple[float, float] = (0.9, 0.999)):
+    """Adam (Kingma & Ba, ICLR 2015); weight_decay is the coupled L2 penalty."""
+
+    def build(parameters):
+        import torch
+
+        return torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay,
+                                betas=tuple(betas))
+
+    return build
+
+
+def adamw(lr: float = 1e-3, weight_decay: float = 0.01,
+          betas: tuple[float, float] = (0.9, 0.999)):
+    """AdamW, Adam with decoupled weight decay (Loshchilov & Hutter, ICLR 2019)."""
+
+    def build(parameters):
+        import torch
+
+        return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay,
+                                 betas=tuple(betas))
+
+    return build
+
+
+def cosine(t_max: int | None = None, eta_min: float = 0.0):
+    """Cosine annealing without restarts (Loshchilov & Hutter, ICLR 2017).
+
+    ``t_max`` (epochs) defaults to the run's number of epochs."""
+
+    def build(optimizer, epochs: int):
+        import torch
+
+        return torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=t_max if t_max is not None else max(1, epochs), eta_min=eta_min)
+
+    return build
+
+
+def step(step_size: int = 30, gamma: float = 0.1, milestones: list[int] | None = None):
+    """Step decay by gamma every step_size epochs or at milestones (He et al., CVPR 2016).
+
+    With ``milestones`` this is ``MultiStepLR`` and ``step_size`` is ignored."""
+
+    def build(optimizer, epochs: int):
+        import torch
+
+        if milestones:
+            return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=sorted(milestones),
+                                                        gamma=gamma)
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
+
+    return build
+
+
+def useful(base: str | dict = "sgd", t_frac: float = 0.1, factor: int = 2, k: int = 2):
+    """USEFUL, upsample early-not-learned examples (Nguyen et al., NeurIPS 2024).
+
+    After ``round(t_frac * epochs)`` epochs: k-means per class on the train logits, the
+    higher-loss cluster is seen ``factor`` times per epoch, the model goes back to its initial
+    weights and optimizer state, and training continues for the REMAINING epochs (the paper
+    retrains for a full schedule).  ``base`` may be a scheme, e.g. ``sam``."""
+    import harness
+
+    if factor < 1 or k < 2:
+        raise ValueError("useful: needs factor >= 1 and k >= 2")
+    return Useful(as_scheme(harness.create("optimizers", base)), t_frac, factor, k)
+
+
+@hookimpl
+def register_optimizers(register):
+    """Register the plain optimizers."""
+    register("sgd", sgd)
+    register("adam", adam)
+    register("adamw", adamw)
+    register("useful", useful)
+
+
+@hookimpl
+def register_schedulers(register):
+    """Register the learning-rate schedulers."""
+    register("cosine", cosine)
+    register("step", step)

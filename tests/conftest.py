@@ -13,6 +13,15 @@ sys.path.insert(0, str(PLUGINS))
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """One intra-op thread: on 2 shared cores, more threads make tiny models
+    many times slower and timings erratic."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture
 def tracking_uri(tmp_path, monkeypatch):
     """A fresh sqlite MLflow store for one test (also set as the env default)."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from harness_plugins.datasets import csv, sklearn, synthetic
 
 from harness.data import RawDataset
 from harness.errors import UserError
+from harness_plugins.datasets import csv, sklearn, synthetic
 
 
 @pytest.mark.parametrize("name, n, n_features, n_classes", [

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from harness_plugins.losses_metric import ens_derivatives
 
 import harness
+from harness_plugins.losses_metric import ens_derivatives
 
 LOGITS = np.array([[0.3, -0.2], [1.0, 2.5], [-0.5, 0.5], [2.0, 0.0], [0.0, 0.1], [0.2, 0.1],
                    [-1.0, 1.0]])

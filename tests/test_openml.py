@@ -10,14 +10,14 @@ import numpy as np
 import openml
 import pytest
 import requests  # openml-python's HTTP client
+
+from harness.errors import UserError
 from harness_plugins.openml_data import (
     DatasetUnavailable,
     infer_image_shape,
     openml_dataset,
     openml_task,
 )
-
-from harness.errors import UserError
 
 DATASET_ID, TASK_ID, IMAGE_ID = 990001, 990002, 990003
 N = 120

@@ -1,0 +1,138 @@
+"""Metrics against hand computation and scikit-learn; ranking direction."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+import harness
+from harness_plugins.metrics import calibration_bins
+
+# four binary samples worked out by hand (5 equal-width bins of width 0.2):
+#   p=(.9,.1)  y=0: conf .90 right, bin (.8,1]
+#   p=(.85,.15) y=1: conf .85 wrong, bin (.8,1]
+#   p=(.3,.7)  y=1: conf .70 right, bin (.6,.8]
+#   p=(.45,.55) y=0: conf .55 wrong, bin (.4,.6]
+P = np.array([[0.9, 0.1], [0.85, 0.15], [0.3, 0.7], [0.45, 0.55]])
+Y = np.array([0, 1, 1, 0])
+
+
+def m(spec):
+    return harness.create("metrics", spec)
+
+
+def test_ece_and_mce_by_hand():
+    # bin (.8,1]: acc .5 conf .875 -> 2/4 * .375; (.6,.8]: 1/4 * .3; (.4,.6]: 1/4 * .55
+    assert m({"name": "ece", "bins": 5})(Y, P) == pytest.approx(0.1875 + 0.075 + 0.1375)
+    assert m({"name": "mce", "bins": 5})(Y, P) == pytest.approx(0.55)
+
+
+def test_adaptive_ece_by_hand():
+    # equal mass, 2 bins: {.55 wrong, .70 right} and {.85 wrong, .90 right}
+    assert m({"name": "adaptive_ece", "bins": 2})(Y, P) == pytest.approx(
+        0.5 * abs(0.5 - 0.625) + 0.5 * abs(0.5 - 0.875))
+
+
+def test_bins_are_right_closed():
+    count, _, _ = calibration_bins([0, 0], [[0.8, 0.2], [0.6, 0.4]], bins=5)
+    assert count.tolist() == [0, 0, 1, 1, 0]  # .6 in (.4,.6], .8 in (.6,.8]
+
+
+def test_ece_is_zero_for_perfect_calibration():
+    # 10 samples at confidence .7, 7 of them right
+    p = np.tile([0.7, 0.3], (10, 1))
+    y = np.array([0] * 7 + [1] * 3)
+    assert m("ece")(y, p) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_brier_and_nll_by_hand():
+    # per sample sum_k (p_k - onehot_k)^2: .02, 1.445, .18, .605
+    assert m("brier")(Y, P) == pytest.approx((0.02 + 1.445 + 0.18 + 0.605) / 4)
+    assert m("nll")(Y, P) == pytest.approx(
+        -(math.log(0.9) + math.log(0.15) + math.log(0.7) + math.log(0.45)) / 4)
+
+
+def random_problem(n=200, c=3, seed=0):
+    rng = np.random.default_rng(seed)
+    p = rng.dirichlet(np.ones(c), size=n)
+    y = np.where(rng.random(n) < 0.6, p.argmax(1), rng.integers(0, c, n))
+    return y, p
+
+
+@pytest.mark.parametrize("c", [2, 4])
+def test_against_sklearn(c):
+    y, p = random_problem(c=c, seed=c)
+    pred = p.argmax(1)
+    assert m("accuracy")(y, p) == pytest.approx(skm.accuracy_score(y, pred))
+    assert m("balanced_accuracy")(y, p) == pytest.approx(skm.balanced_accuracy_score(y, pred))
+    assert m("f1_macro")(y, p) == pytest.approx(skm.f1_score(y, pred, average="macro"))
+    expected_f1 = (skm.f1_score(y, pred) if c == 2 else skm.f1_score(y, pred, average="macro"))
+    assert m("f1")(y, p) == pytest.approx(expected_f1)
+    assert m("log_loss")(y, p) == pytest.approx(skm.log_loss(y, p, labels=range(c)))
+    assert m("nll")(y, p) == pytest.approx(skm.log_loss(y, p, labels=range(c)))
+    recalls = skm.recall_score(y, pred, average=None)
+    assert m("g_mean")(y, p) == pytest.approx(np.prod(recalls) ** (1 / c))
+    expected_auc = (skm.roc_auc_score(y, p[:, 1]) if c == 2
+                    else skm.roc_auc_score(y, p, multi_class="ovr", average="macro"))
+    assert m("auroc")(y, p) == pytest.approx(expected_auc)
+    onehot = np.eye(c)[y]
+    assert m("brier")(y, p) == pytest.approx(np.mean(np.sum((p - onehot) ** 2, 1)))
+    if c == 2:  # binary Brier = 2 x sklearn's positive-class Brier
+        assert m("brier")(y, p) == pytest.approx(2 * skm.brier_score_loss(y, p[:, 1]))
+
+
+def test_f1_binary_uses_class_one_as_positive():
+    y = np.array([1, 1, 0, 0])
+    p = np.array([[0.2, 0.8], [0.6, 0.4], [0.9, 0.1], [0.3, 0.7]])  # TP, FN, TN, FP
+    assert m("f1")(y, p) == pytest.approx(0.5)
+    assert m({"name": "f1", "average": "macro"})(y, p) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="2 classes"):
+        m({"name": "f1", "average": "binary"})(np.array([0, 1, 2]), np.eye(3))
+
+
+def test_g_mean_is_zero_when_a_class_is_never_recalled():
+    y = np.array([0, 0, 1, 1])
+    p = np.array([[0.9, 0.1]] * 4)
+    assert m("g_mean")(y, p) == 0.0
+    p = np.array([[0.9, 0.1], [0.2, 0.8], [0.3, 0.7], [0.4, 0.6]])  # recalls .5 and 1
+    assert m("g_mean")(y, p) == pytest.approx(math.sqrt(0.5))
+
+
+def test_auroc_single_class_is_nan_and_absent_classes_are_skipped():
+    y, p = np.zeros(5, int), np.random.default_rng(0).dirichlet(np.ones(3), 5)
+    assert math.isnan(m("auroc")(y, p))
+    y = np.array([0, 0, 1, 1])  # class 2 of 3 absent
+    p = np.array([[0.8, 0.1, 0.1], [0.5, 0.3, 0.2], [0.2, 0.7, 0.1], [0.4, 0.4, 0.2]])
+    expected = np.mean([skm.roc_auc_score(y == 0, p[:, 0]), skm.roc_auc_score(y == 1, p[:, 1])])
+    assert m("auroc")(y, p) == pytest.approx(expected)
+
+
+def test_log_loss_counts_all_classes_even_if_absent():
+    y = np.array([0, 1])
+    p = np.array([[0.5, 0.3, 0.2], [0.1, 0.8, 0.1]])
+    assert m("log_loss")(y, p) == pytest.approx(-(math.log(0.5) + math.log(0.8)) / 2)
+
+
+@pytest.mark.parametrize("name,greater", [
+    ("accuracy", True), ("balanced_accuracy", True), ("f1", True), ("f1_macro", True),
+    ("g_mean", True), ("auroc", True), ("log_loss", False), ("nll", False), ("brier", False),
+    ("ece", False), ("adaptive_ece", False), ("mce", False)])
+def test_direction_and_contract(name, greater):
+    metric = m(name)
+    assert metric.greater_is_better is greater
+    y, p = random_problem()
+    value = metric(list(y), p.tolist())  # plain sequences are accepted
+    assert isinstance(value, float)
+    assert harness.components("metrics")[name].description  # a docstring line for `list`
+
+
+def test_better_predictions_score_better():
+    y, p = random_problem(n=500, seed=5)
+    perfect = np.eye(3)[y] * 0.98 + 0.02 / 3
+    for name in ("accuracy", "f1", "g_mean", "auroc", "log_loss", "brier", "nll"):
+        metric = m(name)
+        sign = 1 if metric.greater_is_better else -1
+        assert sign * metric(y, perfect) > sign * metric(y, p), name
