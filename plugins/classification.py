@@ -47,7 +47,10 @@ class Config(BaseModel):
     training: Training = Training()
 
 
-def _config_error(exc: ValidationError, config: dict) -> ConfigError:
+def _config_error(exc: ValidationError, config: dict, root: type[BaseModel] | None = None
+                  ) -> ConfigError:
+    """A pydantic error as a ConfigError at its key path (``root`` is the
+    config model, for listing the allowed keys of an unknown one)."""
     err = exc.errors()[0]
     loc = [p for p in err["loc"] if isinstance(p, int) or p.isidentifier()]
     value: Any = config
@@ -55,13 +58,13 @@ def _config_error(exc: ValidationError, config: dict) -> ConfigError:
         value = value.get(part) if isinstance(value, dict) else None
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
-        allowed = {(): Config, ("training",): Training,
+        allowed = {(): root or Config, ("training",): Training,
                    ("training", "early_stopping"): EarlyStopping}.get(tuple(loc[:-1]))
-        names = ", ".join(allowed.model_fields) if allowed else ""
         from harness.params import did_you_mean
 
-        msg = f"unknown key {loc[-1]!r}{did_you_mean(loc[-1], allowed.model_fields if allowed else [])}" \
-              f"; allowed: {names}"
+        fields = list(allowed.model_fields) if allowed else []
+        msg = (f"unknown key {loc[-1]!r}{did_you_mean(loc[-1], fields)}; "
+               f"allowed: {', '.join(fields)}")
     return ConfigError(".".join(map(str, loc)), value, msg)
 
 

@@ -1,0 +1,149 @@
+"""Task ``calibration``: post-hoc calibrators on a shared classifier.
+
+One classifier is trained per (dataset, seed, classifier config) and shared by
+every calibrator of the suite through ``harness.shared`` (an MLflow artifact of
+its logits), so calibrators are compared on identical logits.  Each
+calibrator is fitted on validation logits and evaluated on the clean test set
+(``test/<metric>``) and on corrupted copies at fixed severities
+(``test/shift<s>/<metric>``), in- and out-of-distribution as in the
+correctness-aware calibration paper.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from harness import hookimpl
+from harness_plugins.classification import (
+    Config,
+    _config_error,
+    predict_logits,
+    train_model,
+)
+
+Spec = str | dict
+
+
+class Shift(BaseModel):
+    """Corrupted test sets: severities 1..5 of ``shift_corruptions``."""
+
+    model_config = ConfigDict(extra="forbid")
+    severities: list[int] = Field(default_factory=lambda: [1, 3, 5])
+
+
+class CalibrationConfig(Config):
+    """Classifier config plus the calibrator under test."""
+
+    model_config = ConfigDict(extra="forbid")
+    calibrator: Spec = "temperature"
+    shift: Shift = Shift()
+
+
+def _classifier_arrays(ctx, cfg: dict, data) -> dict:
+    """Train the classifier; return the logits every calibrator needs."""
+    import numpy as np
+    import torch
+
+    from harness_plugins.calibration import make_views, shift_corruptions
+
+    model, info = train_model(ctx, cfg, data, {})
+    bs = cfg["training"]["eval_batch_size"]
+    rng = np.random.default_rng(ctx.seeds["split"])
+
+    def logits(X):
+        return predict_logits(model, torch.as_tensor(X, device=ctx.device), bs).cpu().numpy()
+
+    out = {"y_val": data.y_val, "y_test": data.y_test, "train_s": np.array(info["train_s"])}
+    sets = {"val": data.X_val, "test": data.X_test}
+    for s in cfg["shift"]["severities"]:
+        sets[f"shift{s}"] = shift_corruptions(data.X_test, s, rng).astype(np.float32)
+    for name, X in sets.items():
+        out[f"{name}_logits"] = logits(X)
+        for i, view in enumerate(make_views(X, rng)):
+            out[f"{name}_view{i}"] = logits(np.asarray(view, dtype=np.float32))
+    return out
+
+
+def _views(arrays: dict, name: str) -> list:
+    views, i = [], 0
+    while f"{name}_view{i}" in arrays:
+        views.append(arrays[f"{name}_view{i}"])
+        i += 1
+    return views
+
+
+class CalibrationTask:
+    """Fit a calibrator on validation logits of a shared classifier; measure
+    calibration on the test set and on shifted test sets."""
+
+    def validate(self, config: dict, check) -> dict:
+        """Check the classifier config and the calibrator spec."""
+        try:
+            cfg = CalibrationConfig.model_validate(config).model_dump()
+        except ValidationError as exc:
+            raise _config_error(exc, config, CalibrationConfig) from None
+        for key, kind, node in (("model", "models", cfg), ("loss", "losses", cfg),
+                                ("optimizer", "optimizers", cfg["training"]),
+                                ("scheduler", "schedulers", cfg["training"]),
+                                ("calibrator", "calibrators", cfg)):
+            if node.get(key) is None:
+                continue
+            path = f"training.{key}" if node is not cfg else key
+            name, params = check(kind, node[key], path)
+            node[key] = {"name": name, **params}
+        for s in cfg["shift"]["severities"]:
+            if not 1 <= s <= 5:
+                from harness import ConfigError
+
+                raise ConfigError("shift.severities", s, "severities are 1..5")
+        return cfg
+
+    def run(self, ctx) -> dict[str, float]:
+        """Reuse or train the classifier, calibrate, evaluate."""
+        from harness.shared import shared_arrays, shared_key
+
+        cfg = ctx.config
+        classifier = {k: cfg[k] for k in ("model", "loss", "training", "shift")}
+        key = shared_key(ctx.spec.dataset, ctx.spec.seeds, classifier)
+        arrays, reused = shared_arrays(ctx, "classifier", key,
+                                       lambda: _classifier_arrays(ctx, cfg, ctx.data))
+        ctx.log_metrics({"classifier/reused": float(reused),
+                         "time/train_s": 0.0 if reused else float(arrays["train_s"])})
+        cal = ctx.create("calibrators", cfg["calibrator"])
+        needs_views = getattr(cal, "needs_views", False)
+        fit_kw = {"view_logits": _views(arrays, "val")} if needs_views else {}
+        cal.fit(arrays["val_logits"], arrays["y_val"], **fit_kw)
+        fns = {m: ctx.create("metrics", m) for m in ctx.spec.metrics}
+        out: dict[str, float] = {}
+        for name in ["test", *(f"shift{s}" for s in cfg["shift"]["severities"])]:
+            kw = {"view_logits": _views(arrays, name)} if needs_views else {}
+            probs = cal.predict_proba(arrays[f"{name}_logits"], **kw)
+            prefix = "" if name == "test" else f"{name}/"
+            for m, fn in fns.items():
+                out[f"{prefix}{m}"] = float(fn(arrays["y_test"], probs))
+            if name == "test":
+                self._diagram(ctx, probs, arrays["y_test"], cfg)
+        return out
+
+    @staticmethod
+    def _diagram(ctx, probs, y, cfg) -> None:
+        from harness_plugins.calibration import reliability_diagram
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "reliability.png")
+            reliability_diagram(probs, y, path, title=f"{ctx.spec.dataset_label} / "
+                                f"{ctx.spec.method}")
+            ctx.log_artifact(path)
+
+
+def calibration():
+    """Post-hoc calibration of a shared classifier, in- and out-of-distribution."""
+    return CalibrationTask()
+
+
+@hookimpl
+def register_tasks(register):
+    register("calibration", calibration)
