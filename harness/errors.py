@@ -46,3 +46,10 @@ MISSING: Any = _MISSING
 class Diverged(Exception):
     """Raised by a task when training diverges (NaN or inf loss); the run is
     recorded with status ``diverged`` instead of failing."""
+
+
+class DatasetUnavailable(RuntimeError):
+    """A dataset source could not fetch its data (no network, server down,
+    access denied).  The message is one line.  A process remembers the
+    failure, so the other runs on that dataset fail at once instead of
+    waiting for the same network timeouts again."""

@@ -33,11 +33,13 @@ from typing import Any
 import numpy as np
 
 from harness.data import PreparedData, RawDataset
-from harness.errors import UserError
+from harness.errors import DatasetUnavailable, UserError
 
 #: How many loaded datasets one process keeps (they can be large).
 RAW_CACHE_SIZE = 4
 _RAW_CACHE: OrderedDict[tuple, RawDataset] = OrderedDict()
+#: Sources that failed to fetch in this process: fail fast on the next run.
+_UNAVAILABLE: dict[tuple, DatasetUnavailable] = {}
 STAGES = ("full", "train", "trainval")
 
 
@@ -60,7 +62,13 @@ def load_raw(source: str, params: dict, registry) -> RawDataset:
     if key in _RAW_CACHE:
         _RAW_CACHE.move_to_end(key)
         return _RAW_CACHE[key]
-    raw = _build(registry, "datasets", source, params, f"dataset.{source}")
+    if key in _UNAVAILABLE:
+        raise _UNAVAILABLE[key]
+    try:
+        raw = _build(registry, "datasets", source, params, f"dataset.{source}")
+    except DatasetUnavailable as exc:
+        _UNAVAILABLE[key] = exc
+        raise
     if not isinstance(raw, RawDataset):
         raise TypeError(f"dataset source {source!r} returned {type(raw).__name__}, "
                         f"not a harness.data.RawDataset")
@@ -73,6 +81,7 @@ def load_raw(source: str, params: dict, registry) -> RawDataset:
 def clear_cache() -> None:
     """Forget the datasets loaded by this process."""
     _RAW_CACHE.clear()
+    _UNAVAILABLE.clear()
 
 
 def _label_key(value) -> tuple:

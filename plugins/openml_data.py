@@ -26,7 +26,7 @@ from pathlib import Path
 
 from harness import hookimpl
 from harness.data import RawDataset
-from harness.errors import UserError
+from harness.errors import DatasetUnavailable, UserError
 from harness.params import did_you_mean
 
 #: Bump when the layout of the harness cache files changes.
@@ -34,12 +34,12 @@ CACHE_FORMAT = 1
 TARGET_COLUMN = "__harness_target__"
 
 
-class DatasetUnavailable(RuntimeError):
-    """An OpenML dataset or task could not be fetched (network, server, access)."""
-
-
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
+    if any(s in text for s in ("NameResolutionError", "Max retries exceeded",
+                               "Failed to establish a new connection")):
+        # urllib3's retry chain is hundreds of characters of the same fact
+        return f"cannot reach the OpenML server ({type(exc).__name__}; no network?)"
     return text if len(text) <= 300 else text[:297] + "..."
 
 

@@ -129,3 +129,25 @@ def test_quickstart_plan_counts(capsys):
     assert main(["plan", "suites/quickstart.yaml", "--tracking-uri", "sqlite:///nonexistent.db"]) \
         == 0
     assert "36 runs" in capsys.readouterr().out
+
+
+def test_unavailable_dataset_fails_its_runs_fast(tmp_path, tracking_uri, capsys, test_plugin):
+    import harness_testplugin
+
+    from harness.prepare import clear_cache
+
+    clear_cache()
+    harness_testplugin.FETCHES.clear()
+    suite = write(tmp_path, "ce: {loss: cross_entropy}\nfocal: {loss: focal}")
+    text = open(suite).read().replace("  - sklearn: iris\n",
+                                      "  - sklearn: iris\n  - offline: remote\n")
+    open(suite, "w").write(text)
+    assert main(["run", suite]) == 1
+    out = capsys.readouterr()
+    assert "4 finished" in out.out and "4 failed" in out.out
+    assert harness_testplugin.FETCHES == ["remote"]  # one attempt for 4 runs
+    df = runs_of(tracking_uri, "tiny")
+    failed = df[df["tags.harness.status"] == "failed"]
+    assert len(failed) == 4
+    assert set(failed["tags.harness.error"]) == {
+        "DatasetUnavailable: offline dataset remote is unavailable: no network"}

@@ -34,3 +34,20 @@ def before_run(spec):
 
     if os.environ.get("HARNESS_TEST_INTERRUPT_RUN") == spec.run_name:
         raise KeyboardInterrupt
+
+
+#: how often the `offline` dataset tried to fetch (tests read it)
+FETCHES = []
+
+
+def offline(name: str = "x"):
+    """A dataset whose download always fails, like OpenML without network."""
+    from harness.errors import DatasetUnavailable
+
+    FETCHES.append(name)
+    raise DatasetUnavailable(f"offline dataset {name} is unavailable: no network")
+
+
+@hookimpl
+def register_datasets(register):
+    register("offline", offline)
