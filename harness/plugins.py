@@ -179,7 +179,8 @@ def make_plugin_manager(blocked: set[str] | None = None) -> pluggy.PluginManager
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise ConfigError("", MISSING, f"plugin {exc.plugin.__name__ if hasattr(exc.plugin, '__name__') else exc.plugin!r}: {exc}") from None
+        name = getattr(exc.plugin, "__name__", repr(exc.plugin))
+        raise ConfigError("", MISSING, f"plugin {name}: {exc}") from None
     return pm
 
 

@@ -147,7 +147,8 @@ def set_dotted(config: dict, dotted: str, value: Any) -> dict:
 def _expand_dotted(override: dict) -> dict:
     out: dict = {}
     for key, value in override.items():
-        out = merge(out, set_dotted({}, key, value)) if "." in str(key) else merge(out, {key: value})
+        part = set_dotted({}, key, value) if "." in str(key) else {key: value}
+        out = merge(out, part)
     return out
 
 
@@ -168,7 +169,8 @@ def load_suite(file: str | Path, registry=None) -> Suite:
     task = task_info.factory()
     base = {k: v for k, v in src.data.items() if k not in SUITE_KEYS}
     seeds = list(range(header.seeds)) if isinstance(header.seeds, int) else header.seeds
-    datasets = [normalize_dataset(src, i, entry, registry) for i, entry in enumerate(header.datasets)]
+    datasets = [normalize_dataset(src, i, entry, registry)
+                for i, entry in enumerate(header.datasets)]
     labels = [d["label"] for d in datasets]
     for i, label in enumerate(labels):
         if labels.index(label) != i:
