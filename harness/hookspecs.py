@@ -88,7 +88,10 @@ def register_transforms(register):
     ``factory(**params)`` returns an object with ``stage`` (``"full"``: before
     the split; ``"train"``: train split only; ``"trainval"``: train and
     validation splits, each separately) and ``apply(X, y, rng) -> (X, y)``
-    working on numpy arrays with integer-encoded labels.
+    working on numpy arrays with integer-encoded labels.  An optional
+    ``bind_classes(classes) -> classes`` is called first with the original
+    class values (``one_vs_rest`` resolves its positive class there and
+    returns the new class list).
     """
 
 
@@ -119,16 +122,27 @@ def register_optimizers(register):
     ``factory(**params)`` returns either
 
     - a callable ``build(parameters) -> torch.optim.Optimizer`` (plain
-      optimizers), or
-    - a training scheme: an object with ``setup(model, loss_fn, info)`` and
-      ``step(batch) -> float`` (one optimisation step on ``batch``, a
-      ``harness_plugins``-independent mapping with ``x``, ``y``, ``index``,
-      ``epoch``; returns the batch loss).  Schemes own the optimizer, so SAM
-      style two-pass steps, extra loss terms or restarts live in the scheme,
-      never in the training loop.  ``info`` carries ``n_train``,
-      ``n_classes``, ``epochs`` and ``steps_per_epoch``.  A scheme may define
-      ``on_epoch_end(epoch)`` and ``optimizer`` (the inner torch optimizer,
-      used by schedulers).
+      optimizers; the task wraps it in ``harness_plugins.schemes.PlainScheme``),
+      or
+    - a *training scheme*, the one extension point for methods that are not a
+      plain optimizer step (two passes per step, extra loss terms, restarts,
+      resampling).  A scheme has:
+
+      - ``setup(model, loss_fn, info)``: ``info`` carries ``n_train``,
+        ``n_classes``, ``epochs``, ``steps_per_epoch``, ``device`` and the
+        whole train split as device tensors ``X_train``/``y_train``;
+      - ``step(batch) -> float``: one optimisation step on ``batch``, a dict
+        with ``x``, ``y``, ``index`` (LongTensor positions in the train split)
+        and ``epoch``; returns the batch loss (NaN/inf ends the run as
+        diverged);
+      - ``optimizer``: the inner torch optimizer (schedulers step it);
+      - optional ``epoch_order(epoch, generator) -> LongTensor | None``: the
+        sample order of an epoch (may repeat samples); ``on_epoch_end(epoch)``;
+        ``restart_epoch``: set when the scheme re-initialised the model, so
+        the task does not select a best epoch from before it.
+
+    Schemes own their optimizer, so SAM-style steps or restarts live in the
+    scheme, never in the training loop.
     """
 
 
