@@ -1,1 +1,158 @@
-"""Leaderboards built from MLflow runs."""
+"""Leaderboards built from MLflow runs.
+
+``build_report`` reads the runs of a suite's experiment from any MLflow
+tracking store, aggregates them per (dataset, method), ranks the methods
+across datasets, tests significance and writes ``reports/<suite>/``
+(index.md, index.html, leaderboard.tex, leaderboard.csv and PNG plots).
+``console_leaderboard`` is the short table ``harness run`` prints at the end.
+
+Pipeline: ``load`` (MLflow -> DataFrame) -> ``aggregate`` (cells, score
+matrix) -> ``stats`` (ranks, Elo, Friedman, Nemenyi, Wilcoxon + Holm) ->
+``analysis`` (one ``ReportData``) -> ``figures``/``plots`` -> ``render``.
+Heavy libraries (mlflow, pandas, scipy, matplotlib) are imported inside
+functions so importing this package stays cheap.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from harness.errors import UserError
+
+__all__ = ["build_report", "console_leaderboard"]
+
+
+def build_report(suite: str | Path | None = None, *, experiment: str | None = None,
+                 tracking_uri: str | None = None, metric: str | None = None,
+                 formats: Sequence[str] = ("md", "html", "latex", "csv"),
+                 out: str | Path | None = None, baseline: str | None = None,
+                 compare: Sequence[str] = ()) -> Path:
+    """Write the report of ``suite`` (a suite YAML file, or a suite name) and
+    return the report directory (default ``reports/<suite name>``).
+
+    ``experiment`` overrides the MLflow experiment (default: the suite name);
+    ``metric`` the ranked metric (default: the suite's ``rank_by``, else
+    ``accuracy``); ``baseline`` adds wins/ties/losses against that method;
+    ``compare`` adds the methods of other suite files or experiments on the
+    datasets they share with this one.  Raises ``UserError`` for a missing
+    suite file, an unknown experiment, baseline or format, or no runs."""
+    return _build(suite, experiment=experiment, tracking_uri=tracking_uri, metric=metric,
+                  formats=formats, out=out, baseline=baseline, compare=compare)
+
+
+def _build(suite: str | Path | None = None, *, experiment: str | None = None,
+           tracking_uri: str | None = None, metric: str | None = None,
+           formats: Sequence[str] = ("md", "html", "latex", "csv"),
+           out: str | Path | None = None, baseline: str | None = None,
+           compare: Sequence[str] = (), timings: dict | None = None) -> Path:
+    """``build_report`` plus ``timings`` (stage -> seconds), for benchmarks."""
+    from harness.report import aggregate, analysis, figures, load, render
+
+    timings = {} if timings is None else timings
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[stage] = now - clock
+        clock = now
+
+    render.check_formats(formats)
+    info = load.resolve_source(suite) if suite else None
+    experiment = experiment or (info.name if info else None)
+    if not experiment:
+        raise UserError("build_report needs a suite file or an experiment name")
+    title = info.name if info else experiment
+    metric = metric or (info.rank_by if info else None) or "accuracy"
+    uri = load.resolve_tracking_uri(tracking_uri)
+    loaded = load.load_runs(experiment, uri)
+    notes = _load_notes(loaded)
+    runs = loaded.runs
+    for spec in compare:
+        other_info = load.resolve_source(spec)
+        other = load.load_runs(other_info.name, uri)
+        runs, unshared = _merge(runs, other, other_info.name, notes)
+        loaded.n_read += other.n_read
+        if unshared:
+            notes.append(f"Datasets of `{other_info.name}` not in `{title}` were left out: "
+                         + ", ".join(map(str, unshared)) + ".")
+    if runs.empty:
+        raise UserError(f"no harness runs in MLflow experiment {experiment!r} at {uri} "
+                        f"({loaded.n_read} runs read, none with harness.* tags)")
+    lap("load")
+    greater = aggregate.greater_is_better(aggregate.metric_column(metric))
+    lap("metric direction")
+    data = analysis.analyse(loaded, title=title, metric=metric, tracking_uri=uri,
+                            baseline=baseline, runs=runs, notes=notes, greater=greater)
+    lap("statistics")
+    out_dir = Path(out) if out is not None else Path("reports") / title
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plot_times: dict = {}
+    figs = []
+    if {"md", "html"} & set(formats):  # only the pages show plots
+        figs = figures.make_figures(data, out_dir, uri, timings=plot_times)
+    lap("plots")
+    timings.update({f"plots: {k}": v for k, v in plot_times.items()})
+    render.write(data, figs, out_dir, formats)
+    lap("render")
+    return out_dir
+
+
+def _load_notes(loaded) -> list[str]:
+    """What loading did to the runs, said out loud in the report."""
+    notes = []
+    if loaded.n_suite_runs:
+        notes.append(f"{loaded.n_suite_runs} suite-level run(s) in `{loaded.experiment}` "
+                     "(tag harness.kind=suite) hold earlier reports and are not results.")
+    if loaded.n_untagged:
+        notes.append(f"{loaded.n_untagged} run(s) in `{loaded.experiment}` have no "
+                     "harness.dataset/harness.method tags and were not used.")
+    if loaded.duplicates:
+        keys = ", ".join(f"`{k}` ({n} runs, kept {rid})" for k, n, rid in loaded.duplicates)
+        notes.append(f"{len(loaded.duplicates)} run key(s) were logged more than once; the "
+                     f"latest finished run of each is used: {keys}.")
+    return notes
+
+
+def _merge(runs, other, name: str, notes: list[str]):
+    from harness.report.aggregate import merge_compared
+
+    notes.extend(_load_notes(other))
+    clashes = set(runs["method"]) & set(other.runs["method"])
+    merged, unshared = merge_compared(runs, other.runs, name)
+    added = sorted(set(merged["method"]) - set(runs["method"]), key=str)
+    notes.append(f"Compared with experiment `{name}`: added methods "
+                 + (", ".join(f"`{m}`" for m in added) or "none")
+                 + (f" (renamed `{name}:<method>` where names clash: "
+                    f"{', '.join(sorted(map(str, clashes)))})" if clashes else "") + ".")
+    return merged, unshared
+
+
+def console_leaderboard(experiment: str, *, tracking_uri: str | None = None,
+                        metric: str | None = None) -> str:
+    """Plain-text table of mean ± std (seeds) of ``test/<metric>`` per dataset
+    (rows) and method (columns) over finished runs, best method first."""
+    from tabulate import tabulate
+
+    from harness.report import aggregate, analysis, load, stats
+
+    uri = load.resolve_tracking_uri(tracking_uri)
+    runs = load.load_runs(experiment, uri).runs
+    if runs.empty:
+        return f"no harness runs in experiment {experiment!r}"
+    if metric is None:
+        # Without a suite there is no rank_by: accuracy if logged, else the first test metric.
+        logged = sorted(c for c in runs.columns if c.startswith("test/"))
+        metric = "test/accuracy" if "test/accuracy" in logged or not logged else logged[0]
+    column = aggregate.metric_column(metric)
+    cells = aggregate.cell_table(runs, column)
+    greater = aggregate.greater_is_better(column)
+    matrix = aggregate.score_matrix(cells)
+    rates = stats.win_rates(matrix, greater).fillna(-1)
+    methods = sorted(matrix.columns, key=lambda m: (-rates[m], str(m)))
+    headers, rows = analysis.console_table(cells, list(matrix.index), methods)
+    arrow = "higher" if greater else "lower"
+    table = tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
+    return f"{column} ({arrow} is better), mean ± std (seeds) over finished runs\n{table}"

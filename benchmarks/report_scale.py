@@ -1,0 +1,151 @@
+"""Time ``harness report`` over a synthetic MLflow store of 10,000 runs.
+
+Usage::
+
+    python benchmarks/report_scale.py                 # build a store in a temp dir, then time
+    python benchmarks/report_scale.py --store /tmp/s  # reuse (or create) the store in /tmp/s
+
+The store mimics what the runner logs (``harness.*`` tags, resolved params,
+``test/<metric>``, ``time/train_s``, per-epoch ``val/<metric>`` and
+``train/loss``), including failed / timeout / oom / diverged runs and one
+(dataset, method) cell where every seed failed.  Building the store goes
+through the public ``MlflowClient`` (``create_run`` + one ``log_batch`` per
+run) so it exercises the same write path as real runs; it is slow and is
+timed separately from the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+EXPERIMENT = "scale"
+METRICS = ("accuracy", "f1", "log_loss")
+STATUSES = ("failed", "timeout", "oom", "diverged")
+
+
+def build_store(uri: str, n_datasets: int, n_methods: int, n_seeds: int, epochs: int) -> int:
+    """Log ``n_datasets * n_methods * n_seeds`` synthetic runs; returns the count."""
+    import numpy as np
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param, RunTag
+
+    rng = np.random.default_rng(0)
+    client = MlflowClient(uri)
+    exp_id = client.create_experiment(EXPERIMENT)
+    skill = rng.normal(0, 0.03, n_methods)
+    difficulty = rng.uniform(0.6, 0.9, n_datasets)
+    cost = rng.uniform(1, 20, n_methods)
+    n = 0
+    for d in range(n_datasets):
+        for m in range(n_methods):
+            for s in range(n_seeds):
+                status = "finished"
+                if d == 1 and m == 2:
+                    status = "failed"  # the missing cell: every seed failed
+                elif rng.random() < 0.03:
+                    status = STATUSES[int(rng.integers(len(STATUSES)))]
+                method = "baseline" if m == 0 else f"method{m:02d}"
+                tags = {
+                    "harness.suite": EXPERIMENT, "harness.run_key": f"k{d}-{m}-{s}",
+                    "harness.dataset": f"data{d:02d}", "harness.method": method,
+                    "harness.seed": str(s), "harness.task": "classification",
+                    "harness.status": status,
+                }
+                if status != "finished":
+                    tags["harness.error"] = f"{status}: synthetic error"
+                now = int(time.time() * 1000)
+                run = client.create_run(exp_id, start_time=now, run_name=f"data{d}/{method}/{s}")
+                acc = float(np.clip(difficulty[d] + skill[m] + rng.normal(0, 0.01), 0, 1))
+                metrics = []
+                for e in range(epochs):
+                    frac = (e + 1) / epochs
+                    metrics.append(Metric("val/accuracy", acc * (0.7 + 0.3 * frac), now, e))
+                    metrics.append(Metric("train/loss", 1.0 / (1 + e) + 0.1, now, e))
+                if status == "finished":
+                    metrics += [
+                        Metric("test/accuracy", acc, now, 0),
+                        Metric("test/f1", acc - 0.05, now, 0),
+                        Metric("test/log_loss", 1 - acc, now, 0),
+                        Metric("time/train_s", float(cost[m] * rng.uniform(0.9, 1.1)), now, 0),
+                        Metric("time/eval_s", 0.1, now, 0),
+                    ]
+                params = [Param("loss.name", method), Param("seed", str(s)),
+                          Param("training.epochs", str(epochs)), Param("model.name", "mlp")]
+                client.log_batch(run.info.run_id, metrics=metrics, params=params,
+                                 tags=[RunTag(k, v) for k, v in tags.items()])
+                client.set_terminated(run.info.run_id,
+                                      "FINISHED" if status == "finished" else "FAILED")
+                n += 1
+    return n
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build (or reuse) the store, time each report stage and print a table."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--store", help="directory holding mlflow.db (reused if present)")
+    ap.add_argument("--datasets", type=int, default=50)
+    ap.add_argument("--methods", type=int, default=20)
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=10)
+    args = ap.parse_args(argv)
+
+    import logging
+
+    t0 = time.perf_counter()
+    import mlflow  # noqa: F401 - imported first: it configures its logger on import
+
+    import_s = time.perf_counter() - t0
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    store = Path(args.store or tempfile.mkdtemp(prefix="harness-report-scale-"))
+    store.mkdir(parents=True, exist_ok=True)
+    db = store / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    rows: list[tuple[str, float]] = []
+    if not db.exists():
+        t0 = time.perf_counter()
+        n = build_store(uri, args.datasets, args.methods, args.seeds, args.epochs)
+        build_s = time.perf_counter() - t0
+        print(f"built store with {n} runs in {build_s:.1f} s ({1000 * build_s / n:.1f} ms/run)",
+              flush=True)
+    else:
+        print(f"reusing store {db}")
+
+    from tabulate import tabulate
+
+    from harness.report import _build, console_leaderboard
+
+    out = store / "report"
+    # First call in this process: cold, so mlflow/matplotlib/scipy imports and
+    # the tracking store's start-up count, as they do for `harness report`.
+    timings: dict = {}
+    t0 = time.perf_counter()
+    _build(experiment=EXPERIMENT, tracking_uri=uri, metric="accuracy", out=out,
+           baseline="baseline", timings=timings)
+    cold = time.perf_counter() - t0
+    rows.append(("import mlflow", import_s))
+    rows += [(f"  {k}", v) for k, v in timings.items()]
+    rows.append(("build_report, cold (first call in process)", cold))
+    rows.append(("cold total = import mlflow + first build_report", import_s + cold))
+    t0 = time.perf_counter()
+    _build(experiment=EXPERIMENT, tracking_uri=uri, metric="accuracy", out=out,
+           baseline="baseline")
+    rows.append(("build_report, warm (second call)", time.perf_counter() - t0))
+    t0 = time.perf_counter()
+    console_leaderboard(EXPERIMENT, tracking_uri=uri, metric="accuracy")
+    rows.append(("console_leaderboard, warm", time.perf_counter() - t0))
+    n_runs = (out / "index.md").read_text().split("Read **", 1)[1].split("**", 1)[0]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"runs read: {n_runs}; cpus: {os.cpu_count()}; load average at end: {load:.1f}; "
+          f"python {sys.version.split()[0]}")
+    print(tabulate(rows, headers=["stage", "seconds"], floatfmt=".2f"))
+    print(f"report: {out}")
+    return 0 if import_s + cold < 20 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

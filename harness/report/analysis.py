@@ -1,0 +1,182 @@
+"""Everything a report states, computed once from the loaded runs.
+
+``analyse`` is pure (DataFrame in, ``ReportData`` out) so the numbers can be
+tested without MLflow, and the renderers only format what is here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from harness.errors import UserError
+from harness.report import aggregate, stats
+
+#: Columns of leaderboard.csv, in order (wins/ties/losses only with a baseline).
+LEADERBOARD_COLUMNS = ["method", "avg_rank", "win_rate", "normalized_score", "elo", "elo_low",
+                       "elo_high"]
+
+
+@dataclass
+class ReportData:
+    """The numbers and caveats of one report."""
+
+    title: str
+    experiment: str
+    tracking_uri: str
+    metric: str
+    column: str
+    greater: bool
+    baseline: str | None
+    runs: object  # every kept run (pandas.DataFrame)
+    scored: object  # finished runs with the metric
+    n_read: int
+    status_counts: dict[str, int]
+    cells: object  # per (dataset, method): mean, std, n, ci_low, ci_high, n_runs, n_bad
+    matrix: object  # datasets x methods means, NaN = missing
+    complete: object  # rows of matrix with every compared method
+    dropped: dict[str, list[str]]  # dataset left out of complete-block stats -> missing methods
+    missing: list[tuple[str, str]]
+    unscored_methods: list[str]
+    leaderboard: object  # index = method, LEADERBOARD_COLUMNS[1:] (+ w/t/l) + n_datasets
+    friedman: stats.Friedman
+    cd: float
+    cliques: list[list[str]]
+    wilcoxon: object
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def methods(self) -> list[str]:
+        """Methods in leaderboard order (best first), unscored ones last."""
+        return list(self.leaderboard.index) + self.unscored_methods
+
+    @property
+    def datasets(self) -> list[str]:
+        """Datasets in sorted order."""
+        return list(self.matrix.index)
+
+
+def _ordered_methods(board) -> list[str]:
+    keys = board.assign(_r=board["avg_rank"].fillna(math.inf), _w=-board["win_rate"].fillna(-1))
+    return list(keys.sort_values(["_r", "_w", "method"]).index)
+
+
+def leaderboard(matrix, complete, greater: bool, baseline: str | None, seed: int = 0):
+    """The cross-dataset table, one row per method, best first.
+
+    avg_rank and normalized_score use the complete blocks; win_rate, Elo and
+    wins/ties/losses every dataset where the pair has scores; n_datasets is
+    the number of datasets where the method has a score."""
+    import pandas as pd
+
+    board = pd.DataFrame(index=pd.Index(list(matrix.columns)))
+    board["method"] = list(matrix.columns)
+    if len(complete):
+        board["avg_rank"] = stats.average_ranks(complete, greater)
+        board["normalized_score"] = stats.normalized_scores(complete, greater)
+    else:
+        board["avg_rank"] = board["normalized_score"] = math.nan
+    board["win_rate"] = stats.win_rates(matrix, greater)
+    board = board.join(stats.elo(matrix, greater, seed=seed))
+    cols = list(LEADERBOARD_COLUMNS)
+    if baseline is not None:
+        board = board.join(stats.wins_ties_losses(matrix, greater, baseline))
+        cols += ["wins", "ties", "losses"]
+    board["n_datasets"] = matrix.notna().sum(axis=0)
+    board = board[cols + ["n_datasets"]]
+    return board.loc[_ordered_methods(board)]
+
+
+def analyse(loaded, *, title: str, metric: str, tracking_uri: str, baseline: str | None = None,
+            runs=None, notes: list[str] | None = None,
+            greater: bool | None = None) -> ReportData:
+    """Aggregate, rank and test the runs of ``loaded`` (or ``runs`` when the
+    caller merged several experiments).  ``greater`` overrides the metric's
+    direction (default: ``aggregate.greater_is_better``)."""
+    runs = loaded.runs if runs is None else runs
+    notes = list(notes or [])
+    column = aggregate.metric_column(metric)
+    logged = sorted(c for c in runs.columns if c.startswith(("test/", "time/"))
+                    and runs[c].notna().any())
+    if column not in logged and runs["status"].eq("finished").any():
+        # Finished runs exist but none has the metric: almost surely a typo.
+        raise UserError(f"no run logged {column}; logged: {', '.join(logged) or 'nothing'}")
+    greater = aggregate.greater_is_better(column) if greater is None else greater
+    scored = aggregate.scored_runs(runs, column)
+    cells = aggregate.cell_table(runs, column)
+    datasets = sorted(runs["dataset"].unique(), key=str)
+    all_methods = sorted(runs["method"].unique(), key=str)
+    matrix = aggregate.score_matrix(cells, datasets, all_methods)
+    methods, unscored = aggregate.split_methods(matrix)
+    if baseline is not None and baseline not in all_methods:
+        known = ", ".join(map(str, all_methods)) or "none"
+        raise UserError(f"baseline method {baseline!r} not found (methods: {known})")
+    if baseline is not None and baseline not in methods:
+        # A typo is an error; a baseline whose runs all failed is a finding to report.
+        notes.append(f"Baseline `{baseline}` has no result for {column}; no wins/ties/losses.")
+        baseline = None
+    compared = matrix[methods]
+    complete, dropped = aggregate.complete_blocks(compared)
+    board = leaderboard(compared, complete, greater, baseline)
+    fr = stats.friedman(complete)
+    cd = stats.nemenyi_cd(len(methods), len(complete))
+    cliques = stats.cd_cliques(board["avg_rank"].dropna(), cd) if math.isfinite(cd) else []
+    wil = stats.pairwise_wilcoxon(compared[list(board.index)], greater)
+
+    unlogged = runs[runs["status"].eq("finished")].shape[0] - len(scored)
+    if unlogged:
+        notes.append(f"{unlogged} finished run(s) did not log {column}; they are not scored.")
+    per_seed = scored.groupby(["dataset", "method", "seed"]).size()
+    if (per_seed > 1).any():
+        notes.append(f"{int((per_seed > 1).sum())} (dataset, method, seed) combination(s) have "
+                     "several scored runs with different run keys (sweep points?); "
+                     "they are pooled into one cell.")
+    return ReportData(
+        title=title, experiment=loaded.experiment, tracking_uri=tracking_uri, metric=metric,
+        column=column, greater=greater, baseline=baseline, runs=runs, scored=scored,
+        n_read=loaded.n_read, status_counts=aggregate.status_counts(runs), cells=cells,
+        matrix=matrix, complete=complete, dropped=dropped,
+        missing=aggregate.missing_cells(matrix), unscored_methods=unscored, leaderboard=board,
+        friedman=fr, cd=cd, cliques=cliques, wilcoxon=wil, notes=notes)
+
+
+def problems(runs):
+    """Runs that did not finish, for the report's failure table."""
+    bad = runs[~runs["status"].eq("finished")]
+    cols = ["dataset", "method", "seed", "status", "error", "run_id"]
+    return bad[cols].sort_values(["dataset", "method", "seed"], key=lambda s: s.astype(str))
+
+
+def console_table(cells, datasets, methods) -> tuple[list[str], list[list[str]]]:
+    """Datasets x methods ``mean ± std (n)`` for the end of ``harness run``."""
+    rows = []
+    for d in datasets:
+        row = [str(d)]
+        for m in methods:
+            c = cells.loc[(d, m)] if (d, m) in cells.index else None
+            row.append("missing" if c is None or c["n"] == 0
+                       else fmt_mean_std(c["mean"], c["std"], int(c["n"])))
+        rows.append(row)
+    return ["dataset", *map(str, methods)], rows
+
+
+def fmt_num(x: float, digits: int = 4) -> str:
+    """Compact number: 4 significant digits, '–' for NaN."""
+    if x is None or not math.isfinite(x):
+        return "–"
+    return f"{x:.{digits}g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.2e}"
+
+
+def _sig(x: float, digits: int) -> str:
+    # '#' keeps trailing zeros (0.7000, not 0.7) so a column lines up by precision.
+    text = f"{x:#.{digits}g}"
+    return text[:-1] if text.endswith(".") else text
+
+
+def fmt_mean_std(mean: float, std: float, n: int) -> str:
+    """``0.9123 ± 0.0041 (5)``: mean to 4 and std to 2 significant digits;
+    std is omitted for a single seed."""
+    if not math.isfinite(mean):
+        return "–"
+    spread = f" ± {_sig(std, 2)}" if n > 1 and math.isfinite(std) else ""
+    return f"{_sig(mean, 4)}{spread} ({n})"

@@ -1,0 +1,223 @@
+"""Read harness runs from MLflow into a tidy pandas DataFrame.
+
+The report never reads private files: everything comes from the tracking
+store through the MLflow client, so any tracking URI (sqlite file, ``mlflow
+server``, Databricks) works.  One row per MLflow run, with the ``harness.*``
+tags as columns and only the ``test/*`` and ``time/*`` metrics (per-epoch
+histories are read separately, and only for the plots, see
+``load_histories``).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.errors import UserError
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+TAG_COLUMNS = ("suite", "run_key", "dataset", "method", "seed", "task", "status", "error")
+#: MLflow's own run status, used only when a run carries no ``harness.status`` tag
+#: (e.g. a worker killed before it could tag the run).
+_MLFLOW_STATUS = {"FINISHED": "finished", "FAILED": "failed", "KILLED": "interrupted",
+                  "RUNNING": "running", "SCHEDULED": "running"}
+
+
+def resolve_tracking_uri(uri: str | None = None) -> str:
+    """Argument, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+@dataclass
+class SuiteInfo:
+    """The two suite keys a report needs (the full suite is validated elsewhere)."""
+
+    name: str
+    rank_by: str | None = None
+    path: str | None = None
+
+
+def read_suite(path: str | Path) -> SuiteInfo:
+    """Read ``name`` and ``rank_by`` from a suite YAML file.
+
+    A missing or unreadable file, or one without a ``name``, raises
+    ``UserError`` with a one-line message naming the file."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: suite file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read suite file ({exc.__class__.__name__})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise UserError(f"{path}{where}: suite file is not valid YAML") from None
+    if not isinstance(data, dict) or not data.get("name"):
+        raise UserError(f"{path}: suite file has no 'name' key")
+    rank_by = data.get("rank_by")
+    return SuiteInfo(str(data["name"]), str(rank_by) if rank_by else None, str(path))
+
+
+def looks_like_file(spec: str) -> bool:
+    """A suite argument is a file when it exists or is spelled like one;
+    otherwise it is taken as an MLflow experiment (= suite) name."""
+    return spec.endswith((".yaml", ".yml")) or os.sep in spec or "/" in spec or Path(
+        spec).is_file()
+
+
+def resolve_source(spec: str | Path) -> SuiteInfo:
+    """``suites/x.yaml`` -> its name and rank_by; a bare name -> that experiment."""
+    spec = str(spec)
+    return read_suite(spec) if looks_like_file(spec) else SuiteInfo(spec)
+
+
+@dataclass
+class LoadedRuns:
+    """Runs of one experiment plus what was done to them on the way in."""
+
+    experiment: str
+    runs: object  # pandas.DataFrame; typed loosely to keep pandas out of import time
+    n_read: int
+    n_untagged: int = 0
+    #: (run_key, number of runs, run_id kept) for run keys logged more than once
+    duplicates: list[tuple[str, int, str]] = field(default_factory=list)
+    #: suite-level runs (tag harness.kind=suite) that hold earlier reports, not results
+    n_suite_runs: int = 0
+
+
+@contextmanager
+def _no_gc():
+    # MLflow's SQL store builds ~20 ORM objects per run; with 10,000 runs the
+    # cyclic GC keeps rescanning them and doubles the search time.  Nothing
+    # here creates reference cycles that need collecting meanwhile.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _search_all(client, exp_id: str) -> list:
+    """Every run of the experiment, page by page (a store may cap page size)."""
+    from mlflow.entities import ViewType
+
+    runs, token = [], None
+    with _no_gc():
+        while True:
+            page = client.search_runs([exp_id], run_view_type=ViewType.ACTIVE_ONLY,
+                                      max_results=50_000, page_token=token)
+            runs.extend(page)
+            token = page.token
+            if not token:
+                return runs
+
+
+def load_runs(experiment: str, tracking_uri: str | None = None) -> LoadedRuns:
+    """All runs of ``experiment`` as one row per run.
+
+    Columns: ``run_id``, ``start_time`` (ms), ``mlflow_status``, the
+    ``harness.*`` tags without prefix (``dataset``, ``method``, ``seed``,
+    ``status``, ...) and every ``test/*`` and ``time/*`` metric.  Runs without
+    ``harness.dataset``/``harness.method`` tags, and suite-level runs
+    (``harness.kind=suite``), are counted, not kept.  When a
+    run key was logged more than once, the latest finished run is kept (else
+    the latest run) and the duplicate is recorded."""
+    import pandas as pd
+    from mlflow import MlflowClient
+
+    uri = resolve_tracking_uri(tracking_uri)
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise UserError(f"no MLflow experiment named {experiment!r} at {uri}")
+    rows = []
+    for run in _search_all(client, exp.experiment_id):
+        tags = run.data.tags
+        row = {"run_id": run.info.run_id, "start_time": run.info.start_time or 0,
+               "mlflow_status": run.info.status, "kind": tags.get("harness.kind")}
+        for col in TAG_COLUMNS:
+            row[col] = tags.get(f"harness.{col}")
+        row.update({k: v for k, v in run.data.metrics.items()
+                    if k.startswith(("test/", "time/"))})
+        rows.append(row)
+    df = pd.DataFrame(rows, columns=None if rows else ["run_id", "start_time", "mlflow_status",
+                                                        "kind", *TAG_COLUMNS])
+    n_read = len(df)
+    suite_runs = df["kind"].eq("suite")
+    tagged = df["dataset"].notna() & df["method"].notna() & ~suite_runs
+    n_untagged = int((~tagged & ~suite_runs).sum())
+    df = df[tagged].drop(columns="kind")
+    fallback = df["mlflow_status"].map(_MLFLOW_STATUS).fillna("running")
+    df["status"] = df["status"].fillna(fallback).str.lower()
+    df["run_key"] = df["run_key"].fillna(df["run_id"])
+    df, dups = _dedupe(df)
+    return LoadedRuns(experiment, df.reset_index(drop=True), n_read, n_untagged, dups,
+                      int(suite_runs.sum()))
+
+
+def _dedupe(df):
+    """One run per run key: the latest finished one, else the latest one."""
+    counts = df["run_key"].value_counts()
+    repeated = counts[counts > 1]
+    if repeated.empty:
+        return df, []
+    order = df.assign(_fin=df["status"].eq("finished")).sort_values(["_fin", "start_time"])
+    kept = order.drop_duplicates("run_key", keep="last").drop(columns="_fin")
+    by_key = kept.set_index("run_key")["run_id"]
+    dups = [(str(k), int(n), str(by_key[k])) for k, n in repeated.items()]
+    return kept.sort_index(), dups
+
+
+def load_histories(run_ids: list[str], key: str, tracking_uri: str | None = None,
+                   max_workers: int = 8) -> dict[str, list[tuple[int, float]]]:
+    """``run_id -> [(step, value), ...]`` for one metric key.
+
+    The caller bounds ``run_ids``.  SQL tracking stores answer one bulk query
+    per 500 runs (``get_metric_history_bulk``, what the MLflow UI uses; about
+    50x faster than a request per run); every other store gets the public
+    ``MlflowClient.get_metric_history`` per run, in threads to hide the
+    latency of a remote server.  A run whose history cannot be read is absent."""
+    from mlflow import MlflowClient
+
+    if not run_ids:
+        return {}
+    client = MlflowClient(resolve_tracking_uri(tracking_uri))
+    store = getattr(getattr(client, "_tracking_client", None), "store", None)
+    if hasattr(store, "get_metric_history_bulk"):
+        try:
+            return _bulk_histories(store, run_ids, key)
+        except Exception:  # noqa: BLE001 - private API changed: use the public one
+            pass
+    return _per_run_histories(client, run_ids, key, max_workers)
+
+
+def _bulk_histories(store, run_ids, key, batch: int = 500):
+    out: dict[str, list[tuple[int, float]]] = {}
+    with _no_gc():
+        for i in range(0, len(run_ids), batch):
+            chunk = run_ids[i:i + batch]
+            for m in store.get_metric_history_bulk(chunk, key, max_results=10**9):
+                out.setdefault(m.run_id, []).append((m.step, m.value))
+    return {rid: sorted(pts) for rid, pts in out.items()}
+
+
+def _per_run_histories(client, run_ids, key, max_workers):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(run_id: str):
+        try:
+            hist = client.get_metric_history(run_id, key)
+        except Exception:  # noqa: BLE001 - a plot must not fail the report
+            return run_id, []
+        return run_id, sorted((m.step, m.value) for m in hist)
+
+    with ThreadPoolExecutor(max_workers=min(max_workers, len(run_ids))) as pool:
+        return {rid: pts for rid, pts in pool.map(one, run_ids) if pts}

@@ -1,0 +1,211 @@
+"""Write the report files: index.md, index.html, leaderboard.tex, leaderboard.csv.
+
+Markdown and HTML come from one block list (``document``) so the two pages
+always say the same thing.  The HTML page is self-contained: inline CSS,
+images as base64 data URIs, no scripts and no network access.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from pathlib import Path
+
+from harness.report import tables
+from harness.report.analysis import ReportData, fmt_num
+from harness.report.figures import Figure
+
+FORMATS = ("md", "html", "latex", "csv")
+
+
+def _summary(data: ReportData) -> list[str]:
+    c = data.status_counts
+    parts = [f"{n} {s}" for s, n in c.items() if n or s in ("finished", "failed", "timeout",
+                                                                "oom", "diverged")]
+    used = len(data.runs)
+    rest = "" if used == data.n_read else " (the notes below say why the others are not)"
+    items = [f"Read **{data.n_read}** runs from MLflow; **{used}** used{rest}: "
+             + ", ".join(parts) + "."]
+    items += data.notes
+    if data.missing:
+        cells = "; ".join(f"({d}, {m})" for d, m in data.missing)
+        items.append(f"**{len(data.missing)} missing cell(s)** (dataset, method) with no "
+                     f"finished run that logged `{data.column}`: {cells}.")
+    else:
+        items.append("No missing (dataset, method) cells.")
+    if data.unscored_methods:
+        items.append("Methods without any result, left out of every cross-dataset statistic: "
+                     + ", ".join(f"`{m}`" for m in data.unscored_methods) + ".")
+    if data.dropped:
+        why = "; ".join(f"`{d}` (missing {', '.join(map(str, ms))})"
+                        for d, ms in data.dropped.items())
+        items.append(f"Left out of average rank, normalized score, Friedman and CD "
+                     f"({len(data.complete)} of {len(data.matrix)} datasets used): {why}.")
+    return items
+
+
+def _significance(data: ReportData) -> list[str]:
+    fr = data.friedman
+    if fr.skipped:
+        out = [f"Friedman test skipped: {fr.skipped}."]
+    else:
+        verdict = "reject" if fr.pvalue < 0.05 else "cannot reject"
+        out = [f"Friedman test over {fr.n} complete datasets and {fr.k} methods: "
+               f"chi² = {fmt_num(fr.statistic)}, p = {fmt_num(fr.pvalue, 3)} "
+               f"({verdict} equal performance at alpha = 0.05)."]
+    if fr.n >= 1 and fr.k >= 2 and data.cd == data.cd:
+        groups = "; ".join("{" + ", ".join(map(str, g)) + "}" for g in data.cliques) or "none"
+        out.append(f"Nemenyi critical difference (alpha = 0.05, k = {fr.k}, N = {fr.n}): "
+                   f"CD = {fmt_num(data.cd)}. Groups not significantly different: {groups}.")
+    return out
+
+
+def document(data: ReportData, figures: list[Figure]) -> list[tuple]:
+    """The report as blocks: (h, level, text) (p, text) (ul, items) (table, Table)
+    (fig, Figure) (details, summary, Table)."""
+    figs = {f.key: f for f in figures}
+    direction = "higher" if data.greater else "lower"
+    doc: list[tuple] = [
+        ("h", 1, f"Leaderboard: {data.title}"),
+        ("p", f"Metric `{data.column}` ({direction} is better) · experiment `{data.experiment}`"
+              f" · tracking URI `{data.tracking_uri}`"),
+        ("h", 2, "Runs"), ("ul", _summary(data)),
+    ]
+    bad = tables.problem_table(data)
+    if bad.rows:
+        doc.append(("details", f"{len(bad.rows)} runs that did not finish", bad))
+    doc += [("h", 2, "Leaderboard"), ("table", tables.leaderboard_table(data)),
+            ("h", 2, "Significance"), ("ul", _significance(data)), ("fig", figs.get("cd")),
+            ("table", tables.wilcoxon_table(data)),
+            ("h", 2, "Per-dataset results"), ("table", tables.per_dataset_table(data)),
+            ("fig", figs.get("seeds")), ("fig", figs.get("ranks")),
+            ("h", 2, "Learning curves"), ("fig", figs.get("curves")),
+            ("h", 2, "Score vs training time"), ("fig", figs.get("pareto")),
+            ("h", 2, "All cells"),
+            ("details", "mean, std, 95% CI and seeds per cell", tables.cell_detail_table(data))]
+    return [b for b in doc if not (b[0] == "fig" and b[1] is None)]
+
+
+def _md_figure(f: Figure) -> str:
+    if f.path is None:
+        return f"*{f.title}: not drawn ({f.skipped}).*"
+    return f"![{f.title}]({f.path.name})\n\n*{f.caption}*"
+
+
+def to_markdown(doc: list[tuple]) -> str:
+    """index.md text."""
+    out = []
+    for block in doc:
+        kind = block[0]
+        if kind == "h":
+            out.append("#" * block[1] + " " + block[2])
+        elif kind == "p":
+            out.append(block[1])
+        elif kind == "ul":
+            out.append("\n".join(f"- {i}" for i in block[1]))
+        elif kind in ("table", "details"):
+            t = block[-1]
+            title = f"**{block[1]}**" if kind == "details" else f"**{t.title}**"
+            out.append(title + "\n\n" + tables.to_markdown(t)
+                       + (f"\n\n*{t.caption}*" if t.caption else ""))
+        elif kind == "fig":
+            out.append(_md_figure(block[1]))
+    return "\n\n".join(out) + "\n"
+
+
+def _inline(text: str) -> str:
+    """Escape, then turn the Markdown subset used in prose into HTML."""
+    text = html.escape(text, quote=False)
+    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+    return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", text)
+
+
+_CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1200px;
+padding:0 1em;color:#222}table.report{border-collapse:collapse;margin:.5em 0;font-size:13px}
+table.report th,table.report td{border:1px solid #ccc;padding:3px 7px;white-space:nowrap}
+table.report th{background:#f1f3f5}table.report tr:nth-child(even) td{background:#fafafa}
+.scroll{overflow-x:auto}figure{margin:1em 0}figure img{max-width:100%;height:auto}
+figcaption,.caption{color:#555;font-size:12px}code{background:#f1f3f5;padding:0 3px}"""
+
+
+def _html_table(t: tables.Table) -> str:
+    cap = f'<p class="caption">{_inline(t.caption)}</p>' if t.caption else ""
+    return (f"<h3>{_inline(t.title)}</h3><div class=\"scroll\">{tables.to_html(t)}</div>{cap}")
+
+
+def _html_figure(f: Figure) -> str:
+    if f.path is None:
+        why = _inline(f"{f.title}: not drawn ({f.skipped}).")
+        return f'<p class="caption"><i>{why}</i></p>'
+    data = base64.b64encode(f.path.read_bytes()).decode("ascii")
+    return (f'<figure><img id="fig-{f.key}" alt="{html.escape(f.title)}" '
+            f'src="data:image/png;base64,{data}"><figcaption>{_inline(f.caption)}'
+            "</figcaption></figure>")
+
+
+def to_html(doc: list[tuple], title: str) -> str:
+    """index.html text (self-contained)."""
+    body = []
+    for block in doc:
+        kind = block[0]
+        if kind == "h":
+            body.append(f"<h{block[1]}>{_inline(block[2])}</h{block[1]}>")
+        elif kind == "p":
+            body.append(f"<p>{_inline(block[1])}</p>")
+        elif kind == "ul":
+            body.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in block[1]) + "</ul>")
+        elif kind == "table":
+            body.append(_html_table(block[1]))
+        elif kind == "details":
+            # Short lists (typically the failed runs) are shown; long ones fold.
+            open_ = " open" if len(block[2].rows) <= 25 else ""
+            body.append(f"<details{open_}><summary>{_inline(block[1])}</summary>"
+                        f"{_html_table(block[2])}</details>")
+        elif kind == "fig":
+            body.append(_html_figure(block[1]))
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>\n"
+            + "\n".join(body) + "\n</body></html>\n")
+
+
+def to_latex(data: ReportData) -> str:
+    """leaderboard.tex: leaderboard and per-dataset tables (needs booktabs)."""
+    parts = ["% Generated by harness report; needs \\usepackage{booktabs}.\n"]
+    parts += [tables.to_latex(t) for t in (tables.leaderboard_table(data),
+                                           tables.per_dataset_table(data))]
+    return "\n".join(parts)
+
+
+def leaderboard_frame(data: ReportData):
+    """The leaderboard.csv content: one row per method, fixed column order."""
+    return data.leaderboard.reset_index(drop=True)
+
+
+def check_formats(formats) -> None:
+    """Raise ``UserError`` for a format name this module cannot write."""
+    unknown = set(formats) - set(FORMATS)
+    if unknown:
+        from harness.errors import UserError
+
+        raise UserError(f"unknown report format(s) {sorted(unknown)}; choose from {list(FORMATS)}")
+
+
+def write(data: ReportData, figures: list[Figure], out: Path, formats) -> list[Path]:
+    """Write the requested formats into ``out``; returns the files written."""
+    check_formats(formats)
+    written = []
+    doc = document(data, figures)
+    if "md" in formats:
+        written.append(out / "index.md")
+        written[-1].write_text(to_markdown(doc), encoding="utf-8")
+    if "html" in formats:
+        written.append(out / "index.html")
+        written[-1].write_text(to_html(doc, f"Leaderboard: {data.title}"), encoding="utf-8")
+    if "latex" in formats:
+        written.append(out / "leaderboard.tex")
+        written[-1].write_text(to_latex(data), encoding="utf-8")
+    if "csv" in formats:
+        written.append(out / "leaderboard.csv")
+        leaderboard_frame(data).to_csv(written[-1], index=False)
+    return written

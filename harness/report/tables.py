@@ -1,0 +1,162 @@
+"""Format-neutral tables rendered to Markdown, LaTeX and HTML via tabulate.
+
+Cells are plain strings; a cell wrapped in ``bold()`` is emphasised in each
+format.  Emphasis travels as private-use Unicode markers that tabulate's own
+escaping leaves alone and that are swapped for ``**``, ``\\textbf{}`` or
+``<b>`` afterwards, so LaTeX and HTML escaping stays tabulate's job.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from harness.report.analysis import ReportData, fmt_mean_std, fmt_num, problems
+
+_B0, _B1 = "\ue000", "\ue001"
+
+
+def bold(text: str) -> str:
+    """Mark a cell as emphasised (the best value of a row, for instance)."""
+    return f"{_B0}{text}{_B1}"
+
+
+@dataclass
+class Table:
+    """A titled table; ``align`` is tabulate's colalign."""
+
+    key: str
+    title: str
+    headers: list[str]
+    rows: list[list[str]]
+    caption: str = ""
+    align: list[str] = field(default_factory=list)
+
+
+def to_markdown(t: Table) -> str:
+    """GitHub-flavoured pipe table."""
+    from tabulate import tabulate
+
+    # github format does no escaping, so markers can become ** before column widths are set.
+    esc = [[str(c).replace("|", "\\|").replace(_B0, "**").replace(_B1, "**") for c in r]
+           for r in t.rows]
+    return tabulate(esc, headers=t.headers, tablefmt="github", disable_numparse=True,
+                    colalign=t.align or None)
+
+
+def to_latex(t: Table) -> str:
+    """booktabs table inside a ``table`` float with the title as caption."""
+    from tabulate import tabulate
+
+    body = tabulate(t.rows, headers=t.headers, tablefmt="latex_booktabs",
+                    disable_numparse=True, colalign=t.align or None)
+    body = body.replace(_B0, "\\textbf{").replace(_B1, "}").replace("±", "$\\pm$")
+    body = body.replace("–", "--")
+    title = t.title.replace("_", "\\_").replace("%", "\\%").replace("&", "\\&")
+    return ("\\begin{table}[ht]\n\\centering\n\\small\n"
+            f"\\caption{{{title}}}\n\\label{{tab:{t.key}}}\n{body}\n\\end{{table}}\n")
+
+
+def to_html(t: Table) -> str:
+    """HTML table (tabulate escapes cell text)."""
+    from tabulate import tabulate
+
+    body = tabulate(t.rows, headers=t.headers, tablefmt="html", disable_numparse=True,
+                    colalign=t.align or None)
+    body = body.replace(_B0, "<b>").replace(_B1, "</b>")
+    return body.replace("<table>", f'<table id="{t.key}" class="report">', 1)
+
+
+def leaderboard_table(data: ReportData) -> Table:
+    """Rank, average rank, win rate, normalized score, Elo, w/t/l, datasets."""
+    b = data.leaderboard
+    headers = ["#", "method", "avg rank", "win rate", "norm. score", "Elo [95% CI]"]
+    if data.baseline:
+        headers.append(f"W/T/L vs {data.baseline}")
+    headers.append("datasets")
+    best = {c: b[c].min() if c == "avg_rank" else b[c].max()
+            for c in ("avg_rank", "win_rate", "normalized_score", "elo")}
+
+    def cell(m, c, text):
+        return bold(text) if math.isfinite(b.at[m, c]) and b.at[m, c] == best[c] else text
+
+    rows = []
+    for i, m in enumerate(b.index, 1):
+        r = b.loc[m]
+        elo = f"{r.elo:.0f} [{r.elo_low:.0f}, {r.elo_high:.0f}]"
+        row = [str(i), str(m), cell(m, "avg_rank", fmt_num(r.avg_rank, 3)),
+               cell(m, "win_rate", f"{r.win_rate:.3f}" if math.isfinite(r.win_rate) else "–"),
+               cell(m, "normalized_score", fmt_num(r.normalized_score, 3)),
+               cell(m, "elo", elo)]
+        if data.baseline:
+            row.append("–" if m == data.baseline else f"{r.wins}/{r.ties}/{r.losses}")
+        row.append(str(int(r.n_datasets)))
+        rows.append(row)
+    n_c, n_all = len(data.complete), len(data.matrix)
+    caption = (f"Average rank and normalized score (0 = worst, 1 = best) over the {n_c} of "
+               f"{n_all} datasets where every compared method has results; win rate "
+               "(ties count half), Elo (Bradley-Terry, bootstrap over datasets, fixed seed) "
+               "and W/T/L over every dataset where both methods have results.")
+    return Table("leaderboard", f"Leaderboard on {data.column}", headers, rows, caption)
+
+
+def per_dataset_table(data: ReportData) -> Table:
+    """Datasets x methods, ``mean ± std (seeds)``, best per row in bold."""
+    methods = data.methods
+    rows = []
+    for d in data.datasets:
+        row = [str(d)]
+        vals = data.matrix.loc[d]
+        present = vals.dropna()
+        top = (present.max() if data.greater else present.min()) if len(present) else None
+        for m in methods:
+            c = data.cells.loc[(d, m)] if (d, m) in data.cells.index else None
+            if c is None or c["n"] == 0:
+                bad = int(c["n_bad"]) if c is not None else 0
+                row.append(f"missing ({bad} not finished)" if bad else "missing (no runs)")
+                continue
+            text = fmt_mean_std(c["mean"], c["std"], int(c["n"]))
+            row.append(bold(text) if vals[m] == top else text)
+        rows.append(row)
+    arrow = "higher" if data.greater else "lower"
+    caption = (f"Mean ± std of {data.column} over seeds (number of seeds in brackets); "
+               f"best per dataset in bold ({arrow} is better). Missing cells are not imputed.")
+    return Table("per_dataset", f"{data.column} per dataset", ["dataset", *methods], rows,
+                 caption)
+
+
+def cell_detail_table(data: ReportData) -> Table:
+    """One row per (dataset, method): mean, std, t-based 95% CI, seeds, runs not finished."""
+    rows = []
+    for (d, m), c in data.cells.iterrows():
+        ci = (f"[{fmt_num(c.ci_low)}, {fmt_num(c.ci_high)}]"
+              if math.isfinite(c.ci_low) else "–")
+        rows.append([str(d), str(m), fmt_num(c["mean"]), fmt_num(c["std"]), ci, str(int(c.n)),
+                     str(int(c.n_bad))])
+    headers = ["dataset", "method", "mean", "std", "95% CI (t)", "seeds", "not finished"]
+    return Table("cells", f"{data.column}: every (dataset, method) cell", headers, rows,
+                 "95% CI: mean ± t(0.975, n-1) · std / sqrt(n); needs at least 2 seeds.")
+
+
+def wilcoxon_table(data: ReportData) -> Table:
+    """Pairwise Wilcoxon signed-rank tests with Holm-adjusted p-values."""
+    rows = []
+    for r in data.wilcoxon.itertuples():
+        p_holm = fmt_num(r.p_holm, 3)
+        rows.append([str(r.a), str(r.b), str(r.n), f"{r.wins_a}/{r.ties}/{r.wins_b}",
+                     fmt_num(r.statistic), fmt_num(r.p, 3),
+                     bold(p_holm) if r.p_holm < 0.05 else p_holm, r.note])
+    headers = ["A", "B", "datasets", "A wins/ties/B wins", "W", "p", "p (Holm)", "note"]
+    return Table("wilcoxon", "Pairwise Wilcoxon signed-rank tests", headers, rows,
+                 "Two-sided, over the datasets where both methods have results; Holm "
+                 "correction over all pairs; p (Holm) < 0.05 in bold.")
+
+
+def problem_table(data: ReportData) -> Table:
+    """Every run that did not finish, with its one-line error."""
+    # harness.error is one line by contract; a foreign run may still carry a traceback.
+    rows = [[str(r.dataset), str(r.method), str(r.seed), str(r.status),
+             " ".join(str(r.error or "").split())[:300], str(r.run_id)]
+            for r in problems(data.runs).itertuples()]
+    return Table("problems", "Runs that did not finish",
+                 ["dataset", "method", "seed", "status", "error", "run id"], rows)

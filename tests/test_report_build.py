@@ -1,0 +1,264 @@
+"""End-to-end: a small MLflow store with known numbers -> build_report files.
+
+One module-scoped sqlite store (MLflow's schema setup costs seconds) holds
+suite ``toy``: 5 datasets x 3 methods x 3 seeds, with failed / timeout / oom
+/ diverged runs, a (dataset, method) cell whose runs all failed, a run key
+logged three times and a run without harness tags.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+
+pytest.importorskip("mlflow")
+
+import pandas as pd  # noqa: E402
+
+from harness.errors import UserError  # noqa: E402
+from harness.report import build_report, console_leaderboard  # noqa: E402
+
+# dataset -> method -> accuracy per seed (3 seeds); d3 ties baseline and focal.
+TOY = {
+    "d1": {"baseline": [0.80, 0.82, 0.84], "focal": [0.85, 0.86, 0.87],
+           "anyloss": [0.90, 0.90, 0.93]},
+    "d2": {"baseline": [0.69, 0.70, 0.71], "focal": [0.74, 0.75, 0.76],
+           "anyloss": [0.71, 0.72, 0.73]},
+    "d3": {"baseline": [0.59, 0.60, 0.61], "focal": [0.58, 0.60, 0.62],
+           "anyloss": [0.64, 0.65, 0.66]},
+    "d4": {"baseline": [0.89, 0.90, 0.91], "focal": [0.87, 0.88, 0.89]},
+    "d5": {"baseline": [0.49, 0.50, 0.51], "focal": [0.54, 0.55, 0.56],
+           "anyloss": [0.57, 0.58, 0.59]},
+}
+COST = {"baseline": 1.0, "focal": 2.0, "anyloss": 5.0}
+
+
+def log_run(client, exp_id, *, dataset, method, seed, status="finished", acc=None, key=None,
+            start=0, tags=True, suite="toy", epochs=4):
+    """Log one run the way the runner does (tags, history, final metrics)."""
+    from mlflow.entities import Metric, RunTag
+
+    t = {"harness.suite": suite, "harness.run_key": key or f"{suite}-{dataset}-{method}-{seed}",
+         "harness.dataset": dataset, "harness.method": method, "harness.seed": str(seed),
+         "harness.task": "classification", "harness.status": status} if tags else {}
+    if status != "finished":
+        t["harness.error"] = f"RuntimeError: {status} in {dataset}/{method}"
+    run = client.create_run(exp_id, start_time=1_000_000 + start, run_name=f"{dataset}/{method}")
+    ms = [Metric("val/accuracy", (acc or 0.5) * (0.6 + 0.1 * e), 0, e) for e in range(epochs)]
+    ms += [Metric("train/loss", 1.0 / (e + 1), 0, e) for e in range(epochs)]
+    if status == "finished":
+        ms += [Metric("test/accuracy", acc, 0, 0), Metric("test/log_loss", 1 - acc, 0, 0),
+               Metric("time/train_s", COST.get(method, 1.0), 0, 0)]
+    client.log_batch(run.info.run_id, metrics=ms, tags=[RunTag(k, v) for k, v in t.items()])
+    client.set_terminated(run.info.run_id, "FINISHED" if status == "finished" else "FAILED")
+    return run.info.run_id
+
+
+def make_toy(uri: str) -> None:
+    """The known store described in the module docstring."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.create_experiment("toy")
+    n = 0
+    for d, methods in TOY.items():
+        for m, accs in methods.items():
+            for s, a in enumerate(accs):
+                # d5/baseline/0 is logged three times under one run key: an older
+                # finished run (0.10), this one (kept) and a newer failed one.
+                key = "dup-key" if (d, m, s) == ("d5", "baseline", 0) else None
+                log_run(client, exp, dataset=d, method=m, seed=s, acc=a, key=key, start=n)
+                n += 1
+    for s in range(3):
+        log_run(client, exp, dataset="d4", method="anyloss", seed=s, status="failed", start=n)
+    log_run(client, exp, dataset="d1", method="focal", seed=3, status="diverged", start=n)
+    log_run(client, exp, dataset="d2", method="baseline", seed=3, status="timeout", start=n)
+    log_run(client, exp, dataset="d3", method="anyloss", seed=3, status="oom", start=n)
+    log_run(client, exp, dataset="d5", method="baseline", seed=0, acc=0.10, key="dup-key",
+            start=-5)
+    log_run(client, exp, dataset="d5", method="baseline", seed=0, status="failed",
+            key="dup-key", start=10_000)
+    log_run(client, exp, dataset="d1", method="stray", seed=0, acc=0.5, tags=False)
+    # what `harness run` logs after a suite: a report holder, not a result
+    suite_run = client.create_run(exp, run_name="toy (suite)",
+                                  tags={"harness.kind": "suite", "harness.suite": "toy"})
+    client.set_terminated(suite_run.info.run_id)
+    # A second suite for --compare: shares d1, d2 and d3; has its own `focal`.
+    other = client.create_experiment("other")
+    for d in ("d1", "d2", "d3", "d9"):
+        for s in range(3):
+            log_run(client, other, dataset=d, method="focal", seed=s, acc=0.99, suite="other")
+            log_run(client, other, dataset=d, method="ldr", seed=s, acc=0.3, suite="other")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    import logging
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    root = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    make_toy(uri)
+    return uri
+
+
+@pytest.fixture(scope="module")
+def report(store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "toy"
+    path = build_report(experiment="toy", tracking_uri=store, out=out, baseline="baseline")
+    return path
+
+
+def test_all_formats_and_plots_written(report):
+    names = {p.name for p in report.iterdir()}
+    assert {"index.md", "index.html", "leaderboard.tex", "leaderboard.csv"} <= names
+    assert {"cd_diagram.png", "seeds.png", "rank_heatmap.png", "curves.png",
+            "pareto.png"} <= names
+    html = (report / "index.html").read_text()
+    assert "data:image/png;base64," in html and "http://" not in html
+    assert "<script" not in html and 'src="cd_diagram.png"' not in html
+    tex = (report / "leaderboard.tex").read_text()
+    assert "\\toprule" in tex and "\\textbf{" in tex and "$\\pm$" in tex
+
+
+def test_leaderboard_csv(report):
+    df = pd.read_csv(report / "leaderboard.csv")
+    assert list(df.columns) == ["method", "avg_rank", "win_rate", "normalized_score", "elo",
+                                "elo_low", "elo_high", "wins", "ties", "losses", "n_datasets"]
+    b = df.set_index("method")
+    assert list(b.index) == ["anyloss", "focal", "baseline"]
+    # Hand values: see tests/test_report_stats.py::test_toy_hand_values for the derivation.
+    assert b.avg_rank.to_dict() == pytest.approx({"anyloss": 1.25, "focal": 1.875,
+                                                  "baseline": 2.875})
+    assert b.win_rate.to_dict() == pytest.approx({"anyloss": 7 / 8, "focal": 4.5 / 9,
+                                                  "baseline": 1.5 / 9})
+    assert b.normalized_score["anyloss"] == pytest.approx((1 + 0.4 + 1 + 1) / 4)
+    assert b.normalized_score["focal"] == pytest.approx((0.04 / 0.09 + 1 + 0 + 0.625) / 4)
+    assert b.normalized_score["baseline"] == 0
+    assert (b.loc["focal", ["wins", "ties", "losses"]].tolist()) == [3, 1, 1]
+    assert (b.loc["anyloss", ["wins", "ties", "losses"]].tolist()) == [4, 0, 0]
+    assert b.loc["baseline", ["wins", "ties", "losses"]].isna().all()
+    assert b.n_datasets.to_dict() == {"anyloss": 4, "focal": 5, "baseline": 5}
+    assert (b.elo_low <= b.elo).all() and (b.elo <= b.elo_high).all()
+    assert b.elo.mean() == pytest.approx(1000)
+    assert b.elo["anyloss"] > b.elo["focal"] > b.elo["baseline"]
+
+
+def test_failures_missing_cells_and_duplicates_are_stated(report):
+    md = (report / "index.md").read_text()
+    # 52 runs logged for `toy`: 48 used + 1 untagged + 1 suite-level + 2 superseded duplicates
+    assert "Read **52** runs from MLflow; **48** used" in md
+    assert "1 suite-level run(s) in `toy` (tag harness.kind=suite)" in md
+    assert "42 finished, 3 failed, 1 timeout, 1 oom, 1 diverged." in md
+    assert "(d4, anyloss)" in md and "missing (3 not finished)" in md
+    assert "`d4` (missing anyloss)" in md
+    assert "1 run(s) in `toy` have no harness.dataset/harness.method tags" in md
+    assert "`dup-key` (3 runs" in md
+    assert "RuntimeError: oom in d3/anyloss" in md
+    # d5 baseline uses the latest *finished* duplicate (0.49), not the older 0.10
+    assert "| d5 " in md and "0.5000 ± 0.010 (3)" in md
+
+
+def test_markdown_statistics_sections(report):
+    from scipy import stats as sps
+
+    from harness.report.analysis import fmt_num
+
+    md = (report / "index.md").read_text()
+    means = {m: [sum(TOY[d][m]) / 3 for d in ("d1", "d2", "d3", "d5")]
+             for m in ("anyloss", "focal", "baseline")}
+    fr = sps.friedmanchisquare(*means.values())
+    assert (f"Friedman test over 4 complete datasets and 3 methods: "
+            f"chi² = {fmt_num(fr.statistic)}, p = {fmt_num(fr.pvalue, 3)}") in md
+    w = sps.wilcoxon(means["anyloss"], means["baseline"])
+    row = f"| anyloss | baseline | 4 | 4/0/0 | {fmt_num(w.statistic)} | {fmt_num(w.pvalue, 3)} |"
+    assert row in re.sub(" +", " ", md)
+    assert "CD = 1.657" in md  # 2.343 * sqrt(3 * 4 / (6 * 4))
+    assert "**0.9100 ± 0.017 (3)**" in md  # best of d1 in bold
+    assert "![Critical difference diagram](cd_diagram.png)" in md
+
+
+def test_suite_file_rank_by_and_errors(store, tmp_path):
+    suite = tmp_path / "toy.yaml"
+    suite.write_text("name: toy\nrank_by: log_loss\ntask: classification\n")
+    out = build_report(suite, tracking_uri=store, out=tmp_path / "r",
+                       formats=["md", "csv"])
+    assert sorted(p.name for p in out.iterdir() if p.suffix != ".png") == [
+        "index.md", "leaderboard.csv"]
+    md = (out / "index.md").read_text()
+    assert "Metric `test/log_loss` (lower is better)" in md
+    df = pd.read_csv(out / "leaderboard.csv")
+    assert list(df.method) == ["anyloss", "focal", "baseline"]  # same order, lower is better
+    with pytest.raises(UserError, match="missing.yaml"):
+        build_report(str(tmp_path / "missing.yaml"), tracking_uri=store)
+    with pytest.raises(UserError, match="no MLflow experiment named 'nope'"):
+        build_report(experiment="nope", tracking_uri=store, out=tmp_path / "x")
+    with pytest.raises(UserError, match="baseline method 'ce' not found"):
+        build_report(experiment="toy", tracking_uri=store, out=tmp_path / "x", baseline="ce")
+    with pytest.raises(UserError, match="unknown report format"):
+        build_report(experiment="toy", tracking_uri=store, formats=["pdf"])
+
+
+def test_compare_adds_methods_on_shared_datasets(store, tmp_path):
+    out = build_report(experiment="toy", tracking_uri=store, out=tmp_path / "c",
+                       compare=["other"], formats=["md", "csv"])
+    df = pd.read_csv(out / "leaderboard.csv").set_index("method")
+    assert set(df.index) == {"anyloss", "focal", "baseline", "other:focal", "ldr"}
+    assert df.loc["other:focal", "n_datasets"] == 3
+    md = (out / "index.md").read_text()
+    assert "d9" in md and "not in `toy` were left out" in md
+    assert "`d4` (missing anyloss, ldr, other:focal); `d5` (missing ldr, other:focal)" in md
+
+
+def test_console_leaderboard(store):
+    text = console_leaderboard("toy", tracking_uri=store)
+    lines = text.splitlines()
+    assert lines[0].startswith("test/accuracy (higher is better)")
+    assert lines[1].split() == ["dataset", "anyloss", "focal", "baseline"]
+    assert "missing" in text and "0.9100 ± 0.017 (3)" in text
+    assert "log_loss" in console_leaderboard("toy", tracking_uri=store, metric="log_loss")
+    assert "missing" in console_leaderboard("toy", tracking_uri=store, metric="f2")
+
+
+def test_no_history_and_no_time_skips_plots(tmp_path):
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, RunTag
+
+    uri = f"sqlite:///{tmp_path / 'bare.db'}"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("bare")
+    for d in ("a", "b"):
+        for m, v in (("x", 0.1), ("y", 0.2)):
+            run = client.create_run(exp)
+            tags = {"harness.dataset": d, "harness.method": m, "harness.seed": "0",
+                    "harness.status": "finished", "harness.run_key": f"{d}{m}"}
+            client.log_batch(run.info.run_id, metrics=[Metric("test/accuracy", v, 0, 0)],
+                             tags=[RunTag(k, x) for k, x in tags.items()])
+    out = build_report(experiment="bare", tracking_uri=uri, out=tmp_path / "r")
+    md = (out / "index.md").read_text()
+    assert "Learning curves (val/accuracy): not drawn (no run logged a val/accuracy" in md
+    assert "not drawn (no run logged time/train_s)" in md
+    assert "Friedman test skipped: needs at least 3 methods, got 2" in md
+    assert not math.isnan(pd.read_csv(out / "leaderboard.csv").avg_rank[0])
+
+
+def test_history_bulk_and_public_paths_agree(store):
+    from mlflow import MlflowClient
+
+    from harness.report import load
+
+    ids = list(load.load_runs("toy", store).runs.run_id[:6])
+    client = MlflowClient(store)
+    bulk = load._bulk_histories(client._tracking_client.store, ids, "val/accuracy", batch=4)
+    public = load._per_run_histories(client, ids, "val/accuracy", max_workers=2)
+    assert bulk == public and len(bulk) == 6 and len(bulk[ids[0]]) == 4
+    assert [s for s, _ in bulk[ids[0]]] == [0, 1, 2, 3]
+    assert load.load_histories(ids[:2], "val/nothing", store) == {}
+
+
+def test_unknown_metric_is_a_user_error(store, tmp_path):
+    with pytest.raises(UserError, match=r"no run logged test/f2; logged: test/accuracy, "
+                                        r"test/log_loss, time/train_s"):
+        build_report(experiment="toy", tracking_uri=store, metric="f2", out=tmp_path)
