@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from harness.report import tables
-from harness.report.analysis import ReportData, fmt_num
+from harness.report.analysis import ReportData, fmt_num, problems
 from harness.report.figures import Figure
 
 FORMATS = ("md", "html", "latex", "csv")
@@ -28,21 +28,47 @@ def _summary(data: ReportData) -> list[str]:
     items = [f"Read **{data.n_read}** runs from MLflow; **{used}** used{rest}: "
              + ", ".join(parts) + "."]
     items += data.notes
+    items += _failure_causes(data)
     if data.missing:
-        cells = "; ".join(f"({d}, {m})" for d, m in data.missing)
         items.append(f"**{len(data.missing)} missing cell(s)** (dataset, method) with no "
-                     f"finished run that logged `{data.column}`: {cells}.")
+                     f"finished run that logged `{data.column}`: {_cells(data)}.")
     else:
         items.append("No missing (dataset, method) cells.")
     if data.unscored_methods:
         items.append("Methods without any result, left out of every cross-dataset statistic: "
                      + ", ".join(f"`{m}`" for m in data.unscored_methods) + ".")
     if data.dropped:
-        why = "; ".join(f"`{d}` (missing {', '.join(map(str, ms))})"
+        n_methods = len(data.matrix.columns)
+        why = "; ".join(f"`{d}` (missing {'every method' if len(ms) == n_methods else ', '.join(map(str, ms))})"  # noqa: E501
                         for d, ms in data.dropped.items())
         items.append(f"Left out of average rank, normalized score, Friedman and CD "
                      f"({len(data.complete)} of {len(data.matrix)} datasets used): {why}.")
     return items
+
+
+def _cells(data: ReportData) -> str:
+    """Missing cells, one entry per dataset ("every method" when none ran)."""
+    by_ds: dict = {}
+    for d, m in data.missing:
+        by_ds.setdefault(d, []).append(m)
+    n_methods = len(data.matrix.columns)
+    return "; ".join(f"{d}: every method" if len(ms) == n_methods else
+                     f"{d}: {', '.join(map(str, ms))}" for d, ms in by_ds.items())
+
+
+def _failure_causes(data: ReportData) -> list[str]:
+    """One line per (dataset, status, error): a dataset that could not be
+    fetched fails all its runs with the same error, which is one fact."""
+    bad = problems(data.runs)
+    if bad.empty:
+        return []
+    out = []
+    errors = bad["error"].fillna("").map(lambda e: " ".join(str(e).split())[:300])
+    for (ds, status, err), grp in bad.assign(error=errors).groupby(
+            ["dataset", "status", "error"], sort=True):
+        what = f"{len(grp)} run(s) {status} on `{ds}` ({grp['method'].nunique()} method(s))"
+        out.append(f"{what}: {err}" if err else what)
+    return out
 
 
 def _significance(data: ReportData) -> list[str]:
