@@ -152,7 +152,7 @@ def test_failures_missing_cells_and_duplicates_are_stated(report):
     assert "Read **52** runs from MLflow; **48** used" in md
     assert "1 suite-level run(s) in `toy` (tag harness.kind=suite)" in md
     assert "42 finished, 3 failed, 1 timeout, 1 oom, 1 diverged." in md
-    assert "(d4, anyloss)" in md and "missing (3 not finished)" in md
+    assert "d4: anyloss" in md and "missing (3 not finished)" in md
     assert "`d4` (missing anyloss)" in md
     assert "1 run(s) in `toy` have no harness.dataset/harness.method tags" in md
     assert "`dup-key` (3 runs" in md
