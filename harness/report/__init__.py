@@ -152,7 +152,14 @@ def console_leaderboard(experiment: str, *, tracking_uri: str | None = None,
     matrix = aggregate.score_matrix(cells)
     rates = stats.win_rates(matrix, greater).fillna(-1)
     methods = sorted(matrix.columns, key=lambda m: (-rates[m], str(m)))
-    headers, rows = analysis.console_table(cells, list(matrix.index), methods)
+    # a dataset without a single result (e.g. unavailable offline) is one
+    # line under the table, not a row of "missing"
+    scored = [d for d in matrix.index if matrix.loc[d].notna().any()]
+    empty = [str(d) for d in matrix.index if d not in scored]
+    headers, rows = analysis.console_table(cells, scored, methods)
     arrow = "higher" if greater else "lower"
     table = tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
-    return f"{column} ({arrow} is better), mean ± std (seeds) over finished runs\n{table}"
+    text = f"{column} ({arrow} is better), mean ± std (seeds) over finished runs\n{table}"
+    if empty:
+        text += f"\nno results on {len(empty)} dataset(s): {', '.join(empty)}"
+    return text
