@@ -219,7 +219,8 @@ def test_console_leaderboard(store):
     assert lines[1].split() == ["dataset", "anyloss", "focal", "baseline"]
     assert "missing" in text and "0.9100 ± 0.017 (3)" in text
     assert "log_loss" in console_leaderboard("toy", tracking_uri=store, metric="log_loss")
-    assert "missing" in console_leaderboard("toy", tracking_uri=store, metric="f2")
+    assert "no results on 5 dataset(s): d1, d2, d3, d4, d5" in console_leaderboard(
+        "toy", tracking_uri=store, metric="f2")
 
 
 def test_no_history_and_no_time_skips_plots(tmp_path):
