@@ -25,6 +25,14 @@ def shared_key(*parts) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def code_identity() -> str:
+    """harness version and git commit (empty outside a checkout)."""
+    from harness import __version__
+    from harness.tracking import git_commit
+
+    return f"{__version__}+{git_commit()}"
+
+
 def shared_arrays(ctx, name: str, key: str, build: Callable[[], dict]) -> tuple[dict, bool]:
     """Return (arrays, reused).  ``build()`` -> ``{name: numpy array}`` runs
     only when no finished-or-running run of this experiment holds ``key``."""

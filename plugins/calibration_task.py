@@ -47,7 +47,7 @@ def _classifier_arrays(ctx, cfg: dict, data) -> dict:
     import numpy as np
     import torch
 
-    from harness_plugins.calibration import make_views, shift_corruptions
+    from harness_plugins.calibration import make_views
 
     model, info = train_model(ctx, cfg, data, {})
     bs = cfg["training"]["eval_batch_size"]
@@ -59,11 +59,29 @@ def _classifier_arrays(ctx, cfg: dict, data) -> dict:
     out = {"y_val": data.y_val, "y_test": data.y_test, "train_s": np.array(info["train_s"])}
     sets = {"val": data.X_val, "test": data.X_test}
     for s in cfg["shift"]["severities"]:
-        sets[f"shift{s}"] = shift_corruptions(data.X_test, s, rng).astype(np.float32)
+        sets[f"shift{s}"] = _shifted(data.X_test, s, rng)
     for name, X in sets.items():
         out[f"{name}_logits"] = logits(X)
         for i, view in enumerate(make_views(X, rng)):
             out[f"{name}_view{i}"] = logits(np.asarray(view, dtype=np.float32))
+    return out
+
+
+def _shifted(X, severity: int, rng):
+    """The test set at one severity.  Images get one corruption each (the
+    kinds in equal shares, as CIFAR-10-C results are averaged over kinds),
+    never all of them stacked on one image; tabular rows get feature noise."""
+    import numpy as np
+
+    from harness_plugins.calibration import IMAGE_CORRUPTIONS, shift_corruptions
+
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 4:
+        return shift_corruptions(X, severity, rng).astype(np.float32)
+    out = np.empty_like(X)
+    for kind, idx in zip(IMAGE_CORRUPTIONS, np.array_split(np.arange(len(X)),
+                                                           len(IMAGE_CORRUPTIONS))):
+        out[idx] = shift_corruptions(X[idx], severity, rng, kind=kind)
     return out
 
 
@@ -103,11 +121,13 @@ class CalibrationTask:
 
     def run(self, ctx) -> dict[str, float]:
         """Reuse or train the classifier, calibrate, evaluate."""
-        from harness.shared import shared_arrays, shared_key
+        from harness.shared import code_identity, shared_arrays, shared_key
 
         cfg = ctx.config
         classifier = {k: cfg[k] for k in ("model", "loss", "training", "shift")}
-        key = shared_key(ctx.spec.dataset, ctx.spec.seeds, classifier)
+        # code identity is part of the key: a changed classifier or corruption
+        # must not be served from an artifact an older checkout wrote
+        key = shared_key(ctx.spec.dataset, ctx.spec.seeds, classifier, code_identity())
         arrays, reused = shared_arrays(ctx, "classifier", key,
                                        lambda: _classifier_arrays(ctx, cfg, ctx.data))
         ctx.log_metrics({"classifier/reused": float(reused),
