@@ -12,8 +12,6 @@ import harness
 from harness_plugins.calibration import make_views, reliability_diagram, shift_corruptions
 from harness_plugins.metrics import ece_value
 
-torch.set_num_threads(1)
-
 NAMES = ["none", "temperature", "vector_scaling", "matrix_scaling", "histogram_binning",
          "isotonic", "correctness_aware"]
 

@@ -25,13 +25,6 @@ LOGITS2 = np.array([[0.3, -0.2], [1.0, 2.5], [-0.5, 0.5], [2.0, 0.0], [0.0, 0.1]
 TARGETS2 = np.array([0, 1, 0, 1, 1])
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: intra-op threads only contend (5x slower on a busy 2-core box).
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
 
 
 def np_log_softmax(z):

@@ -16,13 +16,6 @@ TARGETS = np.array([0, 1, 0, 1, 1, 0, 1])
 S = 1e-5
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: intra-op threads only contend (5x slower on a busy 2-core box).
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
 
 
 def t(a, grad=False):

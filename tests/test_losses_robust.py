@@ -17,13 +17,6 @@ TARGETS = np.array([0, 2, 0, 1, 2])
 ROWS = np.arange(len(TARGETS))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: intra-op threads only contend (5x slower on a busy 2-core box).
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
 
 
 def np_log_softmax(z):

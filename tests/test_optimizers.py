@@ -14,7 +14,6 @@ import harness
 from harness_plugins.optimizers import PlainScheme, Useful, as_scheme
 
 # tiny models: intra-op threads only add contention on small CI machines
-torch.set_num_threads(1)
 
 
 def ce(logits, y, **extras):

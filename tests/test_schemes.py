@@ -11,8 +11,6 @@ import torch.nn.functional as F
 import harness
 from harness_plugins.schemes import SAF, fd_hvp
 
-torch.set_num_threads(1)
-
 
 def info_for(n, n_classes, epochs=10):
     return SimpleNamespace(n_train=n, n_classes=n_classes, epochs=epochs, steps_per_epoch=1,
