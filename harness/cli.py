@@ -77,6 +77,7 @@ def cmd_plan(args) -> int:
     state = {s.run_key: "run" for s in plan.todo}
     state.update({s.run_key: "done" for s in plan.done})
     state.update({s.run_key: "failed (use --rerun-failed)" for s in plan.failed})
+    state.update({s.run_key: "running" for s in plan.running})
     rows = [[s.dataset_label, s.method, s.seed, s.run_key, state[s.run_key]] for s in plan.runs]
     if args.json:
         print(json.dumps([s.to_dict() | {"state": state[s.run_key]} for s in plan.runs], indent=2))
@@ -87,37 +88,95 @@ def cmd_plan(args) -> int:
     return 0
 
 
+#: Named run flags that become executor options (flag dest -> option name).
+EXECUTOR_FLAGS = {"jobs": "jobs", "address": "address", "partition": "partition",
+                  "gpus_per_run": "gpus_per_run", "cpus_per_run": "cpus_per_run",
+                  "max_parallel": "max_parallel"}
+
+
+def _executor(args, reg):
+    """Build the executor from ``--executor``, its named flags and
+    ``--executor-opt KEY=VALUE``; an option it does not take is exit 2."""
+    import yaml
+
+    from harness.errors import ConfigError
+    from harness.runner import build_executor
+
+    params, flags = {}, {}
+    for dest, key in EXECUTOR_FLAGS.items():
+        if getattr(args, dest, None) is not None:
+            params[key], flags[key] = getattr(args, dest), "--" + dest.replace("_", "-")
+    for opt in args.executor_opt or []:
+        key, sep, value = opt.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--executor-opt {opt}: expected KEY=VALUE")
+        params[key.strip()] = yaml.safe_load(value) if value.strip() else None
+        flags[key.strip()] = f"--executor-opt {key.strip()}"
+    if args.executor == "local" and "jobs" not in params:
+        params["jobs"] = 1
+    try:
+        info = reg.get("executors", args.executor, "--executor")
+        known = [p.name for p in info.params]
+        for key in params:
+            if key not in known and not info.var_kw:
+                raise UserError(f"{flags.get(key, key)}: executor {args.executor!r} has no "
+                                f"option {key!r}; its options: {', '.join(known) or 'none'}")
+        return build_executor(reg, args.executor, params)
+    except ConfigError as exc:
+        flag = flags.get(exc.path.rpartition(".")[2]) or f"--executor {args.executor}"
+        raise UserError(f"{flag}: {exc.message}") from None
+
+
 def cmd_run(args) -> int:
     """Run a suite (resuming), then print the summary and the leaderboard."""
     from rich.console import Console
 
+    from harness.limits import Limits
     from harness.runner import make_plan, run_plan
     from harness.tracking import resolve_uri
 
     uri = resolve_uri(args.tracking_uri)
     reg = _registry(args)
+    executor = _executor(args, reg)
+    limits = Limits(args.timeout, args.memory_limit)
     console = Console(stderr=True)
     plan = make_plan(args.suite, uri, only=args.only, force=args.force,
                      rerun_failed=args.rerun_failed, registry=reg)
+    running = f", {len(plan.running)} running in another process (not started twice)" \
+        if plan.running else ""
     print(f"suite {plan.suite.name}: {len(plan.runs)} runs, {len(plan.todo)} to run, "
           f"{len(plan.done)} already done (skipped), {len(plan.failed)} failed earlier"
-          f"{' (use --rerun-failed)' if plan.failed else ''}; tracking {uri}", flush=True)
+          f"{' (use --rerun-failed)' if plan.failed else ''}{running}; tracking {uri}",
+          flush=True)
     if not plan.todo:
-        print("nothing to train: every run is already done")
+        print("nothing to train: every run is already done" if not plan.running else
+              "nothing to train here: the remaining runs are running elsewhere")
     try:
-        counts = run_plan(plan, uri, jobs=args.jobs, device=args.device,
-                          executor=args.executor, blocked=tuple(_blocked(args)),
-                          console=console, registry=reg)
+        counts = run_plan(plan, uri, jobs=args.jobs or 1, device=args.device,
+                          executor=executor, blocked=tuple(_blocked(args)),
+                          console=console, registry=reg, limits=limits, retries=args.retries)
     except KeyboardInterrupt:
         print("\ninterrupted: finished runs are kept; run the same command again to resume",
               file=sys.stderr)
         return 130
+    for label, why in sorted(plan.unavailable.items()):
+        print(f"unavailable: {label}: {why}")
     failed = sum(counts[s] for s in ("failed", "timeout", "oom")) + len(plan.failed)
+    extra = "".join(f", {counts[s]} {s}" for s in ("timeout", "oom", "interrupted") if counts[s])
     print(f"done: {counts['finished']} finished, {counts['diverged']} diverged, "
-          f"{counts['skipped']} skipped, {failed} failed")
+          f"{counts['skipped']} skipped, {failed} failed{extra}"
+          f"{f', {len(plan.running)} running elsewhere' if plan.running else ''}")
     if counts["finished"] + counts["diverged"] + counts["skipped"]:
         _leaderboard(plan.suite, uri, counts)
-    return 1 if failed else 0
+    return 1 if failed or counts["interrupted"] else 0
+
+
+def cmd_status(args) -> int:
+    """Show done / running / failed / pending runs per method, from MLflow."""
+    from harness.status import show
+
+    return show(args.suite, args.tracking_uri, only=args.only, watch=args.watch,
+                interval=args.interval, as_json=args.json, registry=_registry(args))
 
 
 def _leaderboard(suite, uri: str, counts) -> None:
@@ -150,6 +209,21 @@ def cmd_report(args) -> int:
     return 0
 
 
+def _parsed(name: str):
+    """An argparse type from ``harness.limits.<name>`` (bad value: exit 2)."""
+
+    def parse(text: str):
+        from harness import limits
+
+        try:
+            return getattr(limits, name)(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = name
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``harness``."""
     p = argparse.ArgumentParser(prog="harness", description="Benchmark harness for training "
@@ -171,11 +245,40 @@ def build_parser() -> argparse.ArgumentParser:
         return sp
 
     run = suite_cmd("run", cmd_run, "run a suite (skips runs already finished)")
-    run.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    run.add_argument("--jobs", type=int, help="local worker processes (default 1)")
     run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
-    run.add_argument("--executor", default="local", help="executor plugin (default local)")
+    ex = run.add_argument_group("executors", "where runs execute; each option must be one the "
+                                "executor takes (harness list executors)")
+    ex.add_argument("--executor", default="local", help="local (default), ray, slurm, or a "
+                    "plugin's")
+    ex.add_argument("--executor-opt", action="append", metavar="KEY=VALUE",
+                    help="any executor option, e.g. local_cpus=4, slurm_account=abc "
+                    "(repeatable)")
+    ex.add_argument("--address", help="ray: cluster address (auto: the running cluster, "
+                    "else a local one)")
+    ex.add_argument("--partition", help="slurm: partition")
+    ex.add_argument("--gpus-per-run", type=float, help="ray/slurm: GPUs per run")
+    ex.add_argument("--cpus-per-run", type=float, help="ray/slurm: CPUs per run")
+    ex.add_argument("--max-parallel", type=int, help="ray/slurm: runs at once")
+    lim = run.add_argument_group("limits", "each run then gets its own supervised process")
+    lim.add_argument("--timeout", type=_parsed("parse_duration"), metavar="DURATION",
+                     help="per run, e.g. 90s, 30m, 2h (killed: status timeout)")
+    lim.add_argument("--memory-limit", type=_parsed("parse_memory"), metavar="SIZE",
+                     help="RSS cap per run, e.g. 500M, 8G (killed: status oom)")
+    lim.add_argument("--retries", type=int, default=0, metavar="N",
+                     help="retry infrastructure failures (worker died, CUDA error, tracking "
+                     "unreachable) up to N times; method errors are not retried")
     plan = suite_cmd("plan", cmd_plan, "dry run: the expanded runs and their state")
     plan.add_argument("--json", action="store_true")
+
+    sp = sub.add_parser("status", help="done / running / failed / pending runs per method")
+    sp.add_argument("suite", help="suite YAML file")
+    sp.add_argument("--tracking-uri")
+    sp.add_argument("--only", metavar="GLOB")
+    sp.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
+    sp.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(fn=cmd_status)
 
     sp = sub.add_parser("plugins", help="installed plugins")
     sp.add_argument("--json", action="store_true")

@@ -191,9 +191,29 @@ def register_augmenters(register):
 
 @hookspec
 def register_executors(register):
-    """Register executors.  ``factory(**params)`` returns an object with
-    ``map(fn, items) -> iterator`` that calls ``fn(item)`` for every item and
-    yields results as they complete (any order)."""
+    """Register executors: where runs execute (this process, a pool, Ray, SLURM).
+
+    :param register: ``register(name, factory)``; ``factory(**params)`` returns
+        an executor.  Its parameters are the ``--executor`` options (validated
+        from the signature like any component).
+
+    Contract of the returned object:
+
+    - ``map(fn, items) -> iterator`` calls ``fn(item)`` once for every item,
+      wherever it likes, and yields each result as it completes (any order).
+      ``fn`` and the items are picklable; ``fn`` returns a
+      ``harness.worker.Outcome`` and never raises for a method's error.
+    - When the worker running an item dies (killed, node lost, job cancelled)
+      or ``fn`` cannot be called, yield ``harness.worker.Lost(item, error)``
+      for it instead of raising: the runner closes that run as
+      ``interrupted`` and retries it when ``--retries`` allows.
+      ``Lost(..., infrastructure=False)`` marks a failure that must not be
+      retried.
+    - ``fn.isolated`` is true when every call already supervises a child
+      process of its own (``--timeout``/``--memory-limit``/``--retries``);
+      a local executor may then drive calls from threads.
+    - Optional ``name`` attribute: recorded as the ``harness.executor`` tag.
+    """
 
 
 # -- lifecycle -----------------------------------------------------------------

@@ -1,13 +1,17 @@
-"""Run a suite: resume from MLflow, execute the rest, summarise.
+"""Run a suite: resume from MLflow, execute the rest, retry, summarise.
 
 The runner decides *which* runs to execute; an executor plugin decides
-*where*; ``harness.worker.execute_run`` does one run.  Results live only in
-MLflow, so a crash or Ctrl-C loses nothing that finished.
+*where*; ``harness.worker.execute_run`` does one run (in a supervised child
+process of its own when limits or retries ask for one: ``harness.limits``).
+Results live only in MLflow, so a crash, a ``kill -9`` or Ctrl-C loses nothing
+that finished, and the next ``harness run`` does exactly what is missing.
 """
 
 from __future__ import annotations
 
 import functools
+import os
+import socket
 import sys
 import time
 from collections import Counter
@@ -20,6 +24,13 @@ from harness.suite import Suite, load_suite
 DONE = {"finished", "diverged"}
 #: Statuses rerun only with ``--rerun-failed``.
 FAILED = {"failed", "timeout", "oom"}
+#: A RUNNING run whose heartbeat is older than this is stale (its process is
+#: presumed gone) even when its host cannot be checked.
+STALE_AFTER_S = float(os.environ.get("HARNESS_STALE_AFTER_S", 600))
+#: Environment that workers (pools, Ray, SLURM jobs) must see as the planner
+#: did: plugin selection and test switches.  Thread count is per worker.
+_ENV_PREFIXES = ("HARNESS_", "MLFLOW_")
+_ENV_LOCAL = ("HARNESS_TORCH_THREADS",)
 
 
 @dataclass
@@ -31,31 +42,86 @@ class Plan:
     todo: list[RunSpec] = field(default_factory=list)
     done: list[RunSpec] = field(default_factory=list)
     failed: list[RunSpec] = field(default_factory=list)
+    #: Running now in another live process: not started twice.
+    running: list[RunSpec] = field(default_factory=list)
     stale: dict[str, str] = field(default_factory=dict)  # run_key -> mlflow run id
     existing: dict = field(default_factory=dict)
+    #: Filled by ``run_plan``: dataset label -> why its data could not be
+    #: fetched (``DatasetUnavailable``), so the CLI says it once per dataset.
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (a zombie counts as dead)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:  # no /proc (macOS): the kill(0) answer stands
+        return True
+
+
+def is_stale(info: dict, now: float | None = None, stale_after: float | None = None) -> bool:
+    """Whether a RUNNING run was left by a process that is gone: its
+    ``harness.pid`` is on this host and not alive, or its heartbeat is older
+    than ``stale_after`` seconds (``STALE_AFTER_S``: other hosts cannot be
+    asked, and a frozen process is as good as dead)."""
+    host, _, pid = (info.get("pid") or "").rpartition(":")
+    if host == socket.gethostname() and pid.isdigit() and not pid_alive(int(pid)):
+        return True
+    try:
+        beat = float(info.get("heartbeat") or 0)
+    except ValueError:
+        beat = 0.0
+    if not beat and info.get("start"):
+        beat = float(info["start"]) / 1000
+    limit = STALE_AFTER_S if stale_after is None else stale_after
+    return (now or time.time()) - beat > limit
 
 
 def make_plan(suite_file: str, uri: str | None, *, only: str | None = None, force: bool = False,
               rerun_failed: bool = False, registry=None) -> Plan:
-    """Load the suite, expand it and split its runs by their MLflow state."""
+    """Load the suite, expand it and split its runs by their MLflow state.
+
+    A run still RUNNING in a live process (``is_stale`` false) is never
+    started again, not even with ``force``; one left RUNNING by a dead process
+    is closed as ``interrupted`` by ``run_plan`` and redone."""
     from harness.tracking import existing_runs
 
     suite = load_suite(suite_file, registry)
     runs = expand_suite(suite, only)
     existing = existing_runs(uri, suite.name)
     plan = Plan(suite, runs, existing=existing)
+    now = time.time()
     for spec in runs:
-        state = existing.get(spec.run_key, {}).get("status")
-        if force or state is None or state in ("interrupted",):
+        info = existing.get(spec.run_key, {})
+        state = info.get("status")
+        if state == "running":
+            if not is_stale(info, now):
+                plan.running.append(spec)
+                continue
+            plan.stale[spec.run_key] = info["run_id"]
+            plan.todo.append(spec)
+        elif force or state is None or state == "interrupted":
             plan.todo.append(spec)
         elif state in DONE:
             plan.done.append(spec)
         elif state in FAILED:
             (plan.todo if rerun_failed else plan.failed).append(spec)
-        else:  # left "running" by a process that no longer runs
-            plan.stale[spec.run_key] = existing[spec.run_key]["run_id"]
+        else:  # a status this version does not know: do it again
             plan.todo.append(spec)
     return plan
+
+
+def build_executor(registry, name: str = "local", params: dict | None = None):
+    """Validate ``params`` against executor ``name``'s factory signature and
+    build it (``harness.ConfigError`` names an unknown option)."""
+    return registry.create("executors", {"name": name, **(params or {})}, "executor")
 
 
 def _devices(device: str, jobs: int) -> list[str]:
@@ -73,38 +139,132 @@ def _devices(device: str, jobs: int) -> list[str]:
     return [device]
 
 
-def _call(item, uri, blocked):
+def worker_env() -> dict[str, str]:
+    """The planner's ``HARNESS_*``/``MLFLOW_*`` environment, for workers that
+    were started before it was set (a Ray cluster, a reused pool)."""
+    return {k: v for k, v in os.environ.items()
+            if k.startswith(_ENV_PREFIXES) and k not in _ENV_LOCAL}
+
+
+def _apply_env(env: dict[str, str]) -> None:
+    changed = False
+    for key in [k for k in os.environ if k.startswith(_ENV_PREFIXES) and k not in _ENV_LOCAL]:
+        if key not in env:
+            del os.environ[key]
+            changed = True
+    for key, value in env.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
+            changed = True
+    if changed:  # the plugin selection may differ from what this worker loaded
+        from harness.plugins import get_registry
+
+        get_registry(reload=True)
+
+
+def _call(item, uri, blocked, executor="local", limits=None, env=None):
+    """Run one item ``(spec dict, device, attempt)`` in whatever process the
+    executor chose; isolated in a supervised child when ``limits`` say so."""
     from harness.worker import execute_run
 
-    spec_data, device = item
-    return execute_run(spec_data, uri, device, blocked)
+    if env is not None:
+        _apply_env(env)
+    spec_data, device, attempt = (*item, 1)[:3]
+    if limits is not None and limits.isolate:
+        from harness.limits import run_isolated
+
+        return run_isolated(spec_data, uri, device, blocked, attempt=attempt,
+                            executor=executor, limits=limits)
+    return execute_run(spec_data, uri, device, blocked, attempt=attempt, executor=executor)
+
+
+def _lost_outcome(lost, uri: str | None, suite: str):
+    """An ``Outcome`` for an item whose worker died; close the run it left
+    RUNNING (the executor saw the worker go, so waiting for staleness is moot)."""
+    from harness.tracking import close_run, existing_runs
+    from harness.worker import Outcome
+
+    spec_data, _, attempt = (*lost.item, 1)[:3]
+    spec = RunSpec.from_dict(spec_data)
+    info = existing_runs(uri, suite).get(spec.run_key, {})
+    host, _, pid = (info.get("pid") or "").rpartition(":")
+    mine = host == socket.gethostname() and pid.isdigit()
+    if info.get("status") == "running" and not (mine and pid_alive(int(pid))):
+        try:
+            close_run(uri, info["run_id"], "interrupted", lost.error)
+        except Exception:  # tracking down too: resume closes it once stale
+            pass
+    return Outcome(spec.run_key, spec.run_name, "interrupted", error=lost.error,
+                   attempt=attempt, retryable=lost.infrastructure)
 
 
 def run_plan(plan: Plan, uri: str | None, *, jobs: int = 1, device: str = "auto",
-             executor: str | dict = "local", blocked: tuple[str, ...] = (), console=None,
-             registry=None) -> Counter:
+             executor="local", blocked: tuple[str, ...] = (), console=None,
+             registry=None, limits=None, retries: int = 0) -> Counter:
     """Execute ``plan.todo``; return a Counter of statuses (``skipped``
-    counts runs already done).  Ctrl-C propagates after the executor stops."""
+    counts runs already done, ``running`` those running elsewhere).
+
+    ``executor``: a name, a ``{"name": ..., **params}`` spec or a built
+    executor.  ``limits`` (``harness.limits.Limits``) runs each run in a
+    supervised child process.  ``retries``: how many more times a run whose
+    failure was the infrastructure's is tried (``harness.attempt`` counts).
+    Ctrl-C propagates after the executor stops."""
+    from harness.limits import Limits
     from harness.plugins import get_registry
-    from harness.tracking import mark_stale
+    from harness.tracking import existing_runs, mark_stale, prepare_store
+    from harness.worker import Lost
 
     registry = registry or get_registry()
     out = console or _plain_console()
     for run_id in plan.stale.values():
         mark_stale(uri, run_id, "left running by a process that died; rerun")
-    counts: Counter = Counter(skipped=len(plan.done))
+    counts: Counter = Counter(skipped=len(plan.done), running=len(plan.running))
+    if plan.todo:
+        prepare_store(uri, plan.suite.name)
     registry.pm.hook.before_suite(suite=plan.suite, runs=plan.todo)
-    spec_exec = executor if isinstance(executor, dict) else {"name": executor}
-    if spec_exec.get("name") == "local":
-        spec_exec = {"jobs": jobs, **spec_exec}
-    ex = registry.create("executors", spec_exec, "executor")
+    name = getattr(executor, "name", type(executor).__name__)
+    if isinstance(executor, (str, dict)):
+        spec = executor if isinstance(executor, dict) else {"name": executor}
+        if spec.get("name", "local") == "local":
+            spec = {"jobs": jobs, **spec}
+        name, params = spec.get("name", "local"), {k: v for k, v in spec.items() if k != "name"}
+        executor = build_executor(registry, name, params)
+    limits = limits or Limits()
+    if retries and not limits.isolate:
+        # a retried run needs a fresh process: after a worker death or a sticky
+        # CUDA error the old one is gone or unusable
+        limits = Limits(limits.timeout_s, limits.memory_bytes, isolate=True)
     devices = _devices(device, jobs)
-    items = [(s.to_dict(), devices[i % len(devices)]) for i, s in enumerate(plan.todo)]
-    fn = functools.partial(_call, uri=uri, blocked=blocked)
-    with _progress(out, len(items)) as progress:
-        for outcome in ex.map(fn, items):
-            counts[outcome.status] += 1
-            progress(outcome)
+    pending = [(s.to_dict(), devices[i % len(devices)], 1) for i, s in enumerate(plan.todo)]
+    fn = functools.partial(_call, uri=uri, blocked=blocked, executor=name, limits=limits,
+                           env=worker_env())
+    # each call supervises its own child process: a local executor may drive
+    # them from threads instead of worker processes
+    fn.isolated = limits.isolate
+    labels = {s.run_key: s.dataset_label for s in plan.todo}
+    with _progress(out, len(pending)) as progress:
+        while pending:
+            by_key = {item[0]["run_key"]: item for item in pending}
+            again = []
+            for result in executor.map(fn, pending):
+                outcome = _lost_outcome(result, uri, plan.suite.name) \
+                    if isinstance(result, Lost) else result
+                if outcome.retryable and outcome.attempt <= retries:
+                    spec_data, dev, _ = by_key[outcome.run_key]
+                    again.append((spec_data, dev, outcome.attempt + 1))
+                    progress.retry(outcome, retries + 1)
+                    continue
+                counts[outcome.status] += 1
+                if outcome.error.startswith("DatasetUnavailable: "):
+                    plan.unavailable.setdefault(labels[outcome.run_key],
+                                                outcome.error.partition(": ")[2])
+                progress(outcome)
+            # a worker may have died after its run finished: never run it twice
+            done = existing_runs(uri, plan.suite.name) if again else {}
+            pending = [i for i in again if done.get(i[0]["run_key"], {}).get("status") not in DONE]
+            for _ in range(len(again) - len(pending)):
+                counts["finished"] += 1
+                progress.n += 1
     registry.pm.hook.after_suite(suite=plan.suite, summary=dict(counts))
     return counts
 
@@ -128,8 +288,13 @@ class _progress:
 
     def __enter__(self):
         if getattr(self.console, "is_terminal", False) and self.total:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                       TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
 
             self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
                                 MofNCompleteColumn(), TimeRemainingColumn(),
@@ -138,19 +303,35 @@ class _progress:
             self.task = self.bar.add_task("runs", total=self.total)
         return self
 
+    def _print(self, line: str) -> None:
+        # soft_wrap: a log file or CI page gets one line per run, not lines
+        # broken at rich's default 80 columns
+        if self.bar is not None:
+            self.bar.console.print(line, markup=False, soft_wrap=True)
+        elif hasattr(self.console, "file"):
+            self.console.print(line, markup=False, soft_wrap=True)
+        else:
+            self.console.print(line)
+
+    def retry(self, outcome, attempts: int) -> None:
+        """Report a run that failed for infrastructure reasons and goes again."""
+        self._print(f"[retry {outcome.attempt + 1}/{attempts}] {outcome.run_name}: "
+                    f"{outcome.status}: {outcome.error}")
+
     def __call__(self, outcome) -> None:
         self.n += 1
         line = f"[{self.n}/{self.total}] {outcome.status:<8} {outcome.run_name} " \
                f"({outcome.seconds:.1f}s)"
+        if outcome.attempt > 1:
+            line += f" attempt {outcome.attempt}"
         if outcome.error:
             line += f": {outcome.error}"
         if self.bar is not None:
             self.bar.advance(self.task)
             if outcome.status != "finished":
-                self.bar.console.print(line, markup=False)
+                self._print(line)
         else:
-            self.console.print(line, markup=False) if hasattr(self.console, "file") else \
-                self.console.print(line)
+            self._print(line)
 
     def __exit__(self, *exc):
         if self.bar is not None:

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import os
 import platform
+import random
 import socket
 import subprocess
+import threading
 import time
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
@@ -21,6 +24,11 @@ BATCH = 1000
 #: harness status -> MLflow run status.
 MLFLOW_STATUS = {"finished": "FINISHED", "diverged": "FINISHED", "failed": "FAILED",
                  "timeout": "FAILED", "oom": "FAILED", "interrupted": "KILLED"}
+#: Seconds between heartbeat tags while a run trains (a background thread, so a
+#: long epoch never looks dead).
+HEARTBEAT_S = float(os.environ.get("HARNESS_HEARTBEAT_S", 60))
+#: How long a writer waits for the sqlite file lock before writing unlocked.
+LOCK_WAIT_S = 120.0
 
 
 def resolve_uri(uri: str | None = None) -> str:
@@ -96,26 +104,100 @@ def _sqlite_path(uri: str) -> str | None:
     return path if path and path != ":memory:" else None
 
 
-def _existing_runs_sqlite(path: str, experiment: str) -> list[tuple[str, str, str, str]]:
-    """(run_key, run_id, mlflow status, harness status) straight from MLflow's
-    sqlite schema: importing mlflow costs ~2.5 s, too slow for ``harness plan``.
+_THREAD_LOCK = threading.RLock()
+_LOCK = {"depth": 0, "fd": None, "key": None}
+
+
+@contextmanager
+def write_lock(uri: str | None):
+    """Serialise MLflow writes to one sqlite file across processes.
+
+    SQLite allows one writer; MLflow waits 20 s for it, and a transaction that
+    read first and then writes can get ``database is locked`` at once (SQLite
+    refuses the upgrade to avoid a deadlock).  An ``flock`` on ``<db>.lock``
+    queues writers instead.  Re-entrant; other URIs (a server) need no lock."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: SQLite's busy timeout and _retry only
+        fcntl = None
+    path = _sqlite_path(resolve_uri(uri))
+    if path is None or fcntl is None:
+        yield
+        return
+    with _THREAD_LOCK:  # flock excludes processes; threads share the fd
+        key, locked = (os.path.abspath(path), os.getpid()), False
+        if not _LOCK["depth"]:
+            if _LOCK["key"] != key:  # a forked child must not share the parent's fd
+                os.makedirs(os.path.dirname(key[0]) or ".", exist_ok=True)
+                _LOCK["fd"], _LOCK["key"] = os.open(key[0] + ".lock", os.O_RDWR | os.O_CREAT), key
+            deadline = time.monotonic() + LOCK_WAIT_S
+            while not locked and time.monotonic() < deadline:
+                try:
+                    fcntl.flock(_LOCK["fd"], fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    locked = True
+                except BlockingIOError:
+                    time.sleep(0.002 + random.random() * 0.01)
+        _LOCK["depth"] += 1
+        try:
+            yield
+        finally:
+            _LOCK["depth"] -= 1
+            if locked:
+                fcntl.flock(_LOCK["fd"], fcntl.LOCK_UN)
+
+
+def _retry(fn, *args, tries: int = 8, **kwargs):
+    """Call ``fn``; on ``database is locked`` back off and call again (writers
+    outside harness, e.g. ``mlflow ui``, do not take our file lock)."""
+    for attempt in range(tries):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            if "database is locked" not in str(exc) or attempt == tries - 1:
+                raise
+            time.sleep(min(5.0, 0.1 * 2 ** attempt) * (0.5 + random.random()))
+
+
+def write(uri: str | None, fn, *args, **kwargs):
+    """Run one MLflow write call under the sqlite file lock, with retries."""
+    with write_lock(uri):
+        return _retry(fn, *args, **kwargs)
+
+
+def prepare_store(uri: str | None, experiment: str) -> str:
+    """Create the store's tables and the experiment once, before workers start:
+    N workers creating a fresh sqlite schema at once race in MLflow's
+    migrations (``duplicate column name``) and every run is lost."""
+    with write_lock(uri):
+        return _retry(lambda: experiment_id(client(uri), experiment))
+
+
+_ROW = ("key", "run_id", "mlflow_status", "status", "pid", "heartbeat", "error", "start")
+
+
+def _existing_runs_sqlite(path: str, experiment: str) -> list[tuple]:
+    """Rows of ``_ROW`` straight from MLflow's sqlite schema: importing mlflow
+    costs ~2.5 s, too slow for ``harness plan`` and ``harness status``.
     Only reads; every write goes through MLflow."""
     import sqlite3
 
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    tag = "LEFT JOIN tags {0} ON {0}.run_uuid = r.run_uuid AND {0}.key = 'harness.{1}'"
+    joins = " ".join(tag.format(a, t) for a, t in
+                     (("s", "status"), ("p", "pid"), ("h", "heartbeat"), ("x", "error")))
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
     try:
         return con.execute(
-            """SELECT k.value, r.run_uuid, r.status, COALESCE(s.value, 'running')
+            f"""SELECT k.value, r.run_uuid, r.status, COALESCE(s.value, 'running'), p.value,
+                       h.value, x.value, r.start_time
                FROM runs r JOIN experiments e ON r.experiment_id = e.experiment_id
-               JOIN tags k ON k.run_uuid = r.run_uuid AND k.key = 'harness.run_key'
-               LEFT JOIN tags s ON s.run_uuid = r.run_uuid AND s.key = 'harness.status'
+               JOIN tags k ON k.run_uuid = r.run_uuid AND k.key = 'harness.run_key' {joins}
                WHERE e.name = ? AND r.lifecycle_stage = 'active'
                ORDER BY r.start_time ASC""", (experiment,)).fetchall()
     finally:
         con.close()
 
 
-def _existing_runs_client(uri: str, experiment: str) -> list[tuple[str, str, str, str]]:
+def _existing_runs_client(uri: str, experiment: str) -> list[tuple]:
     from mlflow.entities import ViewType
 
     cl = client(uri)
@@ -127,16 +209,21 @@ def _existing_runs_client(uri: str, experiment: str) -> list[tuple[str, str, str
         page = cl.search_runs([exp.experiment_id], run_view_type=ViewType.ACTIVE_ONLY,
                               max_results=5000, page_token=token,
                               order_by=["attributes.start_time ASC"])
-        rows += [(r.data.tags.get("harness.run_key"), r.info.run_id, r.info.status,
-                  r.data.tags.get("harness.status", "running")) for r in page]
+        for r in page:
+            t = r.data.tags
+            rows.append((t.get("harness.run_key"), r.info.run_id, r.info.status,
+                         t.get("harness.status", "running"), t.get("harness.pid"),
+                         t.get("harness.heartbeat"), t.get("harness.error"), r.info.start_time))
         token = page.token
         if not token:
             return rows
 
 
 def existing_runs(uri: str | None, experiment: str) -> dict[str, dict]:
-    """run_key -> {"status", "run_id"} of the newest run per key in the
-    experiment; a finished run wins over any later unfinished one."""
+    """run_key -> {"status", "run_id", "pid", "heartbeat", "error", ...} of the
+    newest run per key in the experiment; a finished run wins over any later
+    unfinished one.  ``status`` is ``running`` for MLflow RUNNING runs (use
+    ``is_stale`` to tell a live one from one left by a dead process)."""
     uri = resolve_uri(uri)
     path = _sqlite_path(uri)
     if path is not None:
@@ -149,26 +236,34 @@ def existing_runs(uri: str | None, experiment: str) -> dict[str, dict]:
     else:
         rows = _existing_runs_client(uri, experiment)
     out: dict[str, dict] = {}
-    for key, run_id, mlflow_status, status in rows:
-        if not key:
+    for row in rows:
+        info = dict(zip(_ROW, row))
+        if not info["key"]:
             continue
-        if mlflow_status == "RUNNING":
-            status = "running"
-        prev = out.get(key)
-        if prev and prev["status"] == "finished" and status != "finished":
+        if info["mlflow_status"] == "RUNNING":
+            info["status"] = "running"
+        prev = out.get(info["key"])
+        if prev and prev["status"] == "finished" and info["status"] != "finished":
             continue
-        out[key] = {"status": status, "run_id": run_id}
+        out[info["key"]] = info
     return out
 
 
 class RunLogger:
-    """Writes one MLflow run: tags, params, buffered metrics, artifacts."""
+    """Writes one MLflow run: tags, params, buffered metrics, artifacts.
 
-    def __init__(self, uri: str | None, spec, provenance: dict[str, str]):
-        from mlflow.entities import Param, RunTag
+    A background thread refreshes ``harness.heartbeat`` every ``HEARTBEAT_S``
+    seconds until ``end``, so other harness processes can tell a live run from
+    one whose process died (``is_stale``)."""
 
+    def __init__(self, uri: str | None, spec, provenance: dict[str, str],
+                 extra_tags: dict[str, Any] | None = None):
+        from mlflow.entities import Param
+
+        self.uri = uri
         self.client = client(uri)
-        self.exp_id = experiment_id(self.client, spec.suite)
+        with write_lock(uri):
+            self.exp_id = _retry(experiment_id, self.client, spec.suite)
         tags = {
             "mlflow.runName": spec.run_name,
             "harness.suite": spec.suite,
@@ -182,18 +277,35 @@ class RunLogger:
             "harness.pid": f"{socket.gethostname()}:{os.getpid()}",
             **environment_tags(),
             **provenance,
+            **{k: str(v) for k, v in (extra_tags or {}).items()},
         }
-        run = self.client.create_run(self.exp_id, run_name=spec.run_name,
-                                     tags={"mlflow.runName": spec.run_name})
+        # tags with the run itself: a run killed right after creation still
+        # carries its run key and pid, so resume can find and close it
+        run = write(uri, self.client.create_run, self.exp_id, run_name=spec.run_name,
+                    tags={k: str(v)[:5000] for k, v in tags.items()})
         self.run_id = run.info.run_id
         params = flatten({"dataset": {k: v for k, v in spec.dataset.items() if k != "label"},
                           **spec.config, "seed": spec.seed})
-        self.client.log_batch(
-            self.run_id,
-            params=[Param(k[:250], v) for k, v in params.items()],
-            tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()],
-        )
+        write(uri, self.client.log_batch, self.run_id,
+              params=[Param(k[:250], v) for k, v in params.items()])
         self._metrics: list = []
+        self._stop = threading.Event()
+        self._beat = threading.Thread(target=self._heartbeat, name="harness-heartbeat",
+                                      daemon=True)
+        self._beat.start()
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            try:
+                self._touch()
+            except Exception:  # a missed beat only makes the run look older
+                pass
+
+    def _touch(self) -> None:
+        from mlflow.entities import RunTag
+
+        write(self.uri, self.client.log_batch, self.run_id,
+              tags=[RunTag("harness.heartbeat", str(int(time.time())))])
 
     def log_metrics(self, values: dict[str, float], step: int = 0) -> None:
         """Buffer metrics (non-finite values are logged as NaN by MLflow)."""
@@ -206,13 +318,11 @@ class RunLogger:
 
     def flush(self) -> None:
         """Write buffered metrics and refresh the heartbeat tag."""
-        from mlflow.entities import RunTag
-
         while self._metrics:
-            chunk, self._metrics = self._metrics[:BATCH], self._metrics[BATCH:]
-            self.client.log_batch(self.run_id, metrics=chunk)
-        self.client.log_batch(self.run_id, tags=[RunTag("harness.heartbeat",
-                                                        str(int(time.time())))])
+            chunk = self._metrics[:BATCH]
+            write(self.uri, self.client.log_batch, self.run_id, metrics=chunk)
+            self._metrics = self._metrics[BATCH:]
+        self._touch()
 
     def log_text(self, text: str, name: str) -> None:
         """Store ``text`` as an artifact file ``name``."""
@@ -227,24 +337,44 @@ class RunLogger:
 
     def end(self, status: str, error: str = "") -> None:
         """Flush, tag the harness status (and one-line error), close the run."""
-        from mlflow.entities import RunTag
+        self._stop.set()
+        try:
+            self.flush()
+        finally:
+            close_run(self.uri, self.run_id, status, error)
 
-        self.flush()
-        tags = [RunTag("harness.status", status)]
-        if error:
-            tags.append(RunTag("harness.error", error.splitlines()[0][:500] if error else ""))
-        self.client.log_batch(self.run_id, tags=tags)
-        self.client.set_terminated(self.run_id, MLFLOW_STATUS.get(status, "FAILED"))
+
+def close_run(uri: str | None, run_id: str, status: str, error: str = "") -> None:
+    """Tag a run's harness status (and one-line error) and terminate it; also
+    how a supervisor records a child it killed (timeout, oom, died)."""
+    from mlflow.entities import RunTag
+
+    cl = client(uri)
+    tags = [RunTag("harness.status", status)]
+    if error:
+        tags.append(RunTag("harness.error", error.splitlines()[0][:500]))
+    write(uri, cl.log_batch, run_id, tags=tags)
+    write(uri, cl.set_terminated, run_id, MLFLOW_STATUS.get(status, "FAILED"))
+
+
+def find_run(uri: str | None, experiment: str, run_key: str, pid: str | None = None) -> str | None:
+    """Id of the newest RUNNING run of ``run_key`` (started by ``pid``,
+    ``host:pid``, when given), or None."""
+    cl = client(uri)
+    exp = cl.get_experiment_by_name(experiment)
+    if exp is None:
+        return None
+    query = f"tags.`harness.run_key` = '{run_key}' AND attributes.status = 'RUNNING'"
+    if pid:
+        query += f" AND tags.`harness.pid` = '{pid}'"
+    runs = cl.search_runs([exp.experiment_id], query, max_results=1,
+                          order_by=["attributes.start_time DESC"])
+    return runs[0].info.run_id if runs else None
 
 
 def mark_stale(uri: str | None, run_id: str, reason: str) -> None:
     """Close a run left RUNNING by a dead process as ``interrupted``."""
-    from mlflow.entities import RunTag
-
-    cl = client(uri)
-    cl.log_batch(run_id, tags=[RunTag("harness.status", "interrupted"),
-                               RunTag("harness.error", reason)])
-    cl.set_terminated(run_id, "KILLED")
+    close_run(uri, run_id, "interrupted", reason)
 
 
 def log_suite_run(uri: str | None, suite: str, report_dir: str, counts: dict) -> str:

@@ -2,7 +2,9 @@
 
 ``execute_run`` never raises for a run's own failure: it records the failure
 in MLflow (status, one-line error, traceback artifact) and returns an
-``Outcome``, so one bad run never stops a suite.
+``Outcome``, so one bad run never stops a suite.  The outcome says whether the
+failure was the infrastructure's (``retryable``: CUDA error, tracking server
+unreachable) rather than the method's, which ``--retries`` acts on.
 """
 
 from __future__ import annotations
@@ -10,11 +12,20 @@ from __future__ import annotations
 import os
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from harness.errors import Diverged
 from harness.plan import RunSpec
+
+#: Messages of errors that come from the machine, not from a method's code.
+_INFRA_MESSAGES = ("CUDA error", "CUBLAS_STATUS", "CUDNN_STATUS", "NCCL error",
+                   "cudaErrorLaunchFailure", "uncorrectable ECC", "database is locked",
+                   "unable to open database file", "Max retries exceeded",
+                   "Connection refused", "Connection reset", "API request to")
+_INFRA_TYPES = ("ConnectionError", "ConnectTimeout", "ReadTimeout", "MaxRetryError",
+                "NewConnectionError", "ProtocolError", "RemoteDisconnected")
 
 
 @dataclass
@@ -27,6 +38,42 @@ class Outcome:
     metrics: dict = field(default_factory=dict)
     error: str = ""
     seconds: float = 0.0
+    attempt: int = 1
+    #: An infrastructure failure: ``--retries`` runs it again.
+    retryable: bool = False
+    run_id: str = ""
+
+
+@dataclass
+class Lost:
+    """What an executor yields instead of a result for an item whose worker
+    died (or whose call raised outside ``execute_run``): the runner records
+    the run as ``interrupted`` and, with ``--retries``, runs it again."""
+
+    item: Any
+    error: str
+    #: False when the call itself raised (a bug, not the machine): no retry.
+    infrastructure: bool = True
+
+
+def is_infrastructure_error(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an exception it was raised from) is the machine's
+    fault -- a CUDA/NCCL failure, a lost connection to the tracking server, a
+    locked database -- rather than an error in a method's code."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        names = {c.__name__ for c in type(exc).__mro__}
+        if names & set(_INFRA_TYPES) or any(m in str(exc) for m in _INFRA_MESSAGES):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def is_oom(exc: BaseException) -> bool:
+    """``MemoryError`` (e.g. an address-space limit) or
+    ``torch.cuda.OutOfMemoryError`` (matched by name: torch stays unimported)."""
+    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
 
 
 def pick_device(requested: str = "auto") -> str:
@@ -103,21 +150,38 @@ def provenance_tags(spec: RunSpec, registry) -> dict[str, str]:
 
 
 def execute_run(spec_data: dict, uri: str | None, device: str = "auto",
-                blocked: tuple[str, ...] = ()) -> Outcome:
+                blocked: tuple[str, ...] = (), *, attempt: int = 1, executor: str = "local",
+                started: Callable[[str], None] | None = None) -> Outcome:
     """Run one spec end to end and record it in MLflow.  ``KeyboardInterrupt``
-    marks the run ``interrupted`` and propagates, so Ctrl-C stops the suite."""
+    marks the run ``interrupted`` and propagates, so Ctrl-C stops the suite.
+
+    ``attempt`` and ``executor`` become the tags ``harness.attempt`` and
+    ``harness.executor``; ``started(run_id)`` is called once the MLflow run
+    exists (a supervising process uses it to record a kill)."""
     import yaml
 
     from harness.plugins import get_registry
     from harness.tracking import RunLogger
 
     spec = RunSpec.from_dict(spec_data)
-    registry = get_registry(set(blocked) or None)
-    hook = registry.pm.hook
     start = time.time()
-    logger = RunLogger(uri, spec, provenance_tags(spec, registry))
-    logger.log_text(yaml.safe_dump(spec.to_dict(), sort_keys=False), "config.yaml")
+
+    def outcome(status: str, metrics=None, error: str = "", retryable: bool = False,
+                run_id: str = "") -> Outcome:
+        return Outcome(spec.run_key, spec.run_name, status, metrics or {}, error,
+                       time.time() - start, attempt, retryable, run_id)
+
     try:
+        registry = get_registry(set(blocked) or None)
+        logger = RunLogger(uri, spec, provenance_tags(spec, registry),
+                           {"harness.attempt": attempt, "harness.executor": executor})
+    except Exception as exc:  # e.g. the tracking server is unreachable: no run to record into
+        return outcome("failed", error=_one_line(exc), retryable=is_infrastructure_error(exc))
+    if started is not None:
+        started(logger.run_id)
+    hook = registry.pm.hook
+    try:
+        logger.log_text(yaml.safe_dump(spec.to_dict(), sort_keys=False), "config.yaml")
         dev = pick_device(spec.config.get("training", {}).get("device", device)
                           if device == "auto" else device)
         _seed_everything(spec.seeds["init"])
@@ -128,25 +192,32 @@ def execute_run(spec_data: dict, uri: str | None, device: str = "auto",
         logger.log_metrics({f"test/{k}": v for k, v in metrics.items()}, 0)
         logger.end("finished")
         hook.after_run(spec=spec, status="finished", metrics=metrics)
-        return Outcome(spec.run_key, spec.run_name, "finished", metrics,
-                       seconds=time.time() - start)
+        return outcome("finished", metrics, run_id=logger.run_id)
     except Diverged as exc:
         logger.end("diverged", str(exc) or "loss became NaN/inf")
         hook.after_run(spec=spec, status="diverged", metrics={})
-        return Outcome(spec.run_key, spec.run_name, "diverged", error=str(exc),
-                       seconds=time.time() - start)
+        return outcome("diverged", error=str(exc), run_id=logger.run_id)
     except KeyboardInterrupt:
         logger.end("interrupted", "interrupted by the user (Ctrl-C)")
         raise
     except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+        error = _one_line(exc)
+        status = "oom" if is_oom(exc) else "failed"
+        retryable = status == "failed" and is_infrastructure_error(exc)
         try:
             logger.log_text(traceback.format_exc(), "traceback.txt")
             hook.on_run_error(spec=spec, error=exc)
-        finally:
-            logger.end("failed", error)
-        return Outcome(spec.run_key, spec.run_name, "failed", error=error,
-                       seconds=time.time() - start)
+        except Exception:  # recording must not hide the run's own error
+            pass
+        try:
+            logger.end(status, error)
+        except Exception as track_exc:  # the tracking store went away mid-run
+            retryable = retryable or is_infrastructure_error(track_exc)
+        return outcome(status, error=error, retryable=retryable, run_id=logger.run_id)
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".replace("\n", " ")
 
 
 def _seed_everything(seed: int) -> None:
@@ -158,4 +229,9 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+    # executors set this per worker so runs sharing a machine do not oversubscribe
+    # its cores, and so every executor computes with the same thread count
+    threads = os.environ.get("HARNESS_TORCH_THREADS")
+    if threads and int(threads) != torch.get_num_threads():
+        torch.set_num_threads(int(threads))
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")

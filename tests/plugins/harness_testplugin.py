@@ -51,3 +51,91 @@ def offline(name: str = "x"):
 @hookimpl
 def register_datasets(register):
     register("offline", offline)
+
+
+# -- scale-out and fault-tolerance fixtures ------------------------------------
+
+
+def sleep(seconds: float = 60.0):
+    """Cross-entropy that first sleeps ``seconds`` (once per run): a slow run,
+    for timeouts and kill -9 tests."""
+    import time
+
+    import torch.nn.functional as F
+
+    state = {"slept": False}
+
+    def loss(logits, targets, **extras):
+        if not state["slept"]:
+            state["slept"] = True
+            time.sleep(seconds)
+        return F.cross_entropy(logits, targets)
+
+    return loss
+
+
+def hog(mb: int = 1024, hold_s: float = 60.0):
+    """A loss that allocates and touches ``mb`` MiB in 64 MiB steps, then
+    holds it for ``hold_s`` seconds: memory-limit tests."""
+    import time
+
+    def loss(logits, targets, **extras):
+        chunks = []
+        for _ in range(max(1, mb // 64)):
+            chunks.append(bytearray(64 * 2**20))  # bytearray is zero-filled: pages touched
+            time.sleep(0.02)
+        time.sleep(hold_s)
+        raise RuntimeError("hog was not stopped by the memory limit")
+
+    return loss
+
+
+def out_of_memory():
+    """A loss that raises MemoryError, as an allocation past a limit does."""
+
+    def loss(logits, targets, **extras):
+        raise MemoryError("simulated: cannot allocate")
+
+    return loss
+
+
+def flaky(marker: str):
+    """A loss that fails like a GPU does (a CUDA error) the first time, i.e.
+    while ``marker`` does not exist, and is cross-entropy afterwards."""
+    import os
+
+    import torch.nn.functional as F
+
+    def loss(logits, targets, **extras):
+        if not os.path.exists(marker):
+            open(marker, "w").close()
+            raise RuntimeError("CUDA error: unspecified launch failure")
+        return F.cross_entropy(logits, targets)
+
+    return loss
+
+
+@hookimpl(specname="register_losses")
+def register_fault_losses(register):
+    register("sleep", sleep)
+    register("hog", hog)
+    register("out_of_memory", out_of_memory)
+    register("flaky", flaky)
+
+
+@hookimpl(specname="before_run")
+def faults_before_run(spec):
+    """HARNESS_TEST_KILL_ONCE=run_name@marker_file: SIGKILL this process on
+    the first attempt of that run (a worker that dies).
+    HARNESS_TEST_SLOW_RUN=run_name:seconds: sleep before that run trains."""
+    import os
+    import signal
+    import time
+
+    name, _, marker = os.environ.get("HARNESS_TEST_KILL_ONCE", "").partition("@")
+    if name == spec.run_name and marker and not os.path.exists(marker):
+        open(marker, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+    name, _, seconds = os.environ.get("HARNESS_TEST_SLOW_RUN", "").rpartition(":")
+    if name == spec.run_name:
+        time.sleep(float(seconds))

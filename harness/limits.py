@@ -1,0 +1,255 @@
+"""Hard per-run limits: one run in its own supervised child process.
+
+``--timeout`` and ``--memory-limit`` cannot be enforced from inside a run (a
+training loop stuck in C code never checks a clock), so ``run_isolated``
+starts the run in a child process and supervises it: past the deadline, or
+past the RSS cap, the child is killed and the supervisor records the run's
+status (``timeout``, ``oom``) in MLflow -- the child has already created its
+run and reported the id through a pipe.  A child that dies on its own
+(``kill -9``, a segfault, the OOM killer) is recorded ``interrupted`` and its
+outcome is ``retryable``, which is what ``--retries`` acts on.
+
+The memory cap watches RSS (the run's process and its children) rather than
+setting ``RLIMIT_AS``: torch and CUDA reserve gigabytes of address space they
+never touch, so an address-space cap kills healthy GPU runs.  A
+``MemoryError`` or ``torch.cuda.OutOfMemoryError`` raised inside the run is
+recorded ``oom`` by the worker itself.
+
+Children come from a fork server that has imported torch and MLflow once, so a
+child starts in milliseconds instead of seconds (``spawn`` where there is no
+fork server, or with ``HARNESS_START_METHOD=spawn``).  The fork server is a
+fresh process, not a fork of a parent holding threads or MLflow sessions.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass
+
+#: Modules the fork server imports once for every child it forks: what every
+#: run needs (torch's optimizers pull in torch._dynamo; MLflow's stores pull in
+#: SQLAlchemy and alembic), so a child's first run does not spend seconds on
+#: imports.  A module missing here is imported by the child as usual.
+PRELOAD = ["torch", "torch._dynamo", "torch.optim", "mlflow.tracking", "mlflow.entities",
+           "mlflow.store.tracking.sqlalchemy_store", "mlflow.store.tracking.rest_store",
+           "sklearn.metrics", "yaml", "harness.worker", "harness.tracking", "harness.plugins",
+           "harness.prepare"]
+#: Seconds between checks of the child's pipe, clock and memory.
+POLL_S = 0.05
+_UNITS_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_UNITS_B = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-run limits; ``isolate`` (implied by any limit) runs each run in a
+    supervised child process even without limits (``--retries``)."""
+
+    timeout_s: float | None = None
+    memory_bytes: int | None = None
+    isolate: bool = False
+
+    def __post_init__(self):
+        if self.timeout_s or self.memory_bytes:
+            object.__setattr__(self, "isolate", True)
+
+
+def parse_duration(text: str | float) -> float:
+    """``"90s"``, ``"30m"``, ``"2h"``, ``"1h30m"``, ``"1d"`` or plain seconds -> seconds."""
+    s = str(text).strip().lower()
+    parts = re.findall(r"(\d+(?:\.\d*)?)\s*([smhd]?)", s)
+    if not parts or re.sub(r"(\d+(?:\.\d*)?)\s*([smhd]?)", "", s).strip():
+        raise ValueError(f"not a duration: {text!r} (use e.g. 90s, 30m, 2h or seconds)")
+    if len(parts) > 1 and not all(unit for _, unit in parts):
+        raise ValueError(f"not a duration: {text!r} (give every part a unit: 1h30m)")
+    seconds = sum(float(n) * _UNITS_S[u] for n, u in parts)
+    if seconds <= 0:
+        raise ValueError(f"duration must be positive: {text!r}")
+    return seconds
+
+
+def parse_memory(text: str | int) -> int:
+    """``"8G"``, ``"500M"``, ``"1.5GiB"``, ``"512k"`` or plain bytes -> bytes
+    (binary units: 1G = 1024**3)."""
+    m = re.fullmatch(r"(\d+(?:\.\d*)?)\s*([kmgt]?)(?:i?b)?", str(text).strip().lower())
+    if not m:
+        raise ValueError(f"not a memory size: {text!r} (use e.g. 500M, 8G or bytes)")
+    size = int(float(m.group(1)) * _UNITS_B[m.group(2)])
+    if size <= 0:
+        raise ValueError(f"memory size must be positive: {text!r}")
+    return size
+
+
+def format_duration(seconds: float) -> str:
+    """``5400`` -> ``1h30m``; ``2.5`` -> ``2.5s``."""
+    if seconds < 60:
+        return f"{seconds:g}s"
+    h, rest = divmod(int(seconds), 3600)
+    m, s = divmod(rest, 60)
+    return "".join(f"{v}{u}" for v, u in ((h, "h"), (m, "m"), (s, "s")) if v)
+
+
+def mp_context():
+    """The multiprocessing context for run processes: the preloaded fork
+    server where there is one, else spawn (``HARNESS_START_METHOD`` overrides)."""
+    import multiprocessing as mp
+
+    method = os.environ.get("HARNESS_START_METHOD") or (
+        "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+    ctx = mp.get_context(method)
+    if method == "forkserver":
+        ctx.set_forkserver_preload(PRELOAD)
+    return ctx
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            kids = [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+    return kids + [g for k in kids for g in _children(k)]
+
+
+def rss_bytes(pid: int) -> int | None:
+    """Resident memory of ``pid`` and its descendants (None: cannot tell)."""
+    try:
+        import psutil
+    except ImportError:
+        psutil = None
+    if psutil is not None:
+        try:
+            proc = psutil.Process(pid)
+            return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)])
+        except psutil.Error:
+            return 0
+    total, page = 0, os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+    for p in [pid, *_children(pid)]:
+        try:
+            with open(f"/proc/{p}/statm") as f:
+                total += int(f.read().split()[1]) * page
+        except OSError:
+            if p == pid and not os.path.exists("/proc"):
+                return None
+    return total
+
+
+def _exit_with_parent(conn) -> None:
+    """End this process when the supervisor goes (its end of the pipe closes),
+    so a ``kill -9`` of the harness leaves no run training unseen."""
+
+    def watch():
+        try:
+            while True:
+                conn.recv()
+        except (EOFError, OSError):
+            os._exit(75)
+
+    threading.Thread(target=watch, name="harness-parent-watch", daemon=True).start()
+
+
+def _child(conn, spec_data, uri, device, blocked, attempt, executor, env, cwd) -> None:
+    # a fork server child has the server's environment and directory, not ours
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    _exit_with_parent(conn)
+    from harness.worker import execute_run
+
+    try:
+        outcome = execute_run(spec_data, uri, device, blocked, attempt=attempt,
+                              executor=executor, started=lambda rid: conn.send(("started", rid)))
+    except KeyboardInterrupt:  # already recorded as interrupted by execute_run
+        os._exit(130)
+    conn.send(("outcome", outcome))
+
+
+def _died(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"run process died: killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"run process died: signal {-exitcode}"
+    return f"run process died: exit status {exitcode}"
+
+
+def _record(uri, spec, run_id, pid, status, error, attempt, executor) -> None:
+    """Record what the supervisor saw in the child's MLflow run (found by the
+    id it reported, else by run key and pid), or in a new run if it died
+    before creating one, so ``harness status`` shows the failure."""
+    from harness.tracking import RunLogger, close_run, find_run
+
+    run_id = run_id or find_run(uri, spec.suite, spec.run_key, f"{socket.gethostname()}:{pid}")
+    if run_id:
+        close_run(uri, run_id, status, error)
+    else:
+        RunLogger(uri, spec, {}, {"harness.attempt": attempt,
+                                  "harness.executor": executor}).end(status, error)
+
+
+def run_isolated(spec_data: dict, uri: str | None, device: str = "auto",
+                 blocked: tuple[str, ...] = (), *, attempt: int = 1, executor: str = "local",
+                 limits: Limits | None = None):
+    """Run one spec in a supervised child process under ``limits``; return
+    its ``harness.worker.Outcome`` (``timeout``/``oom`` when killed for a
+    limit; ``interrupted`` and ``retryable`` when the child died)."""
+    from harness.plan import RunSpec
+    from harness.worker import Outcome
+
+    limits = limits or Limits()
+    spec = RunSpec.from_dict(spec_data)
+    ctx = mp_context()
+    conn, child_conn = ctx.Pipe()
+    proc = ctx.Process(target=_child, name=f"harness {spec.run_name}",
+                       args=(child_conn, spec_data, uri, device, tuple(blocked), attempt,
+                             executor, dict(os.environ), os.getcwd()))
+    proc.start()  # returns once the child exists (a new fork server preloads first)
+    start = time.monotonic()
+    child_conn.close()
+    run_id, result, killed = None, None, None
+    try:
+        while result is None and killed is None:
+            if conn.poll(POLL_S):
+                try:
+                    kind, value = conn.recv()
+                except EOFError:  # the child is gone
+                    break
+                run_id, result = (value, None) if kind == "started" else (run_id, value)
+                continue
+            if not proc.is_alive():
+                if conn.poll(0):  # it sent its outcome just before exiting
+                    continue
+                break
+            if limits.timeout_s and time.monotonic() - start > limits.timeout_s:
+                killed = ("timeout", f"timed out after {format_duration(limits.timeout_s)} "
+                          "(--timeout)")
+            elif limits.memory_bytes:
+                rss = rss_bytes(proc.pid) or 0
+                if rss > limits.memory_bytes:
+                    killed = ("oom", f"memory limit exceeded: RSS {rss / 2**20:.0f} MiB > "
+                              f"{limits.memory_bytes / 2**20:.0f} MiB (--memory-limit)")
+    except KeyboardInterrupt:  # the child got the Ctrl-C too: let it record that
+        proc.join(5)
+        raise
+    finally:
+        if proc.is_alive():
+            proc.kill()
+        proc.join()
+        conn.close()
+    if result is not None:
+        return result
+    status, error = killed or ("interrupted", _died(proc.exitcode))
+    retryable = killed is None
+    try:
+        _record(uri, spec, run_id, proc.pid, status, error, attempt, executor)
+    except Exception as exc:  # tracking is down too: the run stays RUNNING until stale
+        error += f" (not recorded: {type(exc).__name__}: {exc})"
+        retryable = True
+    return Outcome(spec.run_key, spec.run_name, status, error=error,
+                   seconds=time.monotonic() - start, attempt=attempt, retryable=retryable,
+                   run_id=run_id or "")

@@ -1,0 +1,144 @@
+"""``harness status``: where a suite stands, read from MLflow.
+
+Counts per method: done, diverged, running, failed, timeout, oom,
+interrupted (incl. runs left RUNNING by a dead process), pending (never
+started); then the failed runs with their one-line errors.  Reads MLflow the
+same way ``harness plan`` does (the sqlite fast path when it can), so it is
+cheap enough to refresh every few seconds with ``--watch``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+#: Columns, in display order.
+STATES = ("done", "diverged", "running", "failed", "timeout", "oom", "interrupted", "pending")
+#: harness.status tag -> column.
+_COLUMN = {"finished": "done", "diverged": "diverged", "failed": "failed",
+           "timeout": "timeout", "oom": "oom", "interrupted": "interrupted"}
+_STYLE = {"done": "green", "diverged": "yellow", "running": "cyan", "failed": "red",
+          "timeout": "red", "oom": "red", "interrupted": "magenta", "pending": "dim"}
+
+
+@dataclass
+class SuiteStatus:
+    """Counts per method and state, and the failures (run name, state, error)."""
+
+    suite: str
+    uri: str
+    methods: dict[str, Counter] = field(default_factory=dict)
+    failures: list[tuple[str, str, str]] = field(default_factory=list)
+    when: float = 0.0
+
+    @property
+    def total(self) -> Counter:
+        """Counts over all methods."""
+        out: Counter = Counter()
+        for c in self.methods.values():
+            out.update(c)
+        return out
+
+    def as_dict(self) -> dict:
+        """JSON-ready view (``harness status --json``)."""
+        return {"suite": self.suite, "tracking_uri": self.uri,
+                "methods": {m: {s: c[s] for s in STATES} for m, c in self.methods.items()},
+                "total": {s: self.total[s] for s in STATES},
+                "failures": [{"run": r, "status": s, "error": e} for r, s, e in self.failures]}
+
+
+def state_of(info: dict | None, now: float | None = None) -> str:
+    """The column of one run key's newest MLflow run (None: pending)."""
+    from harness.runner import is_stale
+
+    if not info:
+        return "pending"
+    if info["status"] == "running":
+        return "interrupted" if is_stale(info, now) else "running"
+    return _COLUMN.get(info["status"], "failed")
+
+
+def collect(suite_file: str, uri: str | None = None, *, only: str | None = None,
+            registry=None) -> SuiteStatus:
+    """Read the suite's runs from MLflow and count them per method and state."""
+    from harness.plan import expand_suite
+    from harness.suite import load_suite
+    from harness.tracking import existing_runs, resolve_uri
+
+    uri = resolve_uri(uri)
+    suite = load_suite(suite_file, registry)
+    runs = expand_suite(suite, only)
+    existing = existing_runs(uri, suite.name)
+    now = time.time()
+    out = SuiteStatus(suite.name, uri, when=now)
+    for spec in runs:
+        info = existing.get(spec.run_key)
+        state = state_of(info, now)
+        out.methods.setdefault(spec.method, Counter())[state] += 1
+        if state in ("failed", "timeout", "oom", "interrupted") and info:
+            error = info.get("error") or ("process died while running" if
+                                          info["status"] == "running" else "")
+            out.failures.append((spec.run_name, state, error))
+    return out
+
+
+def render(status: SuiteStatus):
+    """A rich renderable: the counts table, then the failures."""
+    from rich import box
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=f"{status.suite}  ({status.uri}, "
+                        f"{time.strftime('%H:%M:%S', time.localtime(status.when))})",
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table.add_column("method", overflow="fold")
+    for s in STATES:  # full headers; long method names wrap instead
+        table.add_column(s, justify="right", style=_STYLE[s], min_width=len(s))
+    for method, counts in status.methods.items():
+        table.add_row(method, *[str(counts[s]) if counts[s] else "." for s in STATES])
+    total = status.total
+    table.add_row(Text("total", style="bold"), *[str(total[s]) for s in STATES],
+                  end_section=True)
+    parts = [table]
+    if status.failures:
+        fails = Table(title="failures", box=box.SIMPLE_HEAD)
+        fails.add_column("run")
+        fails.add_column("status")
+        fails.add_column("error", overflow="fold")
+        for run, state, error in status.failures:
+            fails.add_row(run, Text(state, style=_STYLE[state]), error)
+        parts.append(fails)
+    return Group(*parts)
+
+
+def show(suite_file: str, uri: str | None = None, *, only: str | None = None,
+         watch: bool = False, interval: float = 2.0, as_json: bool = False,
+         registry=None, console=None) -> int:
+    """Print the status once (or as JSON), or refresh it in place every
+    ``interval`` seconds until Ctrl-C (``watch``).  Returns the exit status:
+    1 when some run failed, timed out or ran out of memory, else 0."""
+    import json
+
+    from rich.console import Console
+
+    console = console or Console()
+    status = collect(suite_file, uri, only=only, registry=registry)
+    if as_json:
+        print(json.dumps(status.as_dict(), indent=2))
+    elif not watch:
+        console.print(render(status))
+    else:
+        from rich.live import Live
+
+        try:
+            with Live(render(status), console=console, refresh_per_second=4) as live:
+                while True:
+                    time.sleep(interval)
+                    status = collect(suite_file, uri, only=only, registry=registry)
+                    live.update(render(status))
+        except KeyboardInterrupt:
+            pass
+    total = status.total
+    return 1 if total["failed"] + total["timeout"] + total["oom"] else 0
