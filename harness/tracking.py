@@ -27,6 +27,8 @@ MLFLOW_STATUS = {"finished": "FINISHED", "diverged": "FINISHED", "failed": "FAIL
 #: Seconds between heartbeat tags while a run trains (a background thread, so a
 #: long epoch never looks dead).
 HEARTBEAT_S = float(os.environ.get("HARNESS_HEARTBEAT_S", 60))
+#: Seconds between writes of a training run's buffered per-epoch metrics.
+FLUSH_S = 10.0
 #: How long a writer waits for the sqlite file lock before writing unlocked.
 LOCK_WAIT_S = 120.0
 
@@ -289,6 +291,7 @@ class RunLogger:
         write(uri, self.client.log_batch, self.run_id,
               params=[Param(k[:250], v) for k, v in params.items()])
         self._metrics: list = []
+        self._flushed = time.monotonic()
         self._stop = threading.Event()
         self._beat = threading.Thread(target=self._heartbeat, name="harness-heartbeat",
                                       daemon=True)
@@ -301,10 +304,10 @@ class RunLogger:
             except Exception:  # a missed beat only makes the run look older
                 pass
 
-    def _touch(self) -> None:
+    def _touch(self, metrics=()) -> None:
         from mlflow.entities import RunTag
 
-        write(self.uri, self.client.log_batch, self.run_id,
+        write(self.uri, self.client.log_batch, self.run_id, metrics=list(metrics),
               tags=[RunTag("harness.heartbeat", str(int(time.time())))])
 
     def log_metrics(self, values: dict[str, float], step: int = 0) -> None:
@@ -318,11 +321,22 @@ class RunLogger:
 
     def flush(self) -> None:
         """Write buffered metrics and refresh the heartbeat tag."""
-        while self._metrics:
-            chunk = self._metrics[:BATCH]
-            write(self.uri, self.client.log_batch, self.run_id, metrics=chunk)
-            self._metrics = self._metrics[BATCH:]
-        self._touch()
+        while len(self._metrics) > BATCH:
+            self._write_chunk()
+        # the last chunk and the heartbeat in one write: each write is a
+        # sqlite transaction under the file lock
+        last, self._metrics = self._metrics, []
+        self._touch(last)
+        self._flushed = time.monotonic()
+
+    def _write_chunk(self) -> None:
+        chunk, self._metrics = self._metrics[:BATCH], self._metrics[BATCH:]
+        write(self.uri, self.client.log_batch, self.run_id, metrics=chunk)
+
+    def flush_due(self) -> bool:
+        """Whether buffered metrics have waited ``FLUSH_S`` seconds: a live
+        run shows progress in ``mlflow ui`` without a write per epoch."""
+        return bool(self._metrics) and time.monotonic() - self._flushed >= FLUSH_S
 
     def log_text(self, text: str, name: str) -> None:
         """Store ``text`` as an artifact file ``name``."""
@@ -338,22 +352,28 @@ class RunLogger:
     def end(self, status: str, error: str = "") -> None:
         """Flush, tag the harness status (and one-line error), close the run."""
         self._stop.set()
+        last = []
         try:
-            self.flush()
+            while len(self._metrics) > BATCH:
+                self._write_chunk()
+            last, self._metrics = self._metrics, []
         finally:
-            close_run(self.uri, self.run_id, status, error)
+            close_run(self.uri, self.run_id, status, error, last)
 
 
-def close_run(uri: str | None, run_id: str, status: str, error: str = "") -> None:
+def close_run(uri: str | None, run_id: str, status: str, error: str = "",
+              metrics=()) -> None:
     """Tag a run's harness status (and one-line error) and terminate it; also
-    how a supervisor records a child it killed (timeout, oom, died)."""
+    how a supervisor records a child it killed (timeout, oom, died).
+    ``metrics``: the run's last buffered ``mlflow.entities.Metric``s, written
+    in the same batch as the status."""
     from mlflow.entities import RunTag
 
     cl = client(uri)
     tags = [RunTag("harness.status", status)]
     if error:
         tags.append(RunTag("harness.error", error.splitlines()[0][:500]))
-    write(uri, cl.log_batch, run_id, tags=tags)
+    write(uri, cl.log_batch, run_id, metrics=list(metrics), tags=tags)
     write(uri, cl.set_terminated, run_id, MLFLOW_STATUS.get(status, "FAILED"))
 
 

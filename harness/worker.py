@@ -122,7 +122,7 @@ class RunContext:
     def epoch_end(self, epoch: int, values: dict[str, float]) -> None:
         """Log one epoch's metrics and notify ``on_epoch_end`` hooks."""
         self._logger.log_metrics(values, epoch)
-        if epoch % 10 == 9:
+        if self._logger.flush_due():
             self._logger.flush()
         self.registry.pm.hook.on_epoch_end(spec=self.spec, epoch=epoch, metrics=values)
 

@@ -147,7 +147,8 @@ def test_unavailable_dataset_fails_its_runs_fast(tmp_path, tracking_uri, capsys,
     assert "4 finished" in out.out and "4 failed" in out.out
     # said once for the dataset, not once per run
     lines = [ln for ln in out.out.splitlines() if ln.startswith("unavailable: ")]
-    assert lines == ["unavailable: offline-remote: offline dataset remote is unavailable: no network"]
+    assert lines == [
+        "unavailable: offline-remote: offline dataset remote is unavailable: no network"]
     assert harness_testplugin.FETCHES == ["remote"]  # one attempt for 4 runs
     df = runs_of(tracking_uri, "tiny")
     failed = df[df["tags.harness.status"] == "failed"]

@@ -1,0 +1,140 @@
+"""Harness overhead: the same training through `harness run` and through a
+plain PyTorch loop written here, plus start-up time of light commands.
+
+    python benchmarks/overhead.py [--repeats 3]
+
+Same data (breast_cancer, same stratified split and standardisation), model
+(MLP 64-64), optimizer (Adam 3e-3), batch 64, 15 epochs, validation accuracy
+and loss every epoch, best-epoch selection, test evaluation, 3 seeds.  The
+harness side includes MLflow logging (sqlite), config validation and data
+preparation; interpreter start-up and imports are excluded on both sides
+(both run in this process after a warm-up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BATCH, LR, SEEDS = 64, 3e-3, (0, 1, 2)
+SUITE = """\
+name: overhead
+seeds: {seeds}
+datasets: [{{sklearn: breast_cancer}}]
+model: {{name: mlp, hidden: [64, 64]}}
+loss: cross_entropy
+training: {{epochs: {epochs}, batch_size: {batch}, optimizer: {{name: adam, lr: {lr}}}}}
+methods: {{ce: {{}}}}
+metrics: [accuracy]
+"""
+
+
+def plain_loop(epochs: int) -> float:
+    """The hand-written baseline; returns seconds for all seeds."""
+    import numpy as np
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    start = time.perf_counter()
+    for seed in SEEDS:
+        X, y = load_breast_cancer(return_X_y=True)
+        Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.2, stratify=y, random_state=seed)
+        Xtr, Xva, ytr, yva = train_test_split(Xtr, ytr, test_size=0.25, stratify=ytr,
+                                              random_state=seed)
+        sc = StandardScaler().fit(Xtr)
+        Xtr, Xva, Xte = (torch.tensor(sc.transform(a), dtype=torch.float32)
+                         for a in (Xtr, Xva, Xte))
+        ytr, yva_t = torch.tensor(ytr), torch.tensor(yva)
+        torch.manual_seed(seed)
+        model = nn.Sequential(nn.Linear(30, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(),
+                              nn.Linear(64, 2))
+        opt = torch.optim.Adam(model.parameters(), lr=LR)
+        gen = torch.Generator().manual_seed(seed)
+        best, state = float("inf"), None
+        for _ in range(epochs):
+            model.train()
+            order = torch.randperm(len(ytr), generator=gen)
+            for i in range(0, len(order), BATCH):
+                idx = order[i:i + BATCH]
+                opt.zero_grad()
+                loss = F.cross_entropy(model(Xtr[idx]), ytr[idx])
+                loss.backward()
+                opt.step()
+            model.eval()
+            with torch.no_grad():
+                logits = model(Xva)
+                vloss = float(F.cross_entropy(logits, yva_t))
+                np.mean(logits.argmax(1).numpy() == yva)
+            if vloss < best:
+                best, state = vloss, copy.deepcopy(model.state_dict())
+        model.load_state_dict(state)
+        with torch.no_grad():
+            np.mean(model(Xte).argmax(1).numpy() == yte)
+    return time.perf_counter() - start
+
+
+def harness_run(tmp: Path, epochs: int) -> float:
+    """The same work through the runner (validation, prep, MLflow); seconds."""
+    from harness.runner import make_plan, run_plan
+
+    suite = tmp / "overhead.yaml"
+    suite.write_text(SUITE.format(seeds=list(SEEDS), epochs=epochs, batch=BATCH, lr=LR))
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    start = time.perf_counter()
+    plan = make_plan(str(suite), uri, force=True)
+    counts = run_plan(plan, uri)
+    assert counts["finished"] == len(SEEDS), counts
+    return time.perf_counter() - start
+
+
+def cli_seconds(*args: str) -> float:
+    """Wall time of one `harness ...` command in a fresh interpreter."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "harness.cli", *args], check=True,
+                   capture_output=True)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    """Print the overhead table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    import torch
+    from tabulate import tabulate
+
+    torch.set_num_threads(1)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        harness_run(tmp, 2)  # warm-up: creates the MLflow schema, imports everything
+        plain_loop(2)
+        for epochs in (15, 150):
+            plain = statistics.median(plain_loop(epochs) for _ in range(args.repeats))
+            ours = statistics.median(harness_run(tmp, epochs) for _ in range(args.repeats))
+            per_run = (ours - plain) / len(SEEDS)
+            rows += [[f"plain PyTorch loop, {epochs} epochs", f"{plain:.3f}", "1.00", ""],
+                     [f"harness run, {epochs} epochs (MLflow sqlite)", f"{ours:.3f}",
+                      f"{ours / plain:.2f}", f"{per_run:.3f}"]]
+        suite = tmp / "overhead.yaml"
+        plugins = [cli_seconds("plugins") for _ in range(args.repeats)]
+        plan = [cli_seconds("plan", str(suite), "--tracking-uri",
+                            f"sqlite:///{tmp / 'mlflow.db'}") for _ in range(args.repeats)]
+    rows += [["`harness plugins` (fresh process)", f"{statistics.median(plugins):.3f}", "", ""],
+             ["`harness plan` (fresh process)", f"{statistics.median(plan):.3f}", "", ""]]
+    print(f"{len(SEEDS)} runs each; median of {args.repeats} repeats")
+    print(tabulate(rows, headers=["what", "median s", "ratio", "extra s per run"]))
+
+
+if __name__ == "__main__":
+    main()
