@@ -16,6 +16,7 @@ import threading
 import time
 from contextlib import contextmanager
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 DEFAULT_URI = "sqlite:///mlflow.db"
@@ -72,12 +73,25 @@ def flatten(config: Any, prefix: str = "") -> dict[str, str]:
 
 @lru_cache(maxsize=1)
 def git_commit() -> str:
-    """The commit of the working directory's git checkout, or ``""``."""
+    """The commit of the git checkout harness itself runs from (an editable
+    install), with ``+dirty`` when tracked files differ from it; ``""`` when
+    harness came from a wheel or git is missing.  Not the working directory's
+    repository: a published report must name the code that produced it."""
+    here = Path(__file__).resolve().parent
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], cwd=here, capture_output=True, text=True,
+                              timeout=5)
+
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              timeout=5).stdout.strip()
+        # a wheel installed in a venv inside someone's repository is not that repository
+        if git("ls-files", "--error-unmatch", Path(__file__).name).returncode:
+            return ""
+        commit = git("rev-parse", "HEAD").stdout.strip()
+        dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
     except Exception:
         return ""
+    return f"{commit}+dirty" if commit and dirty else commit
 
 
 def environment_tags() -> dict[str, str]:

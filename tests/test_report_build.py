@@ -42,7 +42,10 @@ def log_run(client, exp_id, *, dataset, method, seed, status="finished", acc=Non
 
     t = {"harness.suite": suite, "harness.run_key": key or f"{suite}-{dataset}-{method}-{seed}",
          "harness.dataset": dataset, "harness.method": method, "harness.seed": str(seed),
-         "harness.task": "classification", "harness.status": status} if tags else {}
+         "harness.task": "classification", "harness.status": status,
+         "harness.host": "node-b" if dataset == "d2" else "node-a",
+         "harness.version": "0.1.0", "harness.git_commit": "abc123", "harness.torch": "2.13.0",
+         } if tags else {}
     if status != "finished":
         t["harness.error"] = f"RuntimeError: {status} in {dataset}/{method}"
     run = client.create_run(exp_id, start_time=1_000_000 + start, run_name=f"{dataset}/{method}")
@@ -157,6 +160,10 @@ def test_failures_missing_cells_and_duplicates_are_stated(report):
     assert "1 run(s) in `toy` have no harness.dataset/harness.method tags" in md
     assert "`dup-key` (3 runs" in md
     assert "RuntimeError: oom in d3/anyloss" in md
+    # where the runs came from, so runs of different machines are told apart
+    produced = next(ln for ln in md.splitlines() if ln.startswith("- Produced by: "))
+    assert "on `node-a` (harness 0.1.0, commit abc123, torch 2.13.0, CPU)" in produced
+    assert "on `node-b` (" in produced
     # d5 baseline uses the latest *finished* duplicate (0.49), not the older 0.10
     assert "| d5 " in md and "0.5000 ± 0.010 (3)" in md
 

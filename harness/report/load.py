@@ -19,7 +19,8 @@ from pathlib import Path
 from harness.errors import UserError
 
 DEFAULT_URI = "sqlite:///mlflow.db"
-TAG_COLUMNS = ("suite", "run_key", "dataset", "method", "seed", "task", "status", "error")
+TAG_COLUMNS = ("suite", "run_key", "dataset", "method", "seed", "task", "status", "error",
+               "host", "version", "git_commit", "torch", "gpu", "executor")
 #: MLflow's own run status, used only when a run carries no ``harness.status`` tag
 #: (e.g. a worker killed before it could tag the run).
 _MLFLOW_STATUS = {"FINISHED": "finished", "FAILED": "failed", "KILLED": "interrupted",

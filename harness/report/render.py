@@ -28,6 +28,7 @@ def _summary(data: ReportData) -> list[str]:
     items = [f"Read **{data.n_read}** runs from MLflow; **{used}** used{rest}: "
              + ", ".join(parts) + "."]
     items += data.notes
+    items += _provenance(data)
     items += _failure_causes(data)
     if data.missing:
         items.append(f"**{len(data.missing)} missing cell(s)** (dataset, method) with no "
@@ -44,6 +45,27 @@ def _summary(data: ReportData) -> list[str]:
         items.append(f"Left out of average rank, normalized score, Friedman and CD "
                      f"({len(data.complete)} of {len(data.matrix)} datasets used): {why}.")
     return items
+
+
+def _provenance(data: ReportData, most: int = 5) -> list[str]:
+    """Where the runs were produced: one entry per (host, harness version,
+    commit, torch, GPU), so runs from different machines are told apart."""
+    keys = ["host", "version", "git_commit", "torch", "gpu"]
+    runs = data.runs
+    if runs is None or runs.empty or not set(keys) <= set(runs.columns):
+        return []
+    groups = runs[keys].fillna("").astype(str).value_counts(sort=True)
+    parts = []
+    for (host, version, commit, torch, gpu), n in list(groups.items())[:most]:
+        what = ", ".join(x for x in (f"harness {version}" if version else "",
+                                     f"commit {commit[:10]}" if commit else "",
+                                     f"torch {torch}" if torch else "",
+                                     gpu or "CPU") if x)
+        parts.append(f"{n} on `{host or 'unknown host'}` ({what})")
+    if len(groups) > most:
+        parts.append(f"{int(groups.iloc[most:].sum())} more from {len(groups) - most} "
+                     f"other machine/version combinations")
+    return ["Produced by: " + "; ".join(parts) + "."]
 
 
 def _cells(data: ReportData) -> str:
