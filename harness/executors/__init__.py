@@ -1,1 +1,0 @@
-"""Executors that spread runs over processes and clusters."""
