@@ -7,6 +7,8 @@ Public API (kept import-light so ``harness --help`` starts fast):
   ``{"name": ..., **params}`` mapping, with the same validation as a suite.
 - ``components(kind)``: name -> ``ComponentInfo`` for one kind.
 - ``ConfigError``, ``Diverged``: exceptions plugins raise.
+- ``Component(kind)``: ``Annotated`` marker for a factory parameter whose value
+  is a nested component spec (validated with the suite).
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ from __future__ import annotations
 import pluggy
 
 from harness.errors import ConfigError, Diverged, UserError
+from harness.params import Component
 
 __version__ = "0.1.0"
 
 hookimpl = pluggy.HookimplMarker("harness")
 
 __all__ = [
+    "Component",
     "ConfigError",
     "Diverged",
     "UserError",

@@ -16,7 +16,9 @@ suite uses; ``factory(**params)`` is called lazily, once per run, and its
 signature (parameter names, type hints, defaults) is the parameter schema that
 suite validation, ``harness list`` and ``harness.create`` are built from.  The
 factory's docstring (first line) is the description shown by ``harness list``.
-Registering a name twice in one kind, from any two plugins, is an error that
+A parameter annotated ``Annotated[str | dict, harness.Component(kind)]`` takes
+a nested component spec of ``kind``, validated (and normalised to a mapping)
+like a top-level one.  Registering a name twice in one kind, from any two plugins, is an error that
 names both plugins.  The return value of registration hooks is ignored.
 
 Lifecycle hooks

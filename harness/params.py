@@ -18,13 +18,25 @@ from harness.errors import MISSING, ConfigError
 
 
 @dataclass(frozen=True)
+class Component:
+    """Marks a parameter whose value is itself a component spec of ``kind``:
+    ``base: Annotated[str | dict, Component("losses")] = "cross_entropy"``.
+    The nested spec is validated with the rest of the suite (unknown name,
+    wrong parameter) instead of failing when the run builds it."""
+
+    kind: str
+
+
+@dataclass(frozen=True)
 class Param:
     """One factory parameter: name, type hint (or ``Any``), default
-    (``MISSING`` when required)."""
+    (``MISSING`` when required), and the component kind its value names
+    (``Component``), if any."""
 
     name: str
     annotation: Any
     default: Any
+    component: str | None = None
 
     @property
     def required(self) -> bool:
@@ -33,6 +45,8 @@ class Param:
     def describe(self) -> str:
         """``name: type = default`` as ``harness list`` shows it."""
         ann = _type_name(self.annotation)
+        if self.component:
+            ann = f"{self.component} spec"
         text = f"{self.name}: {ann}" if ann else self.name
         return text if self.required else f"{text} = {self.default!r}"
 
@@ -64,7 +78,7 @@ def signature_params(factory: Callable, skip: tuple[str, ...] = ()) -> tuple[lis
     target = factory.__init__ if isinstance(factory, type) else factory
     sig = inspect.signature(target)
     try:
-        hints = typing.get_type_hints(target)
+        hints = typing.get_type_hints(target, include_extras=True)
     except Exception:  # unresolvable forward refs: fall back to no type checking
         hints = {}
     params: list[Param] = []
@@ -78,8 +92,20 @@ def signature_params(factory: Callable, skip: tuple[str, ...] = ()) -> tuple[lis
         if p.kind is p.VAR_POSITIONAL:
             continue
         default = MISSING if p.default is p.empty else p.default
-        params.append(Param(p.name, hints.get(p.name, Any), default))
+        ann, component = hints.get(p.name, Any), None
+        if typing.get_origin(ann) is typing.Annotated:
+            marks = [m for m in ann.__metadata__ if isinstance(m, Component)]
+            component = marks[0].kind if marks else None
+            ann = ann.__origin__
+        params.append(Param(p.name, ann, default, component))
     return params, var_kw
+
+
+def singular(kind: str) -> str:
+    """``losses`` -> ``loss``, ``datasets`` -> ``dataset``: a kind in a message."""
+    if kind.endswith("sses"):
+        return kind[:-2]
+    return kind[:-1] if kind.endswith("s") else kind
 
 
 def did_you_mean(word: str, choices) -> str:

@@ -19,7 +19,7 @@ import pluggy
 
 from harness import hookspecs
 from harness.errors import MISSING, ConfigError
-from harness.params import Param, did_you_mean, signature_params, validate_params
+from harness.params import Param, did_you_mean, signature_params, singular, validate_params
 
 ENTRY_POINT_GROUP = "harness"
 DISTRIBUTION = "harness-bench"
@@ -127,7 +127,7 @@ class Registry:
         table = self.components(kind)
         if name not in table:
             known = ", ".join(sorted(table)) or "none installed"
-            raise ConfigError(path, name, f"unknown {kind[:-1] if kind.endswith('s') else kind} "
+            raise ConfigError(path, name, f"unknown {singular(kind)} "
                               f"{name!r}{did_you_mean(name, table)}; known: {known}")
         return table[name]
 
@@ -135,7 +135,13 @@ class Registry:
         """Validate a component spec; return (name, coerced params)."""
         name, params = split_spec(spec, path)
         info = self.get(kind, name, f"{path}.name" if isinstance(spec, dict) else path)
-        return name, validate_params(info.params, info.var_kw, params, path, f"{kind} {name!r}")
+        checked = validate_params(info.params, info.var_kw, params, path, f"{kind} {name!r}")
+        for p in info.params:  # nested component specs (``params.Component``)
+            if p.component and p.name in checked:
+                inner, inner_params = self.check(p.component, checked[p.name],
+                                                 f"{path}.{p.name}")
+                checked[p.name] = {"name": inner, **inner_params}
+        return name, checked
 
     def create(self, kind: str, spec: Any, path: str = "", **filled: Any) -> Any:
         """Validate ``spec`` and call the factory (``filled`` adds harness-filled

@@ -47,11 +47,11 @@ def _build(registry, kind: str, name: str, params: dict, path: str) -> Any:
     """Validate ``params`` and call the factory.  Not ``registry.create``: its
     ``{"name": ..., **params}`` spec would collide with a parameter that is
     itself called ``name`` (the ``sklearn`` source's)."""
-    from harness.params import validate_params
+    from harness.params import singular, validate_params
 
     info = registry.get(kind, name, path)
     checked = validate_params(info.params, info.var_kw, dict(params), path,
-                              f"{kind[:-1]} {name!r}")
+                              f"{singular(kind)} {name!r}")
     return info.factory(**checked)
 
 

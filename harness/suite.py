@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from harness.errors import ConfigError
-from harness.params import did_you_mean
+from harness.params import did_you_mean, singular
 from harness.yamlsource import YamlSource, load_yaml, parse_path
 
 #: Keys of a suite that are not part of a method's config.
@@ -291,11 +291,11 @@ def _component_params(src, registry, kind, name, value, path) -> dict:
     if isinstance(value, dict):
         params = value
     elif not info.params:
-        raise src.error(path, value, f"{kind[:-1]} {name!r} takes no value")
+        raise src.error(path, value, f"{singular(kind)} {name!r} takes no value")
     else:
         params = {info.params[0].name: value}
     try:
-        return validate_params(info.params, info.var_kw, params, "", f"{kind[:-1]} {name!r}")
+        return validate_params(info.params, info.var_kw, params, "", f"{singular(kind)} {name!r}")
     except ConfigError as exc:
         key = parse_path(exc.path)
         # A scalar stands for the first parameter: point at the entry itself.

@@ -8,8 +8,9 @@ instance reweighting of any per-sample loss.  Formulas follow
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
-from harness import hookimpl
+from harness import Component, hookimpl
 from harness_plugins.losses import Loss
 
 
@@ -254,7 +255,7 @@ def aldr_kl(lam0: float = 10.0, alpha: float = 2.0, margin: float = 0.1, softplu
     return ALDRKL(lam0, alpha, margin, softplus)
 
 
-def kl_dro(base: str | dict = "cross_entropy", r: float = 1.0):
+def kl_dro(base: Annotated[str | dict, Component("losses")] = "cross_entropy", r: float = 1.0):
     """KL-DRO instance reweighting r log mean_i exp(l_i / r) of a per-sample base loss (Sow, Lin, Wang, Liang, ICLR 2024).
 
     Its gradient weighs sample i by softmax(l / r)_i; r -> inf is the plain
@@ -263,7 +264,7 @@ def kl_dro(base: str | dict = "cross_entropy", r: float = 1.0):
     import harness
 
     base_loss = harness.create("losses", base)
-    name = base if isinstance(base, str) else base.get("name", "base")
+    name = base if isinstance(base, str) else base["name"]
     return KLDRO(base_loss, r, base_name=name)
 
 
