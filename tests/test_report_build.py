@@ -129,7 +129,8 @@ def test_all_formats_and_plots_written(report):
 def test_leaderboard_csv(report):
     df = pd.read_csv(report / "leaderboard.csv")
     assert list(df.columns) == ["method", "avg_rank", "win_rate", "normalized_score", "elo",
-                                "elo_low", "elo_high", "wins", "ties", "losses", "n_datasets"]
+                                "elo_low", "elo_high", "wins", "ties", "losses", "train_s",
+                                "n_datasets"]
     b = df.set_index("method")
     assert list(b.index) == ["anyloss", "focal", "baseline"]
     # Hand values: see tests/test_report_stats.py::test_toy_hand_values for the derivation.
@@ -144,6 +145,8 @@ def test_leaderboard_csv(report):
     assert (b.loc["anyloss", ["wins", "ties", "losses"]].tolist()) == [4, 0, 0]
     assert b.loc["baseline", ["wins", "ties", "losses"]].isna().all()
     assert b.n_datasets.to_dict() == {"anyloss": 4, "focal": 5, "baseline": 5}
+    # time next to the score: every run of a method logged its COST as time/train_s
+    assert b.train_s.to_dict() == pytest.approx(COST)
     assert (b.elo_low <= b.elo).all() and (b.elo <= b.elo_high).all()
     assert b.elo.mean() == pytest.approx(1000)
     assert b.elo["anyloss"] > b.elo["focal"] > b.elo["baseline"]

@@ -38,7 +38,7 @@ class ReportData:
     dropped: dict[str, list[str]]  # dataset left out of complete-block stats -> missing methods
     missing: list[tuple[str, str]]
     unscored_methods: list[str]
-    leaderboard: object  # index = method, LEADERBOARD_COLUMNS[1:] (+ w/t/l) + n_datasets
+    leaderboard: object  # index = method, LEADERBOARD_COLUMNS[1:] (+ w/t/l, train_s) + n_datasets
     friedman: stats.Friedman
     cd: float
     cliques: list[list[str]]
@@ -87,6 +87,19 @@ def leaderboard(matrix, complete, greater: bool, baseline: str | None, seed: int
     return board.loc[_ordered_methods(board)]
 
 
+TIME_COLUMN = "time/train_s"
+
+
+def mean_train_time(scored, datasets):
+    """Mean ``time/train_s`` per method over ``datasets``: per dataset first,
+    then across datasets, so every dataset weighs the same (None when no run
+    logged it)."""
+    if TIME_COLUMN not in scored.columns or scored[TIME_COLUMN].isna().all():
+        return None
+    s = scored[scored["dataset"].isin(datasets)]
+    return s.groupby(["dataset", "method"])[TIME_COLUMN].mean().groupby("method").mean()
+
+
 def analyse(loaded, *, title: str, metric: str, tracking_uri: str, baseline: str | None = None,
             runs=None, notes: list[str] | None = None,
             greater: bool | None = None) -> ReportData:
@@ -118,6 +131,10 @@ def analyse(loaded, *, title: str, metric: str, tracking_uri: str, baseline: str
     compared = matrix[methods]
     complete, dropped = aggregate.complete_blocks(compared)
     board = leaderboard(compared, complete, greater, baseline)
+    # time next to the score: a method's cost is half of the comparison
+    train_s = mean_train_time(scored, list(complete.index) or datasets)
+    if train_s is not None:
+        board.insert(len(board.columns) - 1, "train_s", train_s.reindex(board.index))
     fr = stats.friedman(complete)
     cd = stats.nemenyi_cd(len(methods), len(complete))
     cliques = stats.cd_cliques(board["avg_rank"].dropna(), cd) if math.isfinite(cd) else []

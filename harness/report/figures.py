@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.report import plots, stats
-from harness.report.analysis import ReportData
+from harness.report.analysis import TIME_COLUMN, ReportData, mean_train_time
 from harness.report.load import load_histories
 
 log = logging.getLogger(__name__)
@@ -119,15 +119,13 @@ def _curves(data: ReportData, out: Path, colors, uri: str) -> Figure:
 
 
 def _pareto(data: ReportData, out: Path, colors, uri: str) -> Figure:
-    tcol = "time/train_s"
+    tcol = TIME_COLUMN
     fig = Figure("pareto", f"{data.column} vs training time")
-    if tcol not in data.scored.columns or data.scored[tcol].isna().all():
+    use = list(data.complete.index) or data.datasets
+    t = mean_train_time(data.scored, use)
+    if t is None:
         fig.skipped = f"no run logged {tcol}"
         return fig
-    use = list(data.complete.index) or data.datasets
-    s = data.scored[data.scored["dataset"].isin(use)]
-    # Per dataset first, then across datasets, so every dataset weighs the same.
-    t = s.groupby(["dataset", "method"])[tcol].mean().groupby("method").mean()
     y = data.matrix.loc[use].mean(axis=0)
     both = [m for m in data.leaderboard.index if m in t.index and math.isfinite(t[m])
             and math.isfinite(y.get(m, math.nan))]

@@ -73,6 +73,9 @@ def leaderboard_table(data: ReportData) -> Table:
     headers = ["#", "method", "avg rank", "win rate", "norm. score", "Elo [95% CI]"]
     if data.baseline:
         headers.append(f"W/T/L vs {data.baseline}")
+    timed = "train_s" in b.columns
+    if timed:
+        headers.append("train s/run")
     headers.append("datasets")
     best = {c: b[c].min() if c == "avg_rank" else b[c].max()
             for c in ("avg_rank", "win_rate", "normalized_score", "elo")}
@@ -90,13 +93,17 @@ def leaderboard_table(data: ReportData) -> Table:
                cell(m, "elo", elo)]
         if data.baseline:
             row.append("–" if m == data.baseline else f"{r.wins}/{r.ties}/{r.losses}")
+        if timed:
+            row.append(fmt_num(r.train_s, 3))
         row.append(str(int(r.n_datasets)))
         rows.append(row)
     n_c, n_all = len(data.complete), len(data.matrix)
     caption = (f"Average rank and normalized score (0 = worst, 1 = best) over the {n_c} of "
                f"{n_all} datasets where every compared method has results; win rate "
                "(ties count half), Elo (Bradley-Terry, bootstrap over datasets, fixed seed) "
-               "and W/T/L over every dataset where both methods have results.")
+               "and W/T/L over every dataset where both methods have results."
+               + (" train s/run: mean `time/train_s` per run over the same datasets as "
+                  "the average rank." if timed else ""))
     return Table("leaderboard", f"Leaderboard on {data.column}", headers, rows, caption)
 
 
