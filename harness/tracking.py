@@ -247,8 +247,13 @@ def existing_runs(uri: str | None, experiment: str) -> dict[str, dict]:
             return {}
         try:
             rows = _existing_runs_sqlite(path, experiment)
-        except Exception:  # a schema we do not know: ask MLflow itself
-            rows = _existing_runs_client(uri, experiment)
+        except Exception as exc:
+            if "no such table" in str(exc):
+                # another process is creating this store's schema right now:
+                # nothing is recorded yet, and asking MLflow here would race it
+                # in creating the same tables
+                return {}
+            rows = _existing_runs_client(uri, experiment)  # a schema we do not know
     else:
         rows = _existing_runs_client(uri, experiment)
     out: dict[str, dict] = {}

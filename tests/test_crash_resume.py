@@ -62,6 +62,20 @@ def test_stale_detection():
     assert is_stale({"pid": "elsewhere:1", "start": (now - 10_000) * 1000}, now)
 
 
+def test_store_being_created_reads_as_empty_without_touching_it(tmp_path):
+    """A reader (plan, status, a poll) that opens a sqlite store whose schema
+    another process is still creating sees no runs, and must not try to create
+    the tables itself (MLflow's store would, and race the writer)."""
+    import sqlite3
+
+    path = tmp_path / "mlflow.db"
+    sqlite3.connect(path).close()  # the file exists, no tables yet
+    assert existing_runs(f"sqlite:///{path}", "crash") == {}
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT name FROM sqlite_master").fetchall() == []
+    con.close()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_kill9_mid_suite_then_resume(jobs, tmp_path, tracking_uri, test_plugin, capsys):
