@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_URI = "sqlite:///mlflow.db"
-#: MLflow's log_batch accepts at most 1000 metrics per call.
-BATCH = 1000
+#: Metrics per log_batch.  MLflow takes 1000 entities (metrics + params + tags)
+#: per call and splits bigger batches itself; below that, a run's last metrics
+#: and its status tags stay one call, one transaction.
+BATCH = 990
 #: harness status -> MLflow run status.
 MLFLOW_STATUS = {"finished": "FINISHED", "diverged": "FINISHED", "failed": "FAILED",
                  "timeout": "FAILED", "oom": "FAILED", "interrupted": "KILLED"}
