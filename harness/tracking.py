@@ -342,17 +342,19 @@ class RunLogger:
 
     def flush(self) -> None:
         """Write buffered metrics and refresh the heartbeat tag."""
-        while len(self._metrics) > BATCH:
-            self._write_chunk()
         # the last chunk and the heartbeat in one write: each write is a
         # sqlite transaction under the file lock
-        last, self._metrics = self._metrics, []
-        self._touch(last)
+        self._touch(self._drain())
         self._flushed = time.monotonic()
 
-    def _write_chunk(self) -> None:
-        chunk, self._metrics = self._metrics[:BATCH], self._metrics[BATCH:]
-        write(self.uri, self.client.log_batch, self.run_id, metrics=chunk)
+    def _drain(self) -> list:
+        """Write full chunks of the buffer; empty it and return the rest (at
+        most ``BATCH`` metrics) for the caller's own write."""
+        while len(self._metrics) > BATCH:
+            chunk, self._metrics = self._metrics[:BATCH], self._metrics[BATCH:]
+            write(self.uri, self.client.log_batch, self.run_id, metrics=chunk)
+        last, self._metrics = self._metrics, []
+        return last
 
     def flush_due(self) -> bool:
         """Whether buffered metrics have waited ``FLUSH_S`` seconds: a live
@@ -375,9 +377,7 @@ class RunLogger:
         self._stop.set()
         last = []
         try:
-            while len(self._metrics) > BATCH:
-                self._write_chunk()
-            last, self._metrics = self._metrics, []
+            last = self._drain()
         finally:
             close_run(self.uri, self.run_id, status, error, last)
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.report import plots, stats
-from harness.report.analysis import TIME_COLUMN, ReportData, mean_train_time
+from harness.report.analysis import TIME_COLUMN, ReportData
 from harness.report.load import load_histories
 
 log = logging.getLogger(__name__)
@@ -121,13 +121,14 @@ def _curves(data: ReportData, out: Path, colors, uri: str) -> Figure:
 def _pareto(data: ReportData, out: Path, colors, uri: str) -> Figure:
     tcol = TIME_COLUMN
     fig = Figure("pareto", f"{data.column} vs training time")
-    use = list(data.complete.index) or data.datasets
-    t = mean_train_time(data.scored, use)
-    if t is None:
+    if "train_s" not in data.leaderboard.columns:  # analyse found no run that logged it
         fig.skipped = f"no run logged {tcol}"
         return fig
+    # the leaderboard's train_s is the mean over these same datasets
+    use = list(data.complete.index) or data.datasets
+    t = data.leaderboard["train_s"]
     y = data.matrix.loc[use].mean(axis=0)
-    both = [m for m in data.leaderboard.index if m in t.index and math.isfinite(t[m])
+    both = [m for m in data.leaderboard.index if math.isfinite(t[m])
             and math.isfinite(y.get(m, math.nan))]
     if not both:
         fig.skipped = f"no method has both {data.column} and {tcol}"
