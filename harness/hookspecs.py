@@ -124,7 +124,7 @@ def register_optimizers(register):
     ``factory(**params)`` returns either
 
     - a callable ``build(parameters) -> torch.optim.Optimizer`` (plain
-      optimizers; the task wraps it in ``harness_plugins.schemes.PlainScheme``),
+      optimizers; the task wraps it in ``harness_plugins.classification.optimizers.PlainScheme``),
       or
     - a *training scheme*, the one extension point for methods that are not a
       plain optimizer step (two passes per step, extra loss terms, restarts,

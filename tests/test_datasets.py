@@ -8,7 +8,7 @@ import pytest
 
 from harness.data import RawDataset
 from harness.errors import UserError
-from harness_plugins.datasets import csv, sklearn, synthetic
+from harness_plugins.data.sources import csv, sklearn, synthetic
 
 
 @pytest.mark.parametrize("name, n, n_features, n_classes", [

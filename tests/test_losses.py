@@ -1,4 +1,4 @@
-"""Tests of harness_plugins.losses (cross-entropy, focal, binary margin losses)
+"""Tests of harness_plugins.classification.losses (cross-entropy, focal, binary margin losses)
 and of what every built-in loss shares: registration, gradients, training."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tests of harness_plugins.losses_metric: AnyLoss and EnsLoss.  Expected values
+"""Tests of harness_plugins.classification.losses_metric: AnyLoss and EnsLoss.  Expected values
 are computed with numpy."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import harness
-from harness_plugins.losses_metric import ens_derivatives
+from harness_plugins.classification.losses_metric import ens_derivatives
 
 LOGITS = np.array([[0.3, -0.2], [1.0, 2.5], [-0.5, 0.5], [2.0, 0.0], [0.0, 0.1], [0.2, 0.1],
                    [-1.0, 1.0]])

@@ -1,4 +1,4 @@
-"""Tests of harness_plugins.losses_robust: comp-sum family, z-loss, LDR-KL,
+"""Tests of harness_plugins.classification.losses_robust: comp-sum family, z-loss, LDR-KL,
 ALDR-KL and KL-DRO reweighting.  Expected values are computed with numpy."""
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import pytest
 from sklearn import metrics as skm
 
 import harness
-from harness_plugins.metrics import calibration_bins
+from harness_plugins.classification.metrics import calibration_bins
 
 # four binary samples worked out by hand (5 equal-width bins of width 0.2):
 #   p=(.9,.1)  y=0: conf .90 right, bin (.8,1]

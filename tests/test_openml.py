@@ -12,7 +12,7 @@ import pytest
 import requests  # openml-python's HTTP client
 
 from harness.errors import UserError
-from harness_plugins.openml_data import (
+from harness_plugins.data.openml import (
     DatasetUnavailable,
     infer_image_shape,
     openml_dataset,

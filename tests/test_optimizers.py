@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import harness
-from harness_plugins.optimizers import PlainScheme, Useful, as_scheme
+from harness_plugins.classification.optimizers import PlainScheme, Useful, as_scheme
 
 # tiny models: intra-op threads only add contention on small CI machines
 

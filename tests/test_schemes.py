@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import harness
-from harness_plugins.schemes import SAF, fd_hvp
+from harness_plugins.classification.schemes import SAF, fd_hvp
 
 
 def info_for(n, n_classes, epochs=10):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness_plugins.transforms import (
+from harness_plugins.data.transforms import (
     imbalance,
     label_noise,
     one_vs_rest,

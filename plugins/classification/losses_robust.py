@@ -11,7 +11,7 @@ import math
 from typing import Annotated
 
 from harness import Component, hookimpl
-from harness_plugins.losses import Loss
+from harness_plugins.classification.losses import Loss
 
 
 def _log_p_true(logits, targets):

@@ -74,7 +74,7 @@ def train_model(ctx, config: dict, data, metric_fns: dict) -> tuple[Any, dict]:
     import torch
     import torch.nn.functional as F
 
-    from harness_plugins.schemes import as_scheme
+    from harness_plugins.classification.schemes import as_scheme
 
     tr = config["training"]
     dev = torch.device(ctx.device)

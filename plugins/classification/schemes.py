@@ -1,7 +1,7 @@
 """Sharpness-aware training schemes: ``sam``, ``saf``, ``mesa``, ``grad_norm``.
 
 Registered as ``optimizers``; each is a scheme (see
-:class:`harness_plugins.optimizers.Scheme`) that owns the whole optimization
+:class:`harness_plugins.classification.optimizers.Scheme`) that owns the whole optimization
 step: extra forward/backward passes, extra loss terms.  ``Scheme``,
 ``PlainScheme`` and ``as_scheme`` are re-exported from ``optimizers``.
 """
@@ -12,7 +12,7 @@ import contextlib
 import copy
 
 from harness import hookimpl
-from harness_plugins.optimizers import PlainScheme, Scheme, as_scheme
+from harness_plugins.classification.optimizers import PlainScheme, Scheme, as_scheme
 
 __all__ = ["PlainScheme", "Scheme", "as_scheme", "fd_hvp"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Literal
 
 from harness import hookimpl
-from harness_plugins.losses import BinaryLoss
+from harness_plugins.classification.losses import BinaryLoss
 
 # AnyLoss's smoothing constant, against 0/0 on one-class batches.
 _S = 1e-5

@@ -17,7 +17,7 @@ import tempfile
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness import hookimpl
-from harness_plugins.classification import (
+from harness_plugins.classification.task import (
     Config,
     _config_error,
     predict_logits,
@@ -47,7 +47,7 @@ def _classifier_arrays(ctx, cfg: dict, data) -> dict:
     import numpy as np
     import torch
 
-    from harness_plugins.calibration import make_views
+    from harness_plugins.calibration.calibrators import make_views
 
     model, info = train_model(ctx, cfg, data, {})
     bs = cfg["training"]["eval_batch_size"]
@@ -73,7 +73,7 @@ def _shifted(X, severity: int, rng):
     never all of them stacked on one image; tabular rows get feature noise."""
     import numpy as np
 
-    from harness_plugins.calibration import IMAGE_CORRUPTIONS, shift_corruptions
+    from harness_plugins.calibration.calibrators import IMAGE_CORRUPTIONS, shift_corruptions
 
     X = np.asarray(X, dtype=np.float32)
     if X.ndim != 4:
@@ -150,7 +150,7 @@ class CalibrationTask:
 
     @staticmethod
     def _diagram(ctx, probs, y, cfg) -> None:
-        from harness_plugins.calibration import reliability_diagram
+        from harness_plugins.calibration.calibrators import reliability_diagram
 
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "reliability.png")

@@ -361,7 +361,7 @@ def reliability_diagram(probs, y, path, bins: int = 15, title: str = ""):
     import numpy as np
     from matplotlib.figure import Figure  # no pyplot: never touches the global backend
 
-    from harness_plugins.metrics import calibration_bins
+    from harness_plugins.classification.metrics import calibration_bins
 
     count, acc, conf = calibration_bins(y, probs, bins)
     ece = float(np.sum(count / max(count.sum(), 1) * np.abs(acc - conf)))

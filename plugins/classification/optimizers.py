@@ -5,7 +5,7 @@ training scheme; the training loop drives both through the :class:`Scheme`
 protocol (:func:`as_scheme` wraps plain optimizers).  Scheduler factories
 return ``build(optimizer, epochs) -> LRScheduler``, stepped once per epoch.
 The sharpness-aware schemes (SAM, SAF, MESA, grad_norm) live in
-``harness_plugins.schemes``.
+``harness_plugins.classification.schemes``.
 """
 
 from __future__ import annotations

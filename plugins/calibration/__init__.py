@@ -1,0 +1,1 @@
+"""The calibration family: post-hoc calibrators and the calibration task."""

@@ -1,0 +1,1 @@
+"""The classification family: task, trainer, models, losses, optimizers and schemes, metrics."""

@@ -1,0 +1,1 @@
+"""Data sources (scikit-learn, synthetic, csv, OpenML) and dataset transforms."""

@@ -1,0 +1,1 @@
+"""Executors: where runs execute (this process, a pool, Ray, SLURM)."""
