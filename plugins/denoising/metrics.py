@@ -1,0 +1,120 @@
+"""Denoising metrics: PSNR and SSIM of denoised test images, and distribution
+distances between a noise model's dark frames and held-out real ones.
+
+Image metrics take lists of packed raw images ``(4, h, w)`` in [0, 1] (test
+images differ in size) and average the per-image values, as the low-light
+papers report them.  SSIM is scikit-image's ``structural_similarity`` on the
+packed 4-channel raw (``channel_axis=0``, ``data_range=1``), not on a
+demosaiced sRGB rendering.  Noise distances take two arrays of dark-frame
+values in DN (any shape; the pixel value distribution is compared).
+"""
+
+from __future__ import annotations
+
+from harness import hookimpl
+
+
+def psnr_value(clean, denoised, data_range: float = 1.0) -> float:
+    """10 log10(range^2 / MSE) of one image; inf when the images are equal."""
+    import numpy as np
+
+    mse = float(np.mean((np.asarray(clean, np.float64) - np.asarray(denoised, np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10.0 * float(np.log10(data_range ** 2 / mse))
+
+
+def ssim_value(clean, denoised) -> float:
+    """scikit-image SSIM of one packed image (channel axis 0, data range 1)."""
+    import numpy as np
+    from skimage.metrics import structural_similarity
+
+    a, b = np.asarray(clean, np.float64), np.asarray(denoised, np.float64)
+    win = min(7, min(a.shape[1:]) // 2 * 2 - 1 or 1)
+    return float(structural_similarity(a, b, channel_axis=0, data_range=1.0, win_size=win))
+
+
+def _mean_over_images(fn, clean, denoised) -> float:
+    import numpy as np
+
+    if len(clean) != len(denoised):
+        raise ValueError(f"{len(clean)} clean images but {len(denoised)} denoised ones")
+    return float(np.mean([fn(c, d) for c, d in zip(clean, denoised)]))
+
+
+def _edges(real, generated, bins: int):
+    import numpy as np
+
+    lo = float(np.quantile(real, 0.0005))
+    hi = float(np.quantile(real, 0.9995))
+    if hi <= lo:
+        hi = lo + 1.0
+    return np.concatenate([[-np.inf], np.linspace(lo, hi, bins + 1), [np.inf]])
+
+
+def histogram_kl(real, generated, bins: int = 64, eps: float = 1e-6) -> float:
+    """KL(real || generated) of histograms on the real data's 0.05-99.95 % range
+    (plus two tail bins), with ``eps`` added to every bin so it stays finite."""
+    import numpy as np
+
+    real = np.asarray(real, np.float64).ravel()
+    generated = np.asarray(generated, np.float64).ravel()
+    edges = _edges(real, generated, bins)
+    p = np.histogram(real, edges)[0] + eps
+    q = np.histogram(generated, edges)[0] + eps
+    p, q = p / p.sum(), q / q.sum()
+    return float(np.sum(p * np.log(p / q)))
+
+
+def quantile_l1(real, generated, levels: int = 999) -> float:
+    """Mean |Q_real(u) - Q_generated(u)| over ``levels`` evenly spaced u in (0, 1), in DN."""
+    import numpy as np
+
+    u = (np.arange(levels) + 0.5) / levels
+    return float(np.mean(np.abs(np.quantile(np.ravel(real), u) - np.quantile(np.ravel(generated),
+                                                                              u))))
+
+
+def _declare(fn, inputs: tuple[str, ...], greater_is_better: bool):
+    fn.inputs = inputs
+    fn.greater_is_better = greater_is_better
+    return fn
+
+
+def psnr():
+    """Peak signal-to-noise ratio (dB) of denoised vs clean packed raw, mean over test images."""
+    return _declare(lambda clean, denoised: _mean_over_images(psnr_value, clean, denoised),
+                    ("clean", "denoised"), True)
+
+
+def ssim():
+    """Structural similarity (scikit-image) on the packed 4-channel raw, mean over test images."""
+    return _declare(lambda clean, denoised: _mean_over_images(ssim_value, clean, denoised),
+                    ("clean", "denoised"), True)
+
+
+def psnr_noisy():
+    """PSNR of the noisy input itself (no denoising), a reference for the denoisers' gain."""
+    return _declare(lambda clean, noisy: _mean_over_images(psnr_value, clean, noisy),
+                    ("clean", "noisy"), True)
+
+
+def noise_kl(bins: int = 64):
+    """KL divergence of held-out real dark frames to the noise model's dark frames (histograms)."""
+    return _declare(lambda real, generated: histogram_kl(real, generated, bins),
+                    ("dark_real", "dark_generated"), False)
+
+
+def noise_quantile_l1(levels: int = 999):
+    """Mean L1 distance (DN) between quantiles of real and generated dark frames."""
+    return _declare(lambda real, generated: quantile_l1(real, generated, levels),
+                    ("dark_real", "dark_generated"), False)
+
+
+METRICS = {"psnr": psnr, "ssim": ssim, "psnr_noisy": psnr_noisy, "noise_kl": noise_kl,
+           "noise_quantile_l1": noise_quantile_l1}
+
+
+@hookimpl
+def register_metrics(register):
+    """PSNR, SSIM and noise distribution distances."""
+    for name, factory in METRICS.items():
+        register(name, factory)
