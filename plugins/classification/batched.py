@@ -1,0 +1,309 @@
+"""Stacked training: R classification runs of one model shape trained as one model.
+
+``train_group(ctxs, datas, metric_fns)`` is the batched counterpart of the
+single-run trainer: the runs' models (each built from its own init seed, as
+alone) are stacked with ``torch.func.stack_module_state`` and trained with
+``vmap(functional_call)``.  Every run keeps what makes its numbers its own:
+
+- its data split (runs of different seeds have different splits, stacked as
+  ``(R, n, ...)``) and its batch order, drawn from its own order seed;
+- its hyperparameters, as per-run tensors (``batched_optim``: lr, weight
+  decay, betas, momentum; its own scheduler), and its loss parameters (a
+  loss's ``batch_params``, e.g. focal's ``gamma``, become per-row tensors);
+- its early stopping and best epoch: a run that stops is masked (learning
+  rate 0, so its weights do not move) and no longer logged, not removed;
+- its divergence: a NaN/inf loss ends that run with ``harness.Diverged`` and
+  the others go on.
+
+What each run logs is what it would log alone (``train/loss``, ``val/loss``,
+``val/<metric>`` per epoch); the float64 equivalence test holds it to 1e-6.
+
+Batchability is declared by the plugins: a loss with ``batchable = True``
+(its ``per_sample`` works on any ``(N, C)`` rows and uses no per-sample state
+such as ``index``); an optimizer whose factory builds a torch SGD, Adam or
+AdamW (training schemes are not batchable); a model without buffers (batch
+norm) or dropout, whose per-run randomness would differ from the single run's.
+``why_alone`` says why a run must train alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from typing import Any
+
+from harness import ConfigError, Diverged
+
+
+def component_reason(kind: str, name: str, obj) -> str | None:
+    """Why a built loss or optimizer cannot be batched (None if it can)."""
+    if kind == "losses":
+        if not getattr(obj, "batchable", False) or not hasattr(obj, "per_sample"):
+            return f"loss `{name}` is not batchable"
+        return None
+    if hasattr(obj, "step") and hasattr(obj, "setup"):
+        return f"scheme `{name}` is not batchable"
+    return None
+
+
+def model_reason(model) -> str | None:
+    """Why a model cannot be stacked: buffers (batch norm running statistics)
+    or active dropout (its random masks would not be the single run's)."""
+    import torch.nn as nn
+
+    if getattr(model, "batchable", True) is False:
+        return f"model {type(model).__name__} declares batchable = False"
+    if any(True for _ in model.buffers()):
+        return "the model has buffers (batch norm), which are not batchable"
+    if any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in model.modules()):
+        return "the model uses dropout, which is not batchable"
+    return None
+
+
+class StackedLoss:
+    """The runs' losses on stacked logits ``(R, b, C)`` -> per-run batch means ``(R,)``.
+
+    Runs whose loss objects are equal apart from their ``batch_params`` share
+    one ``per_sample`` call with those parameters as per-row tensors."""
+
+    def __init__(self, losses: list):
+        groups: dict[str, list[int]] = {}
+        for r, fn in enumerate(losses):
+            groups.setdefault(self._key(fn), []).append(r)
+        self.groups = []
+        for members in groups.values():
+            fn = losses[members[0]]
+            names = tuple(getattr(fn, "batch_params", ()))
+            values = {k: [float(getattr(losses[r], k)) for r in members] for k in names}
+            # a parameter equal in every run stays a Python number (exact fast paths)
+            varying = {k: v for k, v in values.items() if len(set(v)) > 1}
+            self.groups.append((members, fn, varying))
+        self._tensors: dict = {}
+
+    @staticmethod
+    def _key(fn) -> str:
+        skip = set(getattr(fn, "batch_params", ()))
+        state = {k: v for k, v in sorted(vars(fn).items()) if k not in skip}
+        return f"{type(fn).__module__}.{type(fn).__qualname__}:{state!r}"
+
+    def _bound(self, g: int, fn, varying: dict, members: list, b: int, like):
+        """``fn`` with each varying parameter as a per-row tensor for batch size ``b``."""
+        if not varying:
+            return fn
+        import torch
+
+        key = (g, b)
+        bound = self._tensors.get(key)
+        if bound is None:
+            bound = copy.copy(fn)
+            for k, v in varying.items():
+                t = torch.tensor(v, dtype=like.dtype, device=like.device)
+                setattr(bound, k, t.repeat_interleave(b))
+            self._tensors[key] = bound
+        return bound
+
+    def __call__(self, logits, targets, epoch: int):
+        import torch
+
+        R, b, C = logits.shape
+        if len(self.groups) == 1:
+            members, fn, varying = self.groups[0]
+            fn = self._bound(0, fn, varying, members, b, logits)
+            return fn.per_sample(logits.reshape(-1, C), targets.reshape(-1),
+                                 epoch=epoch).view(R, b).mean(1)
+        out = logits.new_empty(R)
+        for g, (members, fn, varying) in enumerate(self.groups):
+            fn = self._bound(g, fn, varying, members, b, logits)
+            idx = torch.as_tensor(members, device=logits.device)
+            out[idx] = fn.per_sample(logits[idx].reshape(-1, C), targets[idx].reshape(-1),
+                                     epoch=epoch).view(len(members), b).mean(1)
+        return out
+
+
+def _stack(arrays: list, device):
+    import numpy as np
+    import torch
+
+    return torch.as_tensor(np.stack(arrays), device=device)
+
+
+class _Run:
+    """Per-run bookkeeping of early stopping and results."""
+
+    def __init__(self, ctx, order_seed: int):
+        import torch
+
+        self.ctx = ctx
+        self.gen = torch.Generator().manual_seed(order_seed)
+        self.best, self.best_epoch, self.waited = -math.inf, -1, 0
+        self.active = True
+        self.error: BaseException | None = None
+        self.history: list[dict] = []
+        self.epochs_run = 0
+
+
+def train_group(ctxs: list, datas: list, metric_fns: dict, *, phase: str = "train"
+                ) -> list[tuple[Any, dict] | BaseException]:
+    """Train the runs of ``ctxs`` (whose configs differ only in per-run values)
+    as one stacked model; per run return (its model with the selected epoch's
+    weights, its ``trainer.FitResult``; ``train_s`` is the group's time over R)
+    or the exception that ended it (``harness.Diverged``; ``ConfigError`` for
+    an unknown monitor).
+
+    ``datas``: each run's prepared split (same shapes); ``metric_fns``: name ->
+    metric on (labels, probs), logged as ``val/<name>`` every epoch.  The
+    caller has checked batchability (``why_alone``) and equal shapes."""
+    import torch
+    import torch.nn.functional as F
+    from torch.func import functional_call, vmap
+
+    from harness.metrics import compute_metrics
+    from harness_plugins.classification.batched_optim import (
+        RunSchedules,
+        StackedOptimizer,
+        probe,
+    )
+    from harness_plugins.classification.trainer import (
+        FitResult,
+        batch_size_of,
+        epoch_metrics,
+        model_inputs,
+        monitor_sign,
+    )
+
+    ctx0 = ctxs[0]
+    cfg = ctx0.config
+    tr = cfg["training"]
+    dev = torch.device(ctx0.device)
+    models, losses, probes, schedulers = [], [], [], []
+    for ctx, data in zip(ctxs, datas):
+        torch.manual_seed(ctx.seeds["init"])
+        models.append(ctx.create("models", ctx.config["model"], **model_inputs(data)).to(dev))
+        fn = ctx.create("losses", ctx.config["loss"])
+        if hasattr(fn, "setup"):
+            fn.setup(n_classes=data.n_classes, class_counts=data.class_counts(),
+                     n_train=len(data.y_train))
+        losses.append(fn.to(dev) if hasattr(fn, "to") else fn)
+        opt, _ = probe(ctx.create("optimizers", ctx.config["training"]["optimizer"]))
+        probes.append(opt)
+        sched = ctx.config["training"].get("scheduler")
+        schedulers.append(ctx.create("schedulers", sched)(opt, ctx.config["training"]["epochs"])
+                          if sched else None)
+    R = len(ctxs)
+    base = copy.deepcopy(models[0]).to("meta")
+    names = [k for k, _ in models[0].named_parameters()]
+    params = [torch.stack([dict(m.named_parameters())[k].detach() for m in models])
+              .requires_grad_() for k in names]
+    opt = StackedOptimizer(probes, params)
+    lr_now = RunSchedules(probes, schedulers)
+    loss_fn = StackedLoss(losses)
+
+    def forward(ps, x):
+        return functional_call(base, dict(zip(names, ps)), (x,))
+
+    stacked_forward = vmap(forward)
+    X = _stack([d.X_train for d in datas], dev)
+    y = _stack([d.y_train for d in datas], dev)
+    Xv = _stack([d.X_val for d in datas], dev)
+    yv_np = [d.y_val for d in datas]
+    yv = _stack(yv_np, dev)
+    n = y.shape[1]
+    bs = batch_size_of(tr["batch_size"], n)
+    steps = math.ceil(n / bs)
+    rows = torch.arange(R, device=dev)[:, None]
+    es = tr.get("early_stopping") or {}
+    monitor, patience = es.get("monitor", "val/loss"), es.get("patience")
+    sign = monitor_sign(monitor, metric_fns)
+    per_epoch = epoch_metrics(metric_fns)
+    select_best = tr.get("select_best", True)
+    best = [p.detach().clone() for p in params] if select_best else None
+    runs = [_Run(ctx, ctx.seeds["order"]) for ctx in ctxs]
+    active = torch.ones(R, dtype=torch.float64, device=dev)
+    eval_bs = tr["eval_batch_size"]
+    start = time.perf_counter()
+    for epoch in range(tr["epochs"]):
+        base.train()
+        order = torch.stack([torch.randperm(n, generator=r.gen) for r in runs]).to(dev)
+        lr = torch.tensor(lr_now.lrs(), dtype=torch.float64, device=dev) * active
+        step_loss = torch.empty(steps, R, dtype=torch.float64, device=dev)
+        sizes = []
+        for s, i in enumerate(range(0, n, bs)):
+            idx = order[:, i:i + bs]
+            for p in params:
+                p.grad = None
+            value = loss_fn(stacked_forward(params, X[rows, idx]), y[rows, idx], epoch)
+            value.sum().backward()
+            opt.step(params, lr)
+            step_loss[s] = value.detach()
+            sizes.append(idx.shape[1])
+        lr_now.step()
+        with torch.no_grad():
+            base.eval()
+            detached = [p.detach() for p in params]
+            logits = torch.cat([stacked_forward(detached, Xv[:, j:j + eval_bs])
+                                for j in range(0, Xv.shape[1], eval_bs)], 1)
+            C = logits.shape[-1]
+            vloss = F.cross_entropy(logits.reshape(-1, C), yv.reshape(-1),
+                                    reduction="none").view(R, -1).mean(1)
+            probs = torch.softmax(logits.double(), -1).cpu().numpy()
+            logits_np = logits.cpu().numpy()
+        losses_cpu = step_loss.cpu()
+        totals = (losses_cpu * torch.tensor(sizes, dtype=torch.float64)[:, None]).sum(0)
+        vloss = vloss.tolist()
+        improved = []
+        for r, run in enumerate(runs):
+            if not run.active:
+                continue
+            column = losses_cpu[:, r]
+            bad = ~torch.isfinite(column)
+            if bad.any():
+                first = float(column[int(bad.nonzero()[0])])
+                run.error = Diverged(f"train loss became {first} at epoch {epoch}")
+                _stop(run, r, active)
+                continue
+            values = {"train/loss": float(totals[r]) / n, "val/loss": vloss[r]}
+            scores = compute_metrics(per_epoch, {"labels": yv_np[r], "probs": probs[r],
+                                                 "logits": logits_np[r]})
+            values.update({f"val/{k}": v for k, v in scores.items()})
+            run.ctx.epoch_end(epoch, values, phase)
+            run.history.append(values)
+            run.epochs_run = epoch + 1
+            current = values.get(monitor)
+            if current is None:
+                run.error = ConfigError("training.early_stopping.monitor", monitor,
+                                        f"not a logged quantity; logged: {', '.join(values)}")
+                _stop(run, r, active)
+                continue
+            score = sign * current if math.isfinite(current) else -math.inf
+            if score > run.best or run.best_epoch < 0:
+                run.best, run.best_epoch, run.waited = score, epoch, 0
+                improved.append(r)
+            else:
+                run.waited += 1
+                if patience and run.waited >= patience:
+                    _stop(run, r, active)
+        if improved and best is not None:
+            mask = torch.zeros(R, dtype=torch.bool, device=dev)
+            mask[improved] = True
+            for b, p in zip(best, params):
+                b.copy_(torch.where(mask.view(-1, *([1] * (p.dim() - 1))), p.detach(), b))
+        if not any(r.active for r in runs):
+            break
+    train_s = (time.perf_counter() - start) / R
+    final = best if best is not None else [p.detach() for p in params]
+    out: list = []
+    for r, (run, model) in enumerate(zip(runs, models)):
+        if run.error is not None:
+            out.append(run.error)
+            continue
+        with torch.no_grad():
+            for (k, p) in model.named_parameters():
+                p.copy_(final[names.index(k)][r])
+        out.append((model, FitResult(run.best_epoch, train_s, run.epochs_run, run.history)))
+    return out
+
+
+def _stop(run: _Run, r: int, active) -> None:
+    run.active = False
+    active[r] = 0.0

@@ -1,0 +1,176 @@
+"""Per-run optimizers and learning-rate schedules for stacked training.
+
+The batched engine (``harness_plugins.classification.batched``) trains R runs
+as one stacked model whose parameters have shape ``(R, ...)``.  Each run keeps
+its own hyperparameters: they are read from the torch optimizer that the run's
+own optimizer factory builds (on a dummy parameter), so any factory returning
+a ``torch.optim.SGD``, ``Adam`` or ``AdamW`` is batchable with no declaration,
+and the update below mirrors torch's single-tensor implementation formula by
+formula (the float64 equivalence test holds it to that).  Schedules are the
+run's own torch scheduler stepped on that dummy optimizer, so every scheduler
+torch has gives the learning rate the single run would see, epoch by epoch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: torch optimizer class name -> the flags that must have these values for the
+#: functional form below to be exact.
+_SUPPORTED = {
+    "SGD": {"maximize": False, "differentiable": False},
+    "Adam": {"amsgrad": False, "maximize": False, "differentiable": False},
+    "AdamW": {"amsgrad": False, "maximize": False, "differentiable": False},
+}
+
+
+def probe(build) -> tuple[Any, str | None]:
+    """Build ``build`` (an optimizer factory's ``build(parameters)``) on a dummy
+    parameter; return (that torch optimizer, None) or (None, why it cannot be
+    batched)."""
+    import torch
+
+    dummy = torch.nn.Parameter(torch.zeros(1))
+    try:
+        opt = build([dummy])
+    except Exception as exc:  # a factory with needs of its own: train it alone
+        return None, f"its optimizer could not be probed ({type(exc).__name__}: {exc})"
+    kind = type(opt).__name__
+    if kind not in _SUPPORTED or len(opt.param_groups) != 1:
+        return None, f"optimizer {kind} has no batched form (SGD, Adam, AdamW do)"
+    group = opt.param_groups[0]
+    for flag, value in _SUPPORTED[kind].items():
+        if bool(group.get(flag, value)) != value:
+            return None, f"optimizer {kind} with {flag}={group[flag]} has no batched form"
+    return opt, None
+
+
+def signature(opt) -> tuple:
+    """What must be equal for two runs' optimizers to share a stacked update
+    (the kind and its boolean switches; numeric hyperparameters may differ)."""
+    group = opt.param_groups[0]
+    return (type(opt).__name__, bool(group.get("nesterov", False)),
+            _decoupled(opt))
+
+
+def _decoupled(opt) -> bool:
+    return type(opt).__name__ == "AdamW" or bool(
+        opt.param_groups[0].get("decoupled_weight_decay", False))
+
+
+class RunSchedules:
+    """The learning rate of each run at the current epoch: the runs' own
+    probe optimizers, each stepped by the run's own scheduler once per epoch."""
+
+    def __init__(self, optimizers: list, schedulers: list):
+        self.optimizers = optimizers
+        self.schedulers = schedulers
+
+    def lrs(self) -> list[float]:
+        """Each run's learning rate now."""
+        return [float(o.param_groups[0]["lr"]) for o in self.optimizers]
+
+    def step(self) -> None:
+        """End of an epoch: step every scheduler (runs without one keep their lr)."""
+        import warnings
+
+        with warnings.catch_warnings():
+            # the probe optimizer never steps itself; torch would warn about the order
+            warnings.simplefilter("ignore", UserWarning)
+            for s in self.schedulers:
+                if s is not None:
+                    s.step()
+
+
+class StackedOptimizer:
+    """SGD (momentum, dampening, Nesterov), Adam or AdamW on stacked parameters,
+    every numeric hyperparameter a per-run tensor.
+
+    ``step(params, lr)`` takes the per-run learning rate of this step as an
+    ``(R,)`` tensor; a run whose rate is 0 keeps its parameters bit for bit
+    (how stopped runs are masked: they still compute, but never move)."""
+
+    def __init__(self, optimizers: list, params: list):
+        import torch
+
+        self.kind, self.nesterov, self.decoupled = signature(optimizers[0])
+        groups = [o.param_groups[0] for o in optimizers]
+        ref = params[0]
+
+        def per_run(fn):
+            return torch.tensor([float(fn(g)) for g in groups], dtype=torch.float64,
+                                device=ref.device)
+
+        self.wd = per_run(lambda g: g.get("weight_decay", 0.0))
+        self.has_wd = bool((self.wd != 0).any())
+        if self.kind == "SGD":
+            self.momentum = per_run(lambda g: g["momentum"])
+            self.dampening = per_run(lambda g: g["dampening"])
+            self.buffers = [None] * len(params)
+        else:
+            self.beta1 = per_run(lambda g: g["betas"][0])
+            self.beta2 = per_run(lambda g: g["betas"][1])
+            self.eps = per_run(lambda g: g["eps"])
+            self.exp_avg = [torch.zeros_like(p) for p in params]
+            self.exp_avg_sq = [torch.zeros_like(p) for p in params]
+        self.steps = 0
+        self._views: dict = {}
+
+    def _view(self, name: str, value, p):
+        """``value`` (R,) as ``(R, 1, ..., 1)`` in ``p``'s dtype, cached per shape."""
+        key = (name, p.dim(), p.dtype)
+        out = self._views.get(key)
+        if out is None:
+            out = value.to(p.dtype).view(-1, *([1] * (p.dim() - 1)))
+            self._views[key] = out
+        return out
+
+    def step(self, params: list, lr) -> None:
+        """One update of every run from ``p.grad``; ``lr``: (R,) float64."""
+        import torch
+
+        self.steps += 1
+        with torch.no_grad():
+            if self.kind == "SGD":
+                self._sgd(params, lr)
+            else:
+                self._adam(params, lr)
+
+    def _sgd(self, params: list, lr) -> None:
+        for i, p in enumerate(params):
+            g = p.grad
+            if self.has_wd:
+                g = g + self._view("wd", self.wd, p) * p
+            mom = self._view("momentum", self.momentum, p)
+            if self.buffers[i] is None:
+                buf = self.buffers[i] = g.clone()  # torch: the first buffer is the gradient
+            else:
+                buf = self.buffers[i]
+                buf.mul_(mom).add_((1 - self._view("dampening", self.dampening, p)) * g)
+            if self.nesterov:
+                g = g + mom * buf
+            else:
+                g = buf
+            p.sub_(lr.to(p.dtype).view_as(mom) * g)
+
+    def _adam(self, params: list, lr) -> None:
+        t = self.steps
+        bc1 = 1 - self.beta1 ** t
+        bc2_sqrt = (1 - self.beta2 ** t).sqrt()
+        step_size = lr / bc1
+        for i, p in enumerate(params):
+            g = p.grad
+            if self.has_wd:
+                if self.decoupled:
+                    p.mul_(1 - (lr * self.wd).to(p.dtype).view(-1, *([1] * (p.dim() - 1))))
+                else:
+                    g = g + self._view("wd", self.wd, p) * p
+            b1 = self._view("beta1", self.beta1, p)
+            b2 = self._view("beta2", self.beta2, p)
+            m, v = self.exp_avg[i], self.exp_avg_sq[i]
+            m.lerp_(g, 1 - b1)
+            v.mul_(b2).add_((1 - b2) * g * g)
+            shape = b1.shape
+            denom = (v.sqrt() / bc2_sqrt.to(p.dtype).view(shape)).add_(
+                self._view("eps", self.eps, p))
+            p.sub_(step_size.to(p.dtype).view(shape) * m / denom)

@@ -1,0 +1,196 @@
+"""The stacked trainer logs exactly what each run logs alone (float64, 1e-6),
+per-run early stopping, divergence and hyperparameters included."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from harness.plugins import get_registry
+from harness_plugins.classification.batched import (
+    StackedLoss,
+    component_reason,
+    model_reason,
+    train_group,
+)
+from harness_plugins.classification.task import ClassificationTask
+from harness_plugins.classification.trainer import predict_logits, train_classifier
+
+ENTRY = {"source": "sklearn", "params": {"name": "breast_cancer"}, "transforms": [],
+         "split": {"val": 0.2, "test": 0.2}, "label": "bc"}
+
+
+class Ctx:
+    """The part of RunContext the trainers use; records what would be logged."""
+
+    def __init__(self, config: dict, seed: int, data):
+        self.registry = get_registry()
+        self.config = ClassificationTask().validate(config, self.registry.check)
+        self.seeds = {"init": 1000 + seed, "order": 2000 + seed, "split": seed}
+        self.device = "cpu"
+        self.data = data
+        self.logged: list[tuple[int, dict]] = []
+
+    def create(self, kind, spec, **offered):
+        return self.registry.create(kind, spec, kind, **offered)
+
+    def epoch_end(self, epoch, values, phase="train"):
+        self.logged.append((epoch, dict(values)))
+
+
+@pytest.fixture
+def float64():
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
+_DATA: dict = {}
+
+
+def data64(seed: int):
+    """breast_cancer split by ``seed``, features in float64."""
+    if seed not in _DATA:
+        from harness_plugins.classification.prepare import prepare_dataset
+
+        d = prepare_dataset(ENTRY, seed, registry=get_registry())
+        _DATA[seed] = dataclasses.replace(
+            d, X_train=d.X_train.astype(np.float64), X_val=d.X_val.astype(np.float64),
+            X_test=d.X_test.astype(np.float64))
+    return _DATA[seed]
+
+
+def config(optimizer, loss="cross_entropy", epochs=6, **training):
+    return {"model": {"name": "mlp", "hidden": [16, 16]}, "loss": loss,
+            "training": {"epochs": epochs, "batch_size": 32, "optimizer": optimizer,
+                         **training}}
+
+
+def metrics():
+    reg = get_registry()
+    return {m: reg.create("metrics", m, m) for m in ("accuracy", "log_loss")}
+
+
+def alone(cfg, seed):
+    ctx = Ctx(cfg, seed, data64(seed))
+    try:
+        model, _, result = train_classifier(ctx, ctx.config, ctx.data, metrics())
+    except Exception as exc:  # noqa: BLE001 - compared with the batched outcome
+        return ctx, exc
+    return ctx, (model, result)
+
+
+def together(cfgs_seeds):
+    ctxs = [Ctx(c, s, data64(s)) for c, s in cfgs_seeds]
+    out = train_group(ctxs, [c.data for c in ctxs], metrics())
+    return ctxs, out
+
+
+def assert_same(cfgs_seeds):
+    """Every logged value, the best epoch and the selected weights' test
+    logits agree between the single and the stacked trainer."""
+    ctxs, results = together(cfgs_seeds)
+    for (cfg, seed), ctx, result in zip(cfgs_seeds, ctxs, results):
+        ref_ctx, ref = alone(cfg, seed)
+        assert [e for e, _ in ctx.logged] == [e for e, _ in ref_ctx.logged]
+        for (_, got), (_, want) in zip(ctx.logged, ref_ctx.logged):
+            assert got.keys() == want.keys()
+            for k in want:
+                assert got[k] == pytest.approx(want[k], abs=1e-6, rel=1e-6), k
+        if isinstance(ref, BaseException):
+            assert type(result) is type(ref) and str(result) == str(ref)
+            continue
+        model, info = result
+        assert (info.best_epoch, info.epochs_run) == (ref[1].best_epoch, ref[1].epochs_run)
+        Xt = torch.as_tensor(ctx.data.X_test)
+        np.testing.assert_allclose(predict_logits(model, Xt).numpy(),
+                                   predict_logits(ref[0], Xt).numpy(), atol=1e-6)
+    return ctxs, results
+
+
+def test_adam_cross_entropy_seeds_and_lrs(float64):
+    runs = [(config({"name": "adam", "lr": lr}), seed)
+            for seed in (0, 1) for lr in (1e-3, 1e-2)]
+    ctxs, _ = assert_same(runs)
+    assert all(len(c.logged) == 6 for c in ctxs)
+    # the runs really differ: per-run data, order and lr
+    assert len({c.logged[-1][1]["train/loss"] for c in ctxs}) == 4
+
+
+def test_sgd_focal_per_run_gamma_weight_decay_and_schedule(float64):
+    runs = [(config({"name": "sgd", "lr": lr, "momentum": 0.9, "nesterov": True,
+                     "weight_decay": wd}, loss={"name": "focal", "gamma": gamma},
+                    scheduler="cosine"), 0)
+            for lr, wd, gamma in ((0.05, 0.0, 1.0), (0.02, 1e-3, 2.0), (0.05, 1e-2, 2.0))]
+    assert_same(runs)
+
+
+def test_adamw_and_plain_sgd_per_run_betas(float64):
+    assert_same([(config({"name": "adamw", "lr": 3e-3, "betas": [0.8, 0.99],
+                          "weight_decay": 0.1}, scheduler={"name": "step", "step_size": 2}), 2),
+                 (config({"name": "adamw", "lr": 1e-3}), 3)])
+    assert_same([(config({"name": "sgd", "lr": 0.1, "momentum": 0.0}), 0),
+                 (config({"name": "sgd", "lr": 0.01, "momentum": 0.5}), 1)])
+
+
+def test_early_stopping_is_per_run(float64):
+    """Patience 1 on accuracy stops runs at different epochs; each logs only
+    its own epochs and keeps its own best weights."""
+    es = {"monitor": "val/accuracy", "patience": 1}
+    runs = [(config({"name": "adam", "lr": lr}, epochs=12, early_stopping=es), seed)
+            for seed, lr in ((0, 3e-2), (1, 1e-3), (2, 1e-2))]
+    ctxs, _ = assert_same(runs)
+    lengths = [len(c.logged) for c in ctxs]
+    assert min(lengths) < 12 and len(set(lengths)) > 1
+
+
+def test_one_diverged_run_does_not_stop_its_group(float64):
+    runs = [(config({"name": "sgd", "lr": lr, "momentum": 0.9}), 0) for lr in (1e250, 0.01)]
+    ctxs, results = assert_same(runs)
+    from harness import Diverged
+
+    assert isinstance(results[0], Diverged)
+    assert not isinstance(results[1], BaseException) and len(ctxs[1].logged) == 6
+
+
+def test_stacked_loss_per_row_gamma_matches_each_loss():
+    """Focal with gamma 0 is cross-entropy; the stacked call gives each run
+    the mean of its own loss."""
+    reg = get_registry()
+    losses = [reg.create("losses", {"name": "focal", "gamma": g}) for g in (0.0, 2.0, 2.0)]
+    logits = torch.randn(3, 5, 4, dtype=torch.float64)
+    y = torch.randint(0, 4, (3, 5))
+    got = StackedLoss(losses)(logits, y, 0)
+    want = torch.stack([f(logits[r], y[r]) for r, f in enumerate(losses)])
+    torch.testing.assert_close(got, want)
+    ce = torch.nn.functional.cross_entropy(logits[0], y[0])
+    torch.testing.assert_close(got[0], ce)
+
+
+def test_stacked_loss_groups_runs_with_other_parameters():
+    reg = get_registry()
+    losses = [reg.create("losses", {"name": "cross_entropy", "label_smoothing": s})
+              for s in (0.0, 0.1, 0.0)]
+    stacked = StackedLoss(losses)
+    assert sorted(m for m, _, _ in stacked.groups) == [[0, 2], [1]]
+    logits, y = torch.randn(3, 4, 3, dtype=torch.float64), torch.randint(0, 3, (3, 4))
+    want = torch.stack([f(logits[r], y[r]) for r, f in enumerate(losses)])
+    torch.testing.assert_close(stacked(logits, y, 0), want)
+
+
+def test_reasons_to_train_alone():
+    reg = get_registry()
+    assert component_reason("optimizers", "sam", reg.create("optimizers", "sam")) == \
+        "scheme `sam` is not batchable"
+    assert component_reason("optimizers", "adam", reg.create("optimizers", "adam")) is None
+    assert component_reason("losses", "anyloss", reg.create("losses", "anyloss")) == \
+        "loss `anyloss` is not batchable"
+    mk = lambda **kw: reg.create("models", {"name": "mlp", **kw}, "models",  # noqa: E731
+                                 in_shape=(4,), n_classes=2)
+    assert model_reason(mk()) is None
+    assert "batch norm" in model_reason(mk(batchnorm=True))
+    assert "dropout" in model_reason(mk(dropout=0.5))
