@@ -138,6 +138,20 @@ def test_focal_alpha_binary_hand_value_and_multiclass_refusal():
         loss.setup(3, [1, 1, 1], 3)
 
 
+@pytest.mark.parametrize("gamma", [0.1, 0.5, 0.9])
+def test_focal_gamma_below_one_has_a_finite_gradient_when_p_rounds_to_one(gamma):
+    # a logit gap of 100 makes log p_y exactly 0 in float32: (1 - p)^gamma then
+    # has an infinite derivative, which used to turn into a nan gradient
+    x = torch.tensor([[100.0, 0.0, 0.0], [0.0, 100.0, 0.0]], requires_grad=True)
+    loss = harness.create("losses", {"name": "focal", "gamma": gamma})
+    value = loss(x, tl([0, 0]))
+    value.backward()
+    assert torch.isfinite(value) and torch.isfinite(x.grad).all()
+    # the confident right sample contributes nothing; the wrong one is pushed
+    assert x.grad[0].abs().max() == 0
+    assert x.grad[1, 0] < 0
+
+
 def test_focal_down_weights_easy_examples():
     x, y = t([[5.0, 0.0], [0.2, 0.0]]), tl([0, 0])
     ce = harness.create("losses", "cross_entropy").per_sample(x, y)
@@ -158,6 +172,68 @@ def test_binary_margin_hand_values(name, fn):
     expected = fn(margins(LOGITS2, TARGETS2)).mean()
     got = harness.create("losses", name)(t(LOGITS2), tl(TARGETS2), index=tl(range(5)), epoch=3)
     assert got.item() == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(BINARY))
+def test_binary_losses_ask_for_a_single_logit_head_and_accept_it(name):
+    loss = harness.create("losses", name)
+    assert loss.logit_head == 1
+    f = LOGITS2[:, 1:] - LOGITS2[:, :1]  # the 2-logit model's margin as a 1-logit output
+    torch.manual_seed(0)
+    one = loss(t(f), tl(TARGETS2), index=tl(range(5)), epoch=0)
+    torch.manual_seed(0)
+    two = loss(t(LOGITS2), tl(TARGETS2), index=tl(range(5)), epoch=0)
+    assert one.item() == pytest.approx(two.item(), rel=1e-12)
+
+
+def test_multiclass_losses_keep_the_n_classes_head():
+    for name in sorted(EXPECTED - BINARY):
+        assert getattr(harness.create("losses", name), "logit_head", None) is None, name
+
+
+def test_a_single_logit_gets_half_the_margin_step_of_two_logits():
+    # why the papers' head matters: one SGD step on the last layer moves the
+    # 2-logit margin l1 - l0 twice as far as the single logit
+    torch.manual_seed(0)
+    h = torch.randn(8, 4)
+    y = (torch.arange(8) % 2)
+    bce = harness.create("losses", "bce")
+    one = torch.nn.Linear(4, 1)
+    two = torch.nn.Linear(4, 2)
+    with torch.no_grad():
+        two.weight.zero_()
+        two.bias.zero_()
+        one.weight.zero_()
+        one.bias.zero_()
+    moved = []
+    for model in (one, two):
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        bce(model(h), y).backward()
+        opt.step()
+        with torch.no_grad():
+            out = model(h)
+            moved.append(out[:, 0] if out.shape[1] == 1 else out[:, 1] - out[:, 0])
+    torch.testing.assert_close(moved[1], 2 * moved[0])
+
+
+def test_two_class_logits_gives_sigmoid_probabilities():
+    from harness_plugins.classification.losses import two_class_logits
+
+    f = t([[0.0], [2.0], [-3.0]])
+    probs = torch.softmax(two_class_logits(f), dim=1)
+    expected = torch.sigmoid(f[:, 0])
+    torch.testing.assert_close(probs[:, 1], expected)
+    torch.testing.assert_close(probs.sum(1), torch.ones(3, dtype=torch.float64))
+    two = t(LOGITS2)
+    assert two_class_logits(two) is two
+
+
+def test_exponential_overflows_to_inf_and_says_the_run_diverges():
+    # exp(-y f) is inf once y f < -88.7 in float32; the training loop turns the
+    # non-finite loss into a ``diverged`` run, and the docs say so
+    x = torch.tensor([[0.0, -100.0]])
+    assert torch.isinf(harness.create("losses", "exponential")(x, tl([1])))
+    assert "diverged" in harness.components("losses")["exponential"].description
 
 
 def test_bce_equals_two_class_cross_entropy():

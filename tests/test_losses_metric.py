@@ -57,6 +57,17 @@ def test_anyloss_hand_values(metric, L):
     assert got.item() == pytest.approx(np_anyloss(LOGITS, TARGETS, metric, L, 2.0), rel=1e-10)
 
 
+@pytest.mark.parametrize("metric", ["f1", "gmean"])
+def test_anyloss_on_a_single_logit_model_uses_sigmoid_of_it(metric):
+    # the paper's model has one output f and p = sigmoid(f); a 2-logit model's
+    # softmax(logits)[:, 1] is sigmoid(logit_1 - logit_0)
+    f = LOGITS[:, 1:] - LOGITS[:, :1]
+    loss = harness.create("losses", {"name": "anyloss", "metric": metric, "L": 5.0})
+    assert loss.logit_head == 1
+    got = loss(t(f), tl(TARGETS))
+    assert got.item() == pytest.approx(np_anyloss(LOGITS, TARGETS, metric, 5.0), rel=1e-10)
+
+
 def test_anyloss_f1_ignores_beta_and_fbeta_one_is_f1():
     x, y = t(LOGITS), tl(TARGETS)
     f1 = harness.create("losses", {"name": "anyloss", "beta": 3.0})(x, y)
@@ -129,7 +140,8 @@ def np_ens(s, z, lam):
     g = np.maximum(np.sort(-inv), -1.0)
     out = np.empty_like(g)
     out[np.argsort(s, kind="stable")] = g
-    out = np.where(s > 1, out / s, out)
+    with np.errstate(divide="ignore"):  # the phantom's margin 0 (its value is unused)
+        out = np.where(s > 1, out / s, out)
     return out - 1e-6
 
 
@@ -158,13 +170,32 @@ def test_ens_derivatives_are_negative_and_non_decreasing_in_the_margin(lam):
         assert (torch.diff(g_by_margin) >= 0).all()
 
 
+def test_ens_derivatives_phantom_sample_hand_values():
+    # z chosen so that -exp(z) = -1, -0.5, -2, -0.25: sorted and clipped at -1
+    # that is [-1, -1, -0.5, -0.25].  Margins -1, 2, 0.5 and the phantom 0 rank
+    # as -1 < 0 < 0.5 < 2: sample 0 gets -1, the phantom -1, sample 2 -0.5,
+    # sample 1 -0.25 / 2 (its margin is above 1).
+    s = t([-1.0, 2.0, 0.5])
+    z = t(np.log([1.0, 0.5, 2.0, 0.25]))
+    got = ens_derivatives(s, z, 0.0).numpy()
+    np.testing.assert_allclose(got, np.array([-1.0, -0.125, -0.5]) - 1e-6, rtol=1e-12)
+    # without the phantom (N draws) sample 2 would take the second -1
+    got = ens_derivatives(s, z[:3], 0.0).numpy()
+    np.testing.assert_allclose(got, np.array([-1.0, -0.25, -1.0]) - 1e-6, rtol=1e-12)
+    with pytest.raises(ValueError, match="5 draws for 3 margins"):
+        ens_derivatives(s, torch.zeros(5), 0.0)
+
+
 def test_ensloss_value_and_gradient_from_the_global_seed():
     s = margins(LOGITS, TARGETS)
-    torch.manual_seed(3)
-    z = torch.randn(len(s)).numpy().astype(np.float64)
-    g = np_ens(s, z, 0.0)
+    # the authors' procedure: N + 1 draws, a phantom sample of margin 0 ranked
+    # with the batch (seed 5: a draw where the phantom changes the ranks)
+    torch.manual_seed(5)
+    z = torch.randn(len(s) + 1).numpy().astype(np.float64)
+    g = np_ens(np.append(s, 0.0), z, 0.0)[:-1]
+    assert not np.allclose(g, np_ens(s, z[:-1], 0.0))
     x = t(LOGITS, grad=True)
-    torch.manual_seed(3)
+    torch.manual_seed(5)
     value = harness.create("losses", "ensloss")(x, tl(TARGETS), index=tl(range(7)), epoch=0)
     assert value.item() == pytest.approx((g * s).mean(), rel=1e-6)
     value.backward()
@@ -172,6 +203,25 @@ def test_ensloss_value_and_gradient_from_the_global_seed():
     y = 2 * TARGETS - 1
     expected = np.stack([-y * g, y * g], axis=1) / len(s)
     np.testing.assert_allclose(x.grad.numpy(), expected, rtol=1e-6)
+
+
+def test_ensloss_without_phantom_draws_n_values():
+    s = margins(LOGITS, TARGETS)
+    torch.manual_seed(5)
+    g = np_ens(s, torch.randn(len(s)).numpy().astype(np.float64), 0.0)
+    torch.manual_seed(5)
+    value = harness.create("losses", {"name": "ensloss", "phantom": False})(t(LOGITS),
+                                                                              tl(TARGETS))
+    assert value.item() == pytest.approx((g * s).mean(), rel=1e-6)
+
+
+def test_ensloss_on_a_single_logit_model_equals_the_two_logit_margin():
+    f = LOGITS[:, 1:] - LOGITS[:, :1]
+    torch.manual_seed(5)
+    one = harness.create("losses", "ensloss")(t(f), tl(TARGETS))
+    torch.manual_seed(5)
+    two = harness.create("losses", "ensloss")(t(LOGITS), tl(TARGETS))
+    assert one.item() == pytest.approx(two.item(), rel=1e-12)
 
 
 def test_ensloss_is_reproducible_given_manual_seed():

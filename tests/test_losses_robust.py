@@ -228,6 +228,34 @@ def test_aldr_kl_keeps_per_instance_lambda():
     assert fresh == pytest.approx(np_aldr(logits2, TARGETS, 1.0, 3.0, np.ones(5))[0], rel=1e-10)
 
 
+@pytest.mark.parametrize("name", ["ldr_kl", "aldr_kl"])
+def test_ldr_losses_are_finite_when_every_logit_is_very_negative(name):
+    # softplus(z) underflows to 0 below about -104 in float32: the mean
+    # normalisation used to be 0/0.  Equal logits give f = 1 for every class,
+    # so d = margin 1[k != y] and the loss is lam log((1 + (K-1) e^(c/lam)) / K).
+    x = torch.full((2, 3), -200.0, requires_grad=True)
+    loss = harness.create("losses", {"name": name, "lam": 1.0} if name == "ldr_kl"
+                          else {"name": name, "lam0": 1.0})
+    value = loss(x, tl([0, 2]))
+    value.backward()
+    assert torch.isfinite(value) and torch.isfinite(x.grad).all()
+    if name == "ldr_kl":
+        assert value.item() == pytest.approx(math.log((1 + 2 * math.exp(0.1)) / 3), rel=1e-6)
+    # unequal logits below the underflow keep their ratio (exp(z) / mean exp(z))
+    z = np.array([[-200.0, -201.0, -203.0]])
+    f_exact = np.exp(z - z.max()) / np.exp(z - z.max()).mean()
+    d = 0.1 * np.array([[0.0, 1.0, 1.0]]) + f_exact - f_exact[:, :1]
+    got = harness.create("losses", {"name": "ldr_kl", "lam": 1.0})(
+        torch.tensor(z, dtype=torch.float32), tl([0]))
+    assert got.item() == pytest.approx(np_ldr(d, 1.0)[0], rel=1e-5)
+
+
+def test_comp_sum_below_tau_one_overflows_and_its_doc_says_the_run_diverges():
+    x = torch.tensor([[0.0, 120.0]])  # log p_0 = -120 in float32: 1/p - 1 = e^120 = inf
+    assert torch.isinf(harness.create("losses", {"name": "comp_sum", "tau": 0.0})(x, tl([0])))
+    assert "diverged" in harness.components("losses")["comp_sum"].description
+
+
 def test_aldr_kl_default_is_close_to_ldr_kl_and_rejects_small_alpha():
     # lam0 = 10 makes softmax(f / lam0) nearly uniform: lambda_i ~ lam0.
     assert value("aldr_kl") == pytest.approx(value("ldr_kl"), rel=1e-3)

@@ -48,25 +48,46 @@ class Loss:
 
 
 class BinaryLoss(Loss):
-    """A loss defined for two classes, on p = softmax(logits)[:, 1] or on the
-    margin f = logit_1 - logit_0 (a 2-logit model then matches a 1-logit one)."""
+    """A loss defined for two classes on the score f of the positive class.
+
+    ``logit_head = 1`` asks the task for the papers' model: one output f per
+    sample, ``(N, 1)`` logits.  A 2-logit model is accepted too, with
+    f = logit_1 - logit_0; its last layer then moves f twice as fast as a
+    1-logit one (both rows of the weight move), i.e. a doubled learning rate."""
 
     binary = True
+    #: outputs per sample of the model this loss is defined on (the task reads it)
+    logit_head = 1
 
     def setup(self, n_classes: int, class_counts: list[int], n_train: int) -> None:
         if n_classes != 2:
             raise binary_error(self.name, n_classes)
 
     def check(self, logits) -> None:
-        if logits.ndim != 2 or logits.shape[1] != 2:
+        if logits.ndim != 2 or logits.shape[1] not in (1, 2):
             raise binary_error(self.name, logits.shape[1] if logits.ndim == 2 else 1)
+
+    def score(self, logits):
+        """f: the single logit, or logit_1 - logit_0 of a 2-logit model."""
+        self.check(logits)
+        return logits[:, 0] if logits.shape[1] == 1 else logits[:, 1] - logits[:, 0]
 
     def signed_margin(self, logits, targets):
         """y f with y in {-1, +1}: positive when the sample is right."""
-        self.check(logits)
-        f = logits[:, 1] - logits[:, 0]
+        f = self.score(logits)
         y = targets.to(f.dtype) * 2 - 1
         return y * f
+
+
+def two_class_logits(logits):
+    """``(N, 2)`` logits ``[0, f]`` of a 1-logit model's ``(N, 1)`` output (``(N, 2)`` passes
+    through): their softmax is ``[1 - sigmoid(f), sigmoid(f)]``, so metrics, cross-entropy
+    and calibrators see two classes whatever the head."""
+    import torch
+
+    if logits.ndim == 2 and logits.shape[1] == 1:
+        return torch.cat([torch.zeros_like(logits), logits], dim=1)
+    return logits
 
 
 # -- multi-class ----------------------------------------------------------------
@@ -74,6 +95,8 @@ class BinaryLoss(Loss):
 
 class CrossEntropy(Loss):
     name = "cross_entropy"
+    #: stateless per-sample form: the batched engine may stack runs of it
+    batchable = True
 
     def __init__(self, label_smoothing: float = 0.0,
                  class_weight: str | list[float] | None = None):
@@ -115,6 +138,9 @@ class CrossEntropy(Loss):
 
 class Focal(Loss):
     name = "focal"
+    batchable = True
+    #: may differ between stacked runs: per_sample broadcasts a per-row tensor
+    batch_params = ("gamma",)
 
     def __init__(self, gamma: float = 2.0, alpha: float | None = None):
         if gamma < 0:
@@ -138,9 +164,12 @@ class Focal(Loss):
 
         self._check_alpha(logits.shape[1])
         logp = torch.log_softmax(logits, dim=1).gather(1, targets[:, None]).squeeze(1)
-        # -expm1(log p) keeps 1 - p accurate (non-zero) for confident samples,
-        # where 1 - exp(log p) would round to 0 in float32.
-        loss = -((-torch.expm1(logp)) ** self.gamma) * logp
+        # -expm1(log p) keeps 1 - p accurate for confident samples; it still
+        # reaches 0 when log p rounds to 0 (a logit gap ~100 in float32), and
+        # there (1 - p)^gamma has an infinite derivative for gamma < 1: the
+        # clamp at the smallest normal number keeps the gradient 0, not nan.
+        one_minus_p = (-torch.expm1(logp)).clamp_min(torch.finfo(logp.dtype).tiny)
+        loss = -(one_minus_p ** self.gamma) * logp
         if self.alpha is not None:
             # Lin et al.'s alpha_t: alpha for the positive class, 1 - alpha otherwise.
             t = targets.to(logits.dtype)
@@ -196,23 +225,29 @@ def focal(gamma: float = 2.0, alpha: float | None = None):
 
 
 def bce():
-    """Binary logistic loss softplus(-y f) on the margin f = logit_1 - logit_0 (Cox, JRSS B 1958).
+    """Binary logistic loss softplus(-y f) on a single-logit model's score f (Cox, JRSS B 1958).
 
-    Binary only; one of the EnsLoss baselines."""
+    Binary only; one of the EnsLoss baselines.  The task builds a 1-output
+    model (``logit_head = 1``); on a 2-logit model f = logit_1 - logit_0."""
     return Logistic()
 
 
 def hinge():
-    """Hinge loss max(0, 1 - y f) on the binary margin f = logit_1 - logit_0 (Cortes & Vapnik, Machine Learning 1995).
+    """Hinge loss max(0, 1 - y f) on a single-logit model's score f (Cortes & Vapnik, Machine Learning 1995).
 
-    Binary only; one of the EnsLoss baselines."""  # noqa: E501
+    Binary only; one of the EnsLoss baselines.  The task builds a 1-output
+    model (``logit_head = 1``); on a 2-logit model f = logit_1 - logit_0."""  # noqa: E501
     return Hinge()
 
 
 def exponential():
-    """Exponential loss exp(-y f) on the binary margin, as in AdaBoost (Freund & Schapire, JCSS 1997).
+    """Exponential loss exp(-y f), as in AdaBoost (Freund & Schapire, JCSS 1997); inf for margins y f < -88 (float32): the run ends diverged.
 
-    Binary only; one of the EnsLoss baselines."""  # noqa: E501
+    Binary only; one of the EnsLoss baselines, on a single-logit model's score
+    f (``logit_head = 1``; f = logit_1 - logit_0 on a 2-logit model).  Once a
+    margin is below about -88 in float32, exp(-y f) overflows to inf and the
+    run ends as ``diverged`` ("train loss became inf"); lower the learning
+    rate or use bce."""  # noqa: E501
     return Exponential()
 
 
