@@ -1,0 +1,151 @@
+"""Search spaces (the component kind ``search_spaces``, added by this plugin).
+
+A search space is a cell: a DAG of ``nodes`` feature maps where node 0 is the
+cell input, every earlier node feeds every later node through one edge, and
+the last node is the output.  An architecture (a *genotype*) names one
+operation per edge.  The macro network around the cells (stem, stages of
+``cells`` cells with residual reductions between them, head) is
+NAS-Bench-201's; see :class:`harness_plugins.nas.supernet.Network`.
+
+Genotypes are written as a list of op names in edge order or as
+NAS-Bench-201's string, ``|conv3x3~0|+|skip~0|conv1x1~1|+|...|`` (the ops into
+node 1, then node 2, ...; ``~i`` names the source node).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from harness import hookimpl
+
+#: The operation vocabulary (NAS-Bench-201's); :mod:`.ops` builds each.
+OP_NAMES: tuple[str, ...] = ("none", "skip", "conv1x1", "conv3x3", "avgpool3")
+
+Genotype = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A cell space: its operations, edges and the macro network's sizes."""
+
+    name: str
+    ops: tuple[str, ...]
+    nodes: int
+    channels: int
+    cells: int
+    stages: int
+
+    @property
+    def edges(self) -> tuple[tuple[int, int], ...]:
+        """(source, target) node pairs, ordered by target then source."""
+        return tuple((i, j) for j in range(1, self.nodes) for i in range(j))
+
+    @property
+    def size(self) -> int:
+        """Number of distinct genotypes."""
+        return len(self.ops) ** len(self.edges)
+
+    def parse(self, genotype) -> Genotype:
+        """A genotype (list of op names or NAS-Bench-201 string) checked
+        against this space; ``ValueError`` says what does not fit."""
+        if isinstance(genotype, str):
+            ops = _parse_nb201(genotype, self.nodes)
+        elif isinstance(genotype, (list, tuple)):
+            ops = tuple(str(op) for op in genotype)
+        else:
+            raise ValueError(f"a genotype is a list of op names or a NAS-Bench-201 string, "
+                             f"not {type(genotype).__name__}")
+        if len(ops) != len(self.edges):
+            raise ValueError(f"genotype has {len(ops)} edges; space {self.name!r} has "
+                             f"{len(self.edges)} ({self.nodes} nodes)")
+        for op in ops:
+            if op not in self.ops:
+                raise ValueError(f"operation {op!r} is not in space {self.name!r}; "
+                                 f"ops: {', '.join(self.ops)}")
+        return ops
+
+    def format(self, genotype: Genotype) -> str:
+        """NAS-Bench-201 string of ``genotype``."""
+        parts, ops = [], iter(genotype)
+        for j in range(1, self.nodes):
+            parts.append("|" + "|".join(f"{next(ops)}~{i}" for i in range(j)) + "|")
+        return "+".join(parts)
+
+    def all_genotypes(self) -> list[Genotype]:
+        """Every genotype, in :meth:`index` order."""
+        return list(itertools.product(self.ops, repeat=len(self.edges)))
+
+    def index(self, genotype: Genotype) -> int:
+        """Position of ``genotype`` in :meth:`all_genotypes`."""
+        out = 0
+        for op in genotype:
+            out = out * len(self.ops) + self.ops.index(op)
+        return out
+
+    def build(self, in_shape: tuple[int, ...], n_classes: int, genotype: Genotype | None = None):
+        """The supernet (``genotype=None``) or the discrete network of ``genotype``."""
+        from harness_plugins.nas.supernet import Network
+
+        return Network(self, tuple(in_shape), n_classes, genotype)
+
+
+def _parse_nb201(text: str, nodes: int) -> Genotype:
+    nodes_text = text.strip().split("+")
+    ops = []
+    for j, node in enumerate(nodes_text, start=1):
+        items = [s for s in node.strip().strip("|").split("|") if s]
+        for i, item in enumerate(items):
+            op, sep, src = item.partition("~")
+            if not sep or not src.isdigit():
+                raise ValueError(f"bad genotype item {item!r}: expected 'op~source'")
+            if int(src) != i:
+                raise ValueError(f"bad genotype item {item!r}: node {j}'s edge {i} must come "
+                                 f"from node {i}")
+            ops.append(op)
+        if len(items) != j:
+            raise ValueError(f"genotype node {j} has {len(items)} inputs; it needs {j}")
+    if len(nodes_text) != nodes - 1:
+        raise ValueError(f"genotype has {len(nodes_text) + 1} nodes; the space has {nodes}")
+    return tuple(ops)
+
+
+def _check(name: str, ops, nodes: int, channels: int, cells: int, stages: int) -> SearchSpace:
+    ops = tuple(ops)
+    unknown = [op for op in ops if op not in OP_NAMES]
+    if unknown:
+        raise ValueError(f"unknown operation {unknown[0]!r}; known: {', '.join(OP_NAMES)}")
+    if len(set(ops)) != len(ops) or not ops:
+        raise ValueError(f"ops must be distinct and non-empty, got {list(ops)}")
+    for key, value in (("nodes", nodes), ("channels", channels), ("cells", cells),
+                       ("stages", stages)):
+        if value < (2 if key == "nodes" else 1):
+            raise ValueError(f"{key} must be at least {2 if key == 'nodes' else 1}, got {value}")
+    return SearchSpace(name, ops, nodes, channels, cells, stages)
+
+
+def nb201(channels: int = 16, cells: int = 5, stages: int = 3,
+          ops: list[str] = OP_NAMES) -> SearchSpace:
+    """NAS-Bench-201 cell (Dong & Yang, ICLR 2020): 4 nodes, 6 edges, 5 ops."""
+    return _check("nb201", ops, 4, channels, cells, stages)
+
+
+def tiny(channels: int = 8, cells: int = 1, stages: int = 2, nodes: int = 3,
+         ops: list[str] = ("skip", "conv3x3", "avgpool3")) -> SearchSpace:
+    """A space small enough to train every member (3 nodes x 3 ops = 27 cells by default)."""
+    space = _check("tiny", ops, nodes, channels, cells, stages)
+    if space.size > 4096:
+        raise ValueError(f"tiny space has {space.size} genotypes ({len(space.ops)} ops ^ "
+                         f"{len(space.edges)} edges); keep it small enough to train them all")
+    return space
+
+
+@hookimpl
+def register_kinds(register):
+    register("search_spaces", "NAS cell search spaces (nodes, edges, candidate operations)")
+
+
+@hookimpl
+def register_search_spaces(register):
+    register("nb201", nb201)
+    register("tiny", tiny)
