@@ -65,6 +65,22 @@ def cmd_list(args) -> int:
     return 0
 
 
+def cmd_datasets(args) -> int:
+    """Print the catalog of a dataset source (the sets it offers), when it has one."""
+    from tabulate import tabulate
+
+    info = _registry(args).get("datasets", args.source)
+    catalog = getattr(info.factory, "catalog", None)
+    if catalog is None:
+        raise UserError(f"dataset source {args.source!r} has no catalog of sets")
+    rows = catalog()
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+    else:
+        print(tabulate(rows, headers="keys", floatfmt=".2f"))
+    return 0
+
+
 def cmd_plan(args) -> int:
     """Show the expanded runs of a suite and which are already done."""
     from tabulate import tabulate
@@ -287,6 +303,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("kind", nargs="?", help="losses, datasets, metrics, ... (default: all)")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(fn=cmd_list)
+    sp = sub.add_parser("datasets", help="the sets a dataset source offers (e.g. keel)")
+    sp.add_argument("source", help="a dataset source with a catalog")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(fn=cmd_datasets)
 
     sp = sub.add_parser("report", help="leaderboards from MLflow runs")
     sp.add_argument("suite", nargs="?", help="suite YAML file")
