@@ -146,32 +146,56 @@ def test_plain_scheme_passes_index_and_epoch_to_the_loss():
     assert seen["epoch"] == 3 and torch.equal(seen["index"], idx)
 
 
-def test_useful_restarts_from_initial_weights_and_upsamples_the_slow_cluster():
+class CountingScheme(PlainScheme):
+    """sgd that counts its steps and setups."""
+
+    def __init__(self):
+        super().__init__(harness.create("optimizers", {"name": "sgd", "lr": 0.05}))
+        self.steps = self.setups = 0
+
+    def setup(self, model, loss_fn, info):
+        super().setup(model, loss_fn, info)
+        self.setups += 1
+
+    def step(self, batch):
+        self.steps += 1
+        return super().step(batch)
+
+
+def test_useful_probes_in_setup_then_retrains_from_scratch_with_the_full_schedule():
     X, y = separable_data(300)
     model = mlp()
     initial = {k: v.clone() for k, v in model.state_dict().items()}
-    scheme = harness.create("optimizers", {"name": "useful", "t_frac": 0.2, "factor": 3,
-                                           "base": {"name": "sgd", "lr": 0.05}})
-    assert isinstance(scheme, Useful)
+    inner = CountingScheme()
+    scheme = Useful(inner, t_frac=0.2, factor=3, k=2)
     epochs = 10
     scheme.setup(model, ce, info_for(X, y, epochs, 32))
-    gen = torch.Generator().manual_seed(0)
-    for epoch in range(2):  # t_frac * epochs = 2 epochs before the restart
-        assert scheme.epoch_order(epoch, gen) is None
-        for idx in torch.randperm(300, generator=gen).split(32):
-            scheme.step({"x": X[idx], "y": y[idx], "index": idx, "epoch": epoch})
-        scheme.on_epoch_end(epoch)
-    assert scheme.restart_epoch == 1
+    # the probe: t_frac * epochs = 2 epochs of ceil(300 / 32) = 10 steps, then a fresh inner
+    assert inner.steps == 20 and inner.setups == 2
     for k, v in model.state_dict().items():
         assert torch.equal(v, initial[k]), k
     assert len(scheme.optimizer.state) == 0  # momentum buffers forgotten
     slow = scheme.upsampled
     assert 0 < len(slow) < 300 and len(torch.unique(slow)) == len(slow)
-    order = scheme.epoch_order(2, gen)
-    counts = torch.bincount(order, minlength=300)
+    gen = torch.Generator().manual_seed(0)
+    counts = torch.bincount(scheme.epoch_order(0, gen), minlength=300)
     expected = torch.ones(300, dtype=torch.long)
     expected[slow] = 3
-    assert torch.equal(counts, expected)
+    assert torch.equal(counts, expected)  # upsampled from the first loop epoch on
+    # a scheduler the loop builds after setup runs the whole schedule on the retraining
+    sched = harness.create("schedulers", "cosine")(scheme.optimizer, epochs)
+    lrs_seen = []
+    for _ in range(epochs):
+        lrs_seen.append(scheme.optimizer.param_groups[0]["lr"])
+        scheme.optimizer.step()
+        sched.step()
+    assert lrs_seen[0] == pytest.approx(0.05) and lrs_seen[5] == pytest.approx(0.025)
+    assert scheme.extra_metrics() == {"useful_upsampled": float(len(slow))}
+
+
+def test_useful_states_its_budget_in_its_listing():
+    desc = harness.components("optimizers")["useful"].description
+    assert "(1 + t_frac) x epochs" in desc
 
 
 def test_useful_slow_cluster_is_the_higher_loss_cluster():
@@ -186,6 +210,6 @@ def test_useful_slow_cluster_is_the_higher_loss_cluster():
     model = torch.nn.Identity()
     model.register_parameter("dummy", torch.nn.Parameter(torch.zeros(1)))
     scheme = Useful(as_scheme(harness.create("optimizers", "sgd")), 0.1, 2, 2)
-    scheme.setup(model, ce, info_for(X, y, 10, 32))
+    scheme.model, scheme.info = model, info_for(X, y, 10, 32)
     slow = scheme.slow_samples()
     assert set(slow.tolist()) == set(torch.nonzero(hard).flatten().tolist())

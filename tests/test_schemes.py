@@ -62,15 +62,36 @@ def test_sam_step_matches_closed_form_on_a_quadratic():
     assert (got - plain).norm() > 1e-3  # the ascent step made a difference
 
 
-def test_asam_step_matches_closed_form_on_a_quadratic():
-    A = spd([2.0, 1.0, 0.2], seed=1)
-    w = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64)
-    lr, rho = 0.05, 0.5
-    got, _ = one_step({"name": "sam", "rho": rho, "adaptive": True,
-                       "base": {"name": "sgd", "lr": lr, "momentum": 0.0}}, A, w)
-    g, t = A @ w, w.abs() + 0.01
-    e = rho * t * t * g / (t * g).norm()
-    torch.testing.assert_close(got, w - lr * A @ (w + e), rtol=1e-10, atol=1e-12)
+def test_asam_scales_weights_and_leaves_biases_unscaled():
+    # the authors' ASAM: T = |w| + eta on parameters named "weight", T = 1 on the rest
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2).double()
+    X, y = torch.randn(16, 3, dtype=torch.float64), torch.randint(0, 2, (16,))
+    lr, rho, eta = 0.1, 0.5, 0.01
+    w0, b0 = model.weight.detach().clone(), model.bias.detach().clone()
+
+    def grads_at(w, b):
+        w, b = w.clone().requires_grad_(True), b.clone().requires_grad_(True)
+        F.cross_entropy(X @ w.T + b, y).backward()
+        return w.grad, b.grad
+
+    gw, gb = grads_at(w0, b0)
+    tw = w0.abs() + eta
+    norm = torch.cat([(tw * gw).flatten(), gb]).norm()
+    ew, eb = rho * tw * tw * gw / norm, rho * gb / norm
+    sw, sb = grads_at(w0 + ew, b0 + eb)
+    scheme = harness.create("optimizers", {"name": "sam", "rho": rho, "adaptive": True,
+                                           "base": {"name": "sgd", "lr": lr, "momentum": 0.0}})
+    scheme.setup(model, lambda z, t, **kw: F.cross_entropy(z, t), info_for(16, 2))
+    assert scheme.scaled == [True, False]
+    scheme.step({"x": X, "y": y, "index": torch.arange(16), "epoch": 0})
+    torch.testing.assert_close(model.weight.detach(), w0 - lr * sw, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(model.bias.detach(), b0 - lr * sb, rtol=1e-10, atol=1e-12)
+    # scaling the bias too (the former behaviour) gives another step
+    tb = b0.abs() + eta
+    norm_all = torch.cat([(tw * gw).flatten(), tb * gb]).norm()
+    _, sb_all = grads_at(w0 + rho * tw * tw * gw / norm_all, b0 + rho * tb * tb * gb / norm_all)
+    assert (sb_all - sb).abs().max() > 1e-6
 
 
 def test_schemes_reject_a_scheme_as_base():
@@ -148,6 +169,56 @@ def test_mesa_teacher_is_an_ema_and_kl_starts_after_e_start():
         assert float(scheme.last_penalty) == pytest.approx(expected, rel=1e-9, abs=1e-15)
 
 
+def test_mesa_default_decay_is_an_ema_horizon_of_one_epoch():
+    from harness_plugins.classification.schemes import ema_decay_for
+
+    assert ema_decay_for(50) == pytest.approx(0.98)
+    assert ema_decay_for(1) == 0.0
+    model = torch.nn.Linear(2, 2)
+    for decay, steps, expected in ((None, 20, 0.95), (None, 400, 0.9975), (0.9998, 20, 0.9998)):
+        scheme = harness.create("optimizers", {"name": "mesa", "decay": decay})
+        info = info_for(8, 2)
+        info.steps_per_epoch = steps
+        scheme.setup(model, lambda z, t, **kw: F.cross_entropy(z, t), info)
+        assert scheme.ema_decay == pytest.approx(expected)
+    with pytest.raises(ValueError, match="decay must be in"):
+        harness.create("optimizers", {"name": "mesa", "decay": 1.0})
+
+
+def teacher_accuracy_after(decay, epochs=6):
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(n_samples=640, n_features=8, n_informative=4, n_redundant=0,
+                               n_classes=4, class_sep=2.0, random_state=0)
+    X, y = torch.tensor(X, dtype=torch.float32), torch.tensor(y)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
+    scheme = harness.create("optimizers", {"name": "mesa", "decay": decay, "e_start": 2,
+                                           "base": {"name": "sgd", "lr": 0.05}})
+    info = info_for(640, 4, epochs)
+    info.steps_per_epoch, info.X_train, info.y_train = 20, X, y
+    info.X_val, info.y_val = X[:200], y[:200]
+    scheme.setup(model, lambda z, t, **kw: F.cross_entropy(z, t), info)
+    gen = torch.Generator().manual_seed(0)
+    for epoch in range(epochs):
+        for idx in torch.randperm(640, generator=gen).split(32):
+            scheme.step({"x": X[idx], "y": y[idx], "index": idx, "epoch": epoch})
+    return scheme.extra_metrics()
+
+
+def test_mesa_teacher_learns_with_the_default_decay_and_logs_its_accuracy():
+    # 120 steps: the paper's 0.9998 keeps the teacher at its initialisation
+    # (near-chance accuracy, near-uniform targets at tau = 5); the default
+    # one-epoch horizon follows the student
+    paper = teacher_accuracy_after(0.9998)
+    default = teacher_accuracy_after(None)
+    assert set(default) == {"teacher_val_accuracy", "teacher_val_confidence", "teacher_decay"}
+    assert default["teacher_decay"] == pytest.approx(0.95)
+    assert default["teacher_val_accuracy"] > 0.85
+    assert paper["teacher_val_accuracy"] < 0.5
+    assert paper["teacher_val_confidence"] < default["teacher_val_confidence"]
+
+
 def small_model():
     torch.manual_seed(0)
     return torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.Tanh(),
@@ -157,7 +228,10 @@ def small_model():
 def exact_hvp(model, closure, v):
     params = list(model.parameters())
     g = torch.autograd.grad(closure(), params, create_graph=True)
-    return torch.autograd.grad(sum((gi * vi).sum() for gi, vi in zip(g, v)), params)
+    # G is linear in the last bias: that block of H v is zero (unused by autograd)
+    hv = torch.autograd.grad(sum((gi * vi).sum() for gi, vi in zip(g, v)), params,
+                             allow_unused=True)
+    return [torch.zeros_like(p) if h is None else h for h, p in zip(hv, params)]
 
 
 def test_finite_difference_hvp_matches_autograd():
@@ -174,28 +248,55 @@ def test_finite_difference_hvp_matches_autograd():
         assert float((approx - exact).norm() / exact.norm()) < tol, r
 
 
-def test_grad_norm_step_adds_the_penalty_gradient_and_updates_the_dual():
+def test_labelled_logit_mean_hand_value():
+    from harness_plugins.classification.schemes import labelled_logit_mean
+
+    z = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    assert float(labelled_logit_mean(z, torch.tensor([2, 0]))) == pytest.approx(3.5)
+    assert float(labelled_logit_mean(torch.tensor([[1.0], [-3.0]]), torch.tensor([1, 0]))) == -1
+
+
+def grad_norm_case(penalty):
     model = small_model()
     X, y = torch.randn(32, 3, dtype=torch.float64), torch.randint(0, 3, (32,))
     lr, rho, lam0, eta, eps = 0.1, 0.05, 2.0, 0.01, 0.1
     scheme = harness.create("optimizers", {
         "name": "grad_norm", "rho": rho, "r": 1e-5, "lam0": lam0, "eta": eta, "eps": eps,
-        "base": {"name": "sgd", "lr": lr, "momentum": 0.0}})
+        "penalty": penalty, "base": {"name": "sgd", "lr": lr, "momentum": 0.0}})
     scheme.setup(model, lambda z, t, **kw: F.cross_entropy(z, t), info_for(32, 3))
     w0 = [p.detach().clone() for p in model.parameters()]
 
-    def closure():
+    def loss():
         return F.cross_entropy(model(X), y)
 
-    u = torch.autograd.grad(closure(), list(model.parameters()))
+    def prediction():  # G: batch mean of the labelled class's output
+        return model(X).gather(1, y[:, None]).mean()
+
+    g_loss = torch.autograd.grad(loss(), list(model.parameters()))
+    G = prediction if penalty == "prediction" else loss
+    u = torch.autograd.grad(G(), list(model.parameters()))
     unorm = float(torch.cat([g.flatten() for g in u]).norm())
-    hu = exact_hvp(model, closure, u)
+    hu = exact_hvp(model, G, u)
     scheme.step({"x": X, "y": y, "index": torch.arange(32), "epoch": 0})
-    for p, w, g, h in zip(model.parameters(), w0, u, hu):
-        # grad of lam * rho * |grad L| is lam * rho * H u / |u|
+    for p, w, g, h in zip(model.parameters(), w0, g_loss, hu):
+        # grad of lam * rho * |grad G| is lam * rho * H_G u / |u|, u = grad G; the
+        # finite difference of G's gradient at r = 1e-5 matches autograd's H_G u
         torch.testing.assert_close(p.detach(), w - lr * (g + lam0 * rho * h / unorm),
                                    rtol=1e-6, atol=1e-7)
     assert scheme.lam == pytest.approx(max(0.0, lam0 + eta * (rho * unorm - eps)))
+    return unorm
+
+
+def test_grad_norm_penalises_the_gradient_of_the_prediction_by_default():
+    assert harness.create("optimizers", "grad_norm").penalty == "prediction"
+    unorm_g = grad_norm_case("prediction")
+    unorm_l = grad_norm_case("loss")
+    assert abs(unorm_g - unorm_l) > 1e-3  # the two quantities differ on this net
+
+
+def test_grad_norm_rejects_an_unknown_penalty():
+    with pytest.raises(harness.ConfigError):
+        harness.create("optimizers", {"name": "grad_norm", "penalty": "weights"})
 
 
 def test_sharpness_recovers_top_eigenvalue_of_a_quadratic():

@@ -27,8 +27,9 @@ class Scheme(Protocol):
     as a float (may be nan: the loop checks).  ``optimizer`` is the inner
     torch optimizer that schedulers step.  Optional: ``epoch_order(epoch,
     generator) -> LongTensor | None`` (sample order of an epoch; its length
-    may differ from ``n_train``), ``on_epoch_end(epoch)`` and ``reset()`` (forget
-    optimizer and scheme state; ``useful`` calls it on its inner scheme).
+    may differ from ``n_train``), ``on_epoch_end(epoch)``, ``reset()`` (forget
+    optimizer and scheme state) and ``extra_metrics() -> dict[str, float]``
+    (called after each epoch; the loop logs the values under ``train/``).
     """
 
     optimizer: Any
@@ -86,14 +87,15 @@ class PlainScheme:
 
 class Useful:
     """Train briefly, cluster each class on the network outputs, upsample the slow-learned
-    cluster and retrain from the initial weights."""
+    cluster and retrain from the initial weights with the full schedule.
+
+    The brief first phase runs inside :meth:`setup`, before the training loop builds its
+    scheduler: the loop's epochs (and a scheduler built on :attr:`optimizer`) are the
+    retraining, from the initial weights and a fresh optimizer, on the upsampled data."""
 
     def __init__(self, inner, t_frac: float, factor: int, k: int):
         self.inner, self.t_frac, self.factor, self.k = inner, t_frac, factor, k
         self.upsampled = None
-        #: epoch after which the model was re-initialised (None before): the training loop
-        #: should not select a best epoch from before it
-        self.restart_epoch = None
 
     @property
     def optimizer(self):
@@ -101,42 +103,58 @@ class Useful:
         return self.inner.optimizer
 
     def setup(self, model, loss_fn, info) -> None:
-        """Set up the inner scheme and remember the initial weights."""
-        self.inner.setup(model, loss_fn, info)
-        self.model, self.info = model, info
-        self.initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        """First phase: ``round(t_frac * epochs)`` epochs with the inner scheme at its base
+        learning rate; then find the slow-learned samples, restore the initial weights and
+        set the inner scheme up afresh (optimizer, momentum and scheme state)."""
+        import torch
+
+        self.model, self.loss_fn, self.info = model, loss_fn, info
+        initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
         self.t_epoch = max(1, round(self.t_frac * info.epochs))
-        self.upsampled = self.restart_epoch = None
+        self.inner.setup(model, loss_fn, info)
+        n = info.n_train
+        batch = -(-n // max(1, info.steps_per_epoch))
+        # torch's global RNG, seeded by the task before the model was built: the
+        # first phase is as reproducible as the rest of the run
+        was = model.training
+        model.train()
+        for epoch in range(self.t_epoch):
+            for idx in torch.randperm(n).split(batch):
+                idx = idx.to(info.X_train.device)
+                self.inner.step({"x": info.X_train[idx], "y": info.y_train[idx],
+                                 "index": idx, "epoch": epoch})
+            if hasattr(self.inner, "on_epoch_end"):
+                self.inner.on_epoch_end(epoch)
+        model.train(was)
+        self.upsampled = self.slow_samples()
+        model.load_state_dict(initial)
+        self.inner.setup(model, loss_fn, info)
 
     def step(self, batch) -> float:
         """Delegate to the inner scheme."""
         return self.inner.step(batch)
 
     def epoch_order(self, epoch, generator):
-        """After the restart: every sample once plus ``factor - 1`` extra copies of the
-        slow-learned ones, shuffled (so an epoch is longer than ``n_train``)."""
+        """Every sample once plus ``factor - 1`` extra copies of the slow-learned ones,
+        shuffled (so an epoch is longer than ``n_train``)."""
         import torch
 
-        if self.upsampled is None:
-            inner = getattr(self.inner, "epoch_order", None)
-            return inner(epoch, generator) if inner else None
         order = torch.cat([torch.arange(self.info.n_train),
                            self.upsampled.repeat(self.factor - 1)])
         return order[torch.randperm(len(order), generator=generator)]
 
     def on_epoch_end(self, epoch) -> None:
-        """Restart once, after ``round(t_frac * epochs)`` epochs."""
+        """Forward to the inner scheme."""
         inner = getattr(self.inner, "on_epoch_end", None)
         if inner:
             inner(epoch)
-        if self.upsampled is None and epoch + 1 == self.t_epoch < self.info.epochs:
-            self.upsampled = self.slow_samples()
-            self.restart_epoch = epoch
-            self.model.load_state_dict(self.initial)
-            if hasattr(self.inner, "reset"):
-                self.inner.reset()
-            else:
-                self.inner.optimizer.state.clear()
+
+    def extra_metrics(self) -> dict[str, float]:
+        """The inner scheme's per-epoch metrics and the number of upsampled samples."""
+        inner = getattr(self.inner, "extra_metrics", None)
+        out = dict(inner()) if inner else {}
+        out["useful_upsampled"] = float(len(self.upsampled))
+        return out
 
     def slow_samples(self):
         """Per class, k-means on the train logits; the cluster with the highest mean
@@ -244,12 +262,14 @@ def step(step_size: int = 30, gamma: float = 0.1, milestones: list[int] | None =
 
 
 def useful(base: str | dict = "sgd", t_frac: float = 0.1, factor: int = 2, k: int = 2):
-    """USEFUL, upsample early-not-learned examples (Nguyen et al., NeurIPS 2024).
+    """USEFUL, upsample early-not-learned examples (Nguyen et al., NeurIPS 2024); costs (1 + t_frac) x epochs: a probe, then full retraining.
 
-    After ``round(t_frac * epochs)`` epochs: k-means per class on the train logits, the
-    higher-loss cluster is seen ``factor`` times per epoch, the model goes back to its initial
-    weights and optimizer state, and training continues for the REMAINING epochs (the paper
-    retrains for a full schedule).  ``base`` may be a scheme, e.g. ``sam``."""
+    A first phase of ``round(t_frac * epochs)`` epochs at the base learning rate; k-means
+    per class on the train logits, the higher-loss cluster is seen ``factor`` times per
+    epoch; then the model goes back to its initial weights and optimizer state and retrains
+    for the full ``epochs`` with the full schedule (scheduler from its start), as the paper
+    does.  Budget: (1 + t_frac) x epochs, the retraining epochs longer by the upsampled
+    copies.  ``base`` may be a scheme, e.g. ``sam``."""  # noqa: E501
     import harness
 
     if factor < 1 or k < 2:
