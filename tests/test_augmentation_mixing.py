@@ -1,0 +1,84 @@
+"""Mixing generated rows into training: only the train split grows, class
+proportions follow it, bad specs stop at validation or with one line."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness import ConfigError, UserError
+from harness_plugins.augmentation import augmenters as A
+from harness_plugins.augmentation.mixing import augment, check_augment, generated_counts
+from harness_plugins.classification.prepare import PreparedData
+
+
+def make_data(counts=(30, 20), d=4, seed=0, classes=("cat", "dog")):
+    rng = np.random.default_rng(seed)
+
+    def part(n_per_class):
+        y = np.concatenate([np.full(n, c) for c, n in enumerate(n_per_class)]).astype(np.int64)
+        X = (rng.normal(size=(len(y), d)) + 3 * y[:, None]).astype(np.float32)
+        return X, y
+
+    (Xt, yt), (Xv, yv), (Xs, ys) = part(counts), part((10, 10)), part((10, 10))
+    return PreparedData("toy", Xt, yt, Xv, yv, Xs, ys, list(classes), (d,))
+
+
+def test_generated_rows_only_reach_the_train_split():
+    data = make_data()
+    new, info = augment(A.gaussian_nb(ratio=2.0), data, seed=0)
+    # validation and test are the very same objects, not copies
+    assert new.X_val is data.X_val and new.y_val is data.y_val
+    assert new.X_test is data.X_test and new.y_test is data.y_test
+    n_real = len(data.y_train)
+    assert np.array_equal(new.X_train[:n_real], data.X_train)
+    generated = new.X_train[n_real:]
+    assert len(generated) == info["n_generated"] == 100
+    held_out = {row.tobytes() for row in np.concatenate([data.X_val, data.X_test])}
+    assert not any(row.tobytes() in held_out for row in generated)
+    assert new.meta["n_real_train"] == n_real and new.meta["n_generated"] == 100
+    assert {"fit_s", "sample_s", "samples_per_s", "c2st", "mmd"} <= set(info)
+
+
+def test_generated_class_proportions_follow_the_train_split():
+    data = make_data(counts=(40, 10))
+    new, _ = augment(A.gmm(ratio=1.5), data, seed=1)
+    assert np.bincount(new.y_train[50:]).tolist() == [60, 15]
+    assert generated_counts([40, 10, 0], 0.25) == {0: 10, 1: 2}
+
+
+def test_ratio_zero_returns_the_data_untouched():
+    data = make_data()
+    new, info = augment(A.gaussian_nb(ratio=0.0), data, seed=0)
+    assert new is data and info == {"n_generated": 0.0}
+
+
+def test_same_seed_same_generated_rows_other_seed_others():
+    data = make_data()
+    a, _ = augment(A.gaussian_nb(), data, seed=3)
+    b, _ = augment(A.gaussian_nb(), data, seed=3)
+    c, _ = augment(A.gaussian_nb(), data, seed=4)
+    assert np.array_equal(a.X_train, b.X_train)
+    assert not np.array_equal(a.X_train, c.X_train)
+
+
+def test_too_few_samples_names_the_class():
+    data = make_data(counts=(30, 3), classes=("cat", "dog"))
+    with pytest.raises(UserError, match="class 'dog' has 3 training sample.*at least 6"):
+        augment(A.smote(k_neighbors=5), data, seed=0)
+
+
+@pytest.mark.parametrize("spec, key", [
+    ({"name": "gmm", "ratio": -0.5}, "augment.ratio"),
+    ({"name": "gmm", "instance_noise": -1.0}, "augment.instance_noise"),
+    ({"name": "gmm", "mode": "per_batch"}, "augment.mode"),
+])
+def test_check_augment_rejects_bad_values(spec, key):
+    with pytest.raises(ConfigError) as err:
+        check_augment(spec, "augment")
+    assert err.value.path == key
+
+
+def test_check_augment_accepts_defaults():
+    check_augment({"name": "smote"}, "augment")
+    check_augment({"name": "gmm", "ratio": 0.0, "mode": "fixed"}, "augment")
