@@ -70,11 +70,39 @@ def test_histogram_binning_maps_each_bin_to_its_frequency():
     s = np.array([-3.0, -2.0, -1.0, 1.0, 2.0, 3.0])
     z = np.stack([np.zeros_like(s), s], 1)
     y = np.array([0, 0, 1, 1, 1, 0])  # lower bin: class-1 rate 1/3, upper bin 2/3
-    hb = cal({"name": "histogram_binning", "bins": 2}).fit(z, y)
+    hb = cal({"name": "histogram_binning", "bins": 2, "strategy": "equal_width"}).fit(z, y)
     np.testing.assert_allclose(hb.values[1], [1 / 3, 2 / 3])
     np.testing.assert_allclose(hb.values[0], [1 / 3, 2 / 3])  # class 0 mirrored
     p = hb.predict_proba(np.array([[0.0, -5.0], [0.0, 5.0]]))
     np.testing.assert_allclose(p, [[2 / 3, 1 / 3], [1 / 3, 2 / 3]])
+
+
+def test_histogram_binning_defaults_to_equal_frequency_bins():
+    # sigmoid scores 0.05, 0.1, 0.2, 0.3 | 0.6, 0.7, 0.8, 0.9: two bins of 4 samples split at
+    # the median, where equal-width bins at .5 would be the same; at 0.35 | ... not
+    s = np.log(np.array([0.05, 0.1, 0.2, 0.3, 0.32, 0.34, 0.36, 0.9]) /
+               (1 - np.array([0.05, 0.1, 0.2, 0.3, 0.32, 0.34, 0.36, 0.9])))
+    z = np.stack([np.zeros_like(s), s], 1)
+    y = np.array([0, 0, 0, 1, 1, 1, 1, 1])
+    hb = cal({"name": "histogram_binning", "bins": 2}).fit(z, y)
+    assert hb.strategy == "equal_frequency"
+    # class 1: the lower four hold one positive, the upper four all four
+    np.testing.assert_allclose(hb.values[1], [1 / 4, 1.0])
+    wide = cal({"name": "histogram_binning", "bins": 2, "strategy": "equal_width"}).fit(z, y)
+    np.testing.assert_allclose(wide.values[1], [4 / 7, 1.0])  # seven scores below 0.5
+    with pytest.raises(harness.ConfigError, match="equal_frequency"):
+        harness.create("calibrators", {"name": "histogram_binning", "strategy": "kmeans"})
+
+
+def test_histogram_binning_equal_frequency_merges_repeated_edges():
+    # saturated probabilities: most scores identical, the quantile edges repeat
+    z = np.zeros((20, 2))
+    z[:, 1] = np.where(np.arange(20) < 15, -30.0, 2.0)
+    y = (np.arange(20) >= 14).astype(int)
+    hb = cal({"name": "histogram_binning", "bins": 10}).fit(z, y)
+    assert len(hb.values[1]) == len(hb.edges[1]) + 1 < 10
+    p = hb.predict_proba(z)
+    np.testing.assert_allclose(p.sum(1), 1.0)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -89,6 +117,43 @@ def test_every_calibrator_returns_probabilities(name):
     np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-6)
     assert (p >= 0).all()
     assert harness.components("calibrators")[name].description
+
+
+def test_correctness_loss_hand_values():
+    from harness_plugins.calibration.calibrators import correctness_loss
+
+    conf = torch.tensor([0.9, 0.8, 0.6, 0.7])
+    correct = torch.tensor([1.0, 1.0, 1.0, 0.0])
+    # acc = 3/4: w = 1/4 for the right ones, 3/4 for the wrong one;
+    # sum w (conf - c)^2 = (0.01 + 0.04 + 0.16) / 4 + 0.49 * 3 / 4 = 0.42, sum w = 1.5
+    assert float(correctness_loss(conf, correct)) == pytest.approx(0.28)
+    # all right: no weights from the accuracy, a plain mean
+    assert float(correctness_loss(conf[:3], correct[:3])) == pytest.approx(0.07)
+
+
+def test_correctness_aware_defaults_are_the_papers():
+    ca = cal("correctness_aware")
+    assert (ca.lr, ca.epochs, ca.hidden, ca.top_k, ca.batch_size) == (1e-4, 10, 5, 4, 1000)
+    assert (ca.views, ca.include_original, ca.clamp) == (3, False, "hard")
+    z, y = tempered(50, 1.5, seed=0, c=6)
+    views = [z + i for i in range(4)]
+    # top-4 of the original, read off the first three views only
+    feats = ca._features(z, views)
+    assert feats.shape == (50, 12)
+    top = np.argsort(-z, axis=1)[:, :4]
+    np.testing.assert_allclose(feats[:, 4:8], np.take_along_axis(softmax(z + 1, axis=1), top, 1),
+                               rtol=1e-6)
+    ours = cal({"name": "correctness_aware", "include_original": True, "views": None,
+                "top_k": 3})
+    assert ours._features(z, views).shape == (50, 15)
+    with pytest.raises(ValueError, match="no features"):
+        ca.fit(z, y)
+    # T starts at 1 and the hard clamp keeps it in [0.1, 10]
+    start = cal({"name": "correctness_aware", "epochs": 0}).fit(z, y, view_logits=views)
+    np.testing.assert_allclose(start.temperatures(z, views), 1.0)
+    hot = cal({"name": "correctness_aware", "lr": 1.0, "epochs": 50, "batch_size": 10})
+    T = hot.fit(z, y, view_logits=views).temperatures(z, views)
+    assert T.min() >= 0.1 and T.max() <= 10.0
 
 
 def view_toy(n, rng, c=4):
@@ -109,8 +174,8 @@ def view_toy(n, rng, c=4):
 def test_correctness_aware_learns_higher_temperatures_for_wrong_predictions():
     rng = np.random.default_rng(0)
     (z, y, v), (zt, yt, vt) = view_toy(1000, rng), view_toy(1000, rng)
-    # the paper's Adam 1e-4 x 10 epochs hardly moves T on 1000 samples (80 steps)
-    ca = cal({"name": "correctness_aware", "lr": 1e-3, "epochs": 30}).fit(z, y, view_logits=v)
+    # the paper's Adam 1e-4 x 10 epochs of batch 1000 are 10 steps here: T stays at 1
+    ca = cal({"name": "correctness_aware", "lr": 1e-2, "epochs": 100}).fit(z, y, view_logits=v)
     assert ca.needs_views
     T = ca.temperatures(zt, vt)
     right = zt.argmax(1) == yt
@@ -136,7 +201,8 @@ def test_correctness_aware_with_make_views_lowers_ece_on_tabular_data():
     (X, y), (Xt, yt) = sample(1500), sample(1500)
     v = [net(a) for a in make_views(X, rng)]
     vt = [net(a) for a in make_views(Xt, rng)]
-    ca = cal({"name": "correctness_aware", "lr": 1e-3}).fit(net(X), y, view_logits=v)
+    ca = cal({"name": "correctness_aware", "lr": 1e-2, "epochs": 100}).fit(net(X), y,
+                                                                           view_logits=v)
     p = ca.predict_proba(net(Xt), view_logits=vt)
     assert ece_value(yt, p) < 0.8 * ece_value(yt, softmax(net(Xt), axis=1))
 
