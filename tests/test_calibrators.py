@@ -9,7 +9,11 @@ from scipy.special import softmax
 from sklearn.isotonic import IsotonicRegression
 
 import harness
-from harness_plugins.calibration.calibrators import make_views, reliability_diagram, shift_corruptions
+from harness_plugins.calibration.calibrators import (
+    make_views,
+    reliability_diagram,
+    shift_corruptions,
+)
 from harness_plugins.classification.metrics import ece_value
 
 NAMES = ["none", "temperature", "vector_scaling", "matrix_scaling", "histogram_binning",
