@@ -1,0 +1,167 @@
+"""The classification task's side of batch mode (``harness.groups``).
+
+``batch_key(spec)`` groups runs that share dataset entry, model, epochs,
+batch size, early stopping and the loss and optimizer by name (and their
+boolean switches, such as Nesterov); they may differ in seed (split, init,
+order), numeric hyperparameters (lr, weight decay, betas, momentum, focal's
+gamma ...) and scheduler.  It is called at plan time, so it builds only the
+cheap component objects (never the data or the model).
+
+``run_group(task, ctxs)`` re-checks at run time what planning cannot see
+(data shapes, the model's batch norm or dropout, the torch optimizer class),
+trains each compatible set of runs with ``batched.train_group`` and every
+other run alone with ``task.run``; the test split is evaluated per run
+exactly as ``task.run`` does.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+
+def _spec_name(spec: Any) -> str:
+    return spec["name"] if isinstance(spec, dict) else str(spec)
+
+
+def _switches(spec: Any) -> dict:
+    """The non-numeric parameters of a component spec (they select code paths
+    that must be equal in a group; numbers may differ per run)."""
+    if not isinstance(spec, dict):
+        return {}
+    return {k: v for k, v in spec.items() if k != "name" and not _numeric(v)}
+
+
+def _numeric(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float)):
+        return True
+    return isinstance(value, (list, tuple)) and all(_numeric(v) for v in value)
+
+
+def batch_key(spec, registry) -> tuple[str | None, str]:
+    """(key, "") for a run that may train with others of the same key, else
+    (None, why it trains alone)."""
+    from harness_plugins.classification.batched import component_reason
+
+    cfg = spec.config
+    tr = cfg["training"]
+    loss_name, opt_name = _spec_name(cfg["loss"]), _spec_name(tr["optimizer"])
+    for kind, name, component in (("losses", loss_name, cfg["loss"]),
+                                  ("optimizers", opt_name, tr["optimizer"])):
+        try:
+            obj = registry.create(kind, component, kind)
+        except Exception as exc:  # the run itself will report it
+            return None, f"{kind[:-1]} `{name}` could not be built: {exc}"
+        reason = component_reason(kind, name, obj)
+        if reason:
+            return None, reason
+    dataset = {k: v for k, v in spec.dataset.items() if k not in ("label",)}
+    key = {"dataset": dataset, "model": cfg["model"], "epochs": tr["epochs"],
+           "batch_size": tr["batch_size"], "early_stopping": tr.get("early_stopping"),
+           "select_best": tr.get("select_best", True),
+           "eval_batch_size": tr.get("eval_batch_size"),
+           "device": getattr(spec, "device", "auto"), "metrics": list(spec.metrics),
+           "loss": [loss_name, _switches(cfg["loss"])],
+           "optimizer": [opt_name, _switches(tr["optimizer"])],
+           "rest": {k: v for k, v in cfg.items() if k not in ("model", "loss", "training")}}
+    return json.dumps(key, sort_keys=True, default=str), ""
+
+
+def _runtime_signature(ctx, data) -> tuple[tuple | None, str]:
+    """What must be equal between stacked runs once the data exists (shapes,
+    parameter shapes, optimizer class and switches), or why this run cannot
+    be stacked."""
+    import torch
+
+    from harness_plugins.classification.batched import component_reason, model_reason
+    from harness_plugins.classification.batched_optim import probe, signature
+    from harness_plugins.classification.trainer import model_inputs
+
+    cfg = ctx.config
+    torch.manual_seed(ctx.seeds["init"])
+    model = ctx.create("models", cfg["model"], **model_inputs(data))
+    reason = model_reason(model)
+    if reason:
+        return None, reason
+    loss = ctx.create("losses", cfg["loss"])
+    opt_obj = ctx.create("optimizers", cfg["training"]["optimizer"])
+    reason = (component_reason("losses", _spec_name(cfg["loss"]), loss)
+              or component_reason("optimizers", _spec_name(cfg["training"]["optimizer"]),
+                                  opt_obj))
+    if reason:
+        return None, reason
+    opt, reason = probe(opt_obj)
+    if opt is None:
+        return None, reason
+    shapes = tuple(tuple(p.shape) for p in model.parameters())
+    arrays = tuple((a.shape, str(a.dtype)) for a in (data.X_train, data.X_val))
+    return (shapes, arrays, len(data.y_train), data.n_classes, signature(opt)), ""
+
+
+def _alone(task, ctx) -> dict | BaseException:
+    import random
+
+    import numpy as np
+    import torch
+
+    # as the core seeds a run before ``task.run``: the run's numbers are its own
+    seed = ctx.seeds["init"]
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    try:
+        return task.run(ctx)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # recorded per run by the core
+        return exc
+
+
+def run_group(task, ctxs: list) -> list[dict | BaseException]:
+    """Train ``ctxs`` (runs with one batch key) together where they stack,
+    alone otherwise; per run its test metrics or the exception that ended it."""
+    from harness_plugins.classification.batched import train_group
+    from harness_plugins.classification.task import test_metrics
+
+    results: list[Any] = [None] * len(ctxs)
+    sets: dict[tuple, list[int]] = {}
+    datas: dict[int, Any] = {}
+    for i, ctx in enumerate(ctxs):
+        try:
+            datas[i] = ctx.data
+            sig, _ = _runtime_signature(ctx, datas[i])
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # e.g. a dataset that cannot be fetched
+            results[i] = exc
+            continue
+        if sig is None:
+            results[i] = _alone(task, ctx)
+        else:
+            sets.setdefault(sig, []).append(i)
+    fns = ctxs[0].metrics() if sets else {}
+    for members in sets.values():
+        if len(members) == 1:
+            results[members[0]] = _alone(task, ctxs[members[0]])
+            continue
+        trained = train_group([ctxs[i] for i in members], [datas[i] for i in members], fns)
+        for i, out in zip(members, trained):
+            if isinstance(out, BaseException):
+                results[i] = out
+                continue
+            model, fit = out
+            ctx = ctxs[i]
+            start = time.perf_counter()
+            try:
+                results[i] = test_metrics(ctx, model, datas[i], fns,
+                                          ctx.config["training"]["eval_batch_size"])
+            except Exception as exc:  # a metric that fails on this run's predictions
+                results[i] = exc
+                continue
+            ctx.log_metrics({"time/train_s": fit.train_s,
+                             "time/eval_s": time.perf_counter() - start,
+                             "train/best_epoch": fit.best_epoch})
+    return results

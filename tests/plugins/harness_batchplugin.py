@@ -1,0 +1,25 @@
+"""Fixture plugin for the batched-engine tests: an MLP computing in float64,
+so that a batched and an unbatched suite can be compared to 1e-6."""
+
+from typing import Annotated
+
+from harness import FromData, hookimpl
+
+
+def mlp64(in_shape: Annotated[tuple, FromData], n_classes: Annotated[int, FromData],
+          hidden: list[int] = (16,)):
+    """The built-in mlp in float64 (inputs cast on entry)."""
+    import torch
+
+    from harness_plugins.classification.models import mlp
+
+    class ToFloat64(torch.nn.Module):
+        def forward(self, x):
+            return x.double()
+
+    return torch.nn.Sequential(ToFloat64(), mlp(in_shape, n_classes, hidden=hidden).double())
+
+
+@hookimpl
+def register_models(register):
+    register("mlp64", mlp64)
