@@ -101,6 +101,24 @@ def test_g_mean_is_zero_when_a_class_is_never_recalled():
     assert m("g_mean")(y, p) == pytest.approx(math.sqrt(0.5))
 
 
+def test_g_mean_does_not_underflow_with_many_classes():
+    # 200 classes of 50 samples, one right per class: every recall is 0.02; their
+    # product (0.02^200 = 1e-340) underflows to 0.0, the geometric mean is 0.02
+    c, n = 200, 50
+    y = np.repeat(np.arange(c), n)
+    pred = (y + 1) % c
+    pred[::n] = y[::n]
+    p = np.eye(c)[pred]
+    assert m("g_mean")(y, p) == pytest.approx(0.02, rel=1e-12)
+
+
+def test_auroc_and_adaptive_ece_say_what_they_compute():
+    # one-vs-rest macro (not Hand & Till's one-vs-one); top-label equal-mass bins
+    doc = harness.components("metrics")["auroc"].factory.__doc__
+    assert "one-vs-rest" in doc and "not Hand & Till" in doc
+    assert "top-label" in harness.components("metrics")["adaptive_ece"].description
+
+
 def test_auroc_single_class_is_nan_and_absent_classes_are_skipped():
     y, p = np.zeros(5, int), np.random.default_rng(0).dirichlet(np.ones(3), 5)
     assert math.isnan(m("auroc")(y, p))

@@ -121,15 +121,21 @@ def g_mean():
     def g_mean(y, p):
         labels = np.unique(y)
         recalls = recall_score(y, p.argmax(1), labels=labels, average=None, zero_division=0)
-        return float(np.prod(recalls) ** (1.0 / len(recalls)))
+        if (recalls == 0).any():
+            return 0.0
+        # exp(mean log r): the product of many recalls underflows (200 classes at
+        # recall 0.02 multiply to 0.0 in float64; the geometric mean is 0.02)
+        return float(np.exp(np.mean(np.log(recalls))))
 
     return _metric(g_mean, True)
 
 
 def auroc():
-    """AUROC: class-1 score for 2 classes, one-vs-rest macro average otherwise (Hand & Till 2001).
+    """AUROC: class-1 score for 2 classes, one-vs-rest macro average otherwise (Fawcett, PRL 2006).
 
-    Classes absent from ``y_true`` are skipped; nan when only one class is present."""
+    Multi-class: the unweighted mean over classes of class k's score against
+    all others, not Hand & Till's one-vs-one M.  Classes absent from
+    ``y_true`` are skipped; nan when only one class is present."""
     import numpy as np
     from sklearn.metrics import roc_auc_score
 
@@ -190,7 +196,10 @@ def ece(bins: int = 15):
 
 
 def adaptive_ece(bins: int = 15):
-    """Adaptive ECE with equal-mass confidence bins (Nixon et al., CVPRW 2019)."""
+    """Adaptive ECE: top-label confidence in equal-mass bins (after Nixon et al., CVPRW 2019).
+
+    Only the predicted class's probability is binned; Nixon et al.'s adaptive
+    calibration error (ACE) bins every class's probability."""
 
     def adaptive_ece(y, p):
         return ece_value(y, p, bins, adaptive=True)
