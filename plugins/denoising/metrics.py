@@ -11,7 +11,7 @@ values in DN (any shape; the pixel value distribution is compared).
 
 from __future__ import annotations
 
-from harness import hookimpl
+from harness import hookimpl, metric
 
 
 def psnr_value(clean, denoised, data_range: float = 1.0) -> float:
@@ -73,40 +73,34 @@ def quantile_l1(real, generated, levels: int = 999) -> float:
                                                                               u))))
 
 
-def _declare(fn, inputs: tuple[str, ...], greater_is_better: bool):
-    fn.inputs = inputs
-    fn.greater_is_better = greater_is_better
-    return fn
-
-
+@metric(inputs=("clean", "denoised"), greater_is_better=True)
 def psnr():
     """Peak signal-to-noise ratio (dB) of denoised vs clean packed raw, mean over test images."""
-    return _declare(lambda clean, denoised: _mean_over_images(psnr_value, clean, denoised),
-                    ("clean", "denoised"), True)
+    return lambda clean, denoised: _mean_over_images(psnr_value, clean, denoised)
 
 
+@metric(inputs=("clean", "denoised"), greater_is_better=True)
 def ssim():
     """Structural similarity (scikit-image) on the packed 4-channel raw, mean over test images."""
-    return _declare(lambda clean, denoised: _mean_over_images(ssim_value, clean, denoised),
-                    ("clean", "denoised"), True)
+    return lambda clean, denoised: _mean_over_images(ssim_value, clean, denoised)
 
 
+@metric(inputs=("clean", "noisy"), greater_is_better=True)
 def psnr_noisy():
     """PSNR of the noisy input itself (no denoising), a reference for the denoisers' gain."""
-    return _declare(lambda clean, noisy: _mean_over_images(psnr_value, clean, noisy),
-                    ("clean", "noisy"), True)
+    return lambda clean, noisy: _mean_over_images(psnr_value, clean, noisy)
 
 
+@metric(inputs=("dark_real", "dark_generated"), greater_is_better=False)
 def noise_kl(bins: int = 64):
     """KL divergence of held-out real dark frames to the noise model's dark frames (histograms)."""
-    return _declare(lambda real, generated: histogram_kl(real, generated, bins),
-                    ("dark_real", "dark_generated"), False)
+    return lambda real, generated: histogram_kl(real, generated, bins)
 
 
+@metric(inputs=("dark_real", "dark_generated"), greater_is_better=False)
 def noise_quantile_l1(levels: int = 999):
     """Mean L1 distance (DN) between quantiles of real and generated dark frames."""
-    return _declare(lambda real, generated: quantile_l1(real, generated, levels),
-                    ("dark_real", "dark_generated"), False)
+    return lambda real, generated: quantile_l1(real, generated, levels)
 
 
 METRICS = {"psnr": psnr, "ssim": ssim, "psnr_noisy": psnr_noisy, "noise_kl": noise_kl,
