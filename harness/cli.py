@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from dataclasses import dataclass
 
 from harness.errors import UserError
 
@@ -25,7 +27,9 @@ def _blocked(args) -> set[str]:
 def _registry(args):
     from harness.plugins import get_registry
 
-    return get_registry(_blocked(args) or None)
+    if getattr(args, "registry", None) is None:
+        args.registry = get_registry(_blocked(args) or None)
+    return args.registry
 
 
 def cmd_plugins(args) -> int:
@@ -104,43 +108,107 @@ def cmd_plan(args) -> int:
     return 0
 
 
-#: Named run flags that become executor options (flag dest -> option name).
-EXECUTOR_FLAGS = {"jobs": "jobs", "address": "address", "partition": "partition",
-                  "gpus_per_run": "gpus_per_run", "cpus_per_run": "cpus_per_run",
-                  "max_parallel": "max_parallel"}
+#: Options of ``harness run`` itself; an executor parameter of the same name
+#: is reachable through ``--executor-opt`` only.
+_RUN_OPTIONS = {"tracking_uri", "only", "force", "rerun_failed", "device", "executor",
+                "executor_opt", "timeout", "memory_limit", "retries", "help"}
+
+
+@dataclass
+class ExecutorOption:
+    """One ``harness run`` flag generated from executor factory parameters."""
+
+    name: str  # the factory parameter
+    executors: list[str]  # executors that take it
+    types: list[str]  # their type hints, as ``harness list`` shows them
+
+    @property
+    def flag(self) -> str:
+        """``gpus_per_run`` -> ``--gpus-per-run``."""
+        return "--" + self.name.replace("_", "-")
+
+
+def executor_options(registry) -> dict[str, ExecutorOption]:
+    """The flags the registered executors declare: each parameter of an
+    executor factory becomes ``--<param>`` (one flag for a name that several
+    executors share), except the names ``harness run`` uses itself.  The CLI
+    knows no executor by name: a plugin's executor gets its flags the same way."""
+    out: dict[str, ExecutorOption] = {}
+    for name, info in sorted(registry.components("executors").items()):
+        for param in info.params:
+            if param.name in _RUN_OPTIONS:
+                continue
+            opt = out.setdefault(param.name, ExecutorOption(param.name, [], []))
+            opt.executors.append(name)
+            described = param.describe().partition(": ")[2].partition(" = ")[0]
+            if described and described not in opt.types:
+                opt.types.append(described)
+    return out
 
 
 def _executor(args, reg):
-    """Build the executor from ``--executor``, its named flags and
-    ``--executor-opt KEY=VALUE``; an option it does not take is exit 2."""
+    """Build the executor once from ``--executor``, the flags its factory
+    declares and ``--executor-opt KEY=VALUE``; an option it does not take, or
+    a value it rejects, is one line and exit 2."""
     import yaml
 
     from harness.errors import ConfigError
     from harness.runner import build_executor
 
-    params, flags = {}, {}
-    for dest, key in EXECUTOR_FLAGS.items():
-        if getattr(args, dest, None) is not None:
-            params[key], flags[key] = getattr(args, dest), "--" + dest.replace("_", "-")
+    options = executor_options(reg)
+    params, flags = {}, {}  # flags: option -> how the user spelled it
+    for opt in options.values():
+        value = getattr(args, f"x_{opt.name}", None)
+        if value is not None:
+            params[opt.name], flags[opt.name] = yaml.safe_load(value), f"{opt.flag} {value}"
     for opt in args.executor_opt or []:
         key, sep, value = opt.partition("=")
         if not sep or not key.strip():
             raise UserError(f"--executor-opt {opt}: expected KEY=VALUE")
         params[key.strip()] = yaml.safe_load(value) if value.strip() else None
-        flags[key.strip()] = f"--executor-opt {key.strip()}"
-    if args.executor == "local" and "jobs" not in params:
-        params["jobs"] = 1
+        flags[key.strip()] = f"--executor-opt {opt}"
     try:
         info = reg.get("executors", args.executor, "--executor")
         known = [p.name for p in info.params]
         for key in params:
             if key not in known and not info.var_kw:
-                raise UserError(f"{flags.get(key, key)}: executor {args.executor!r} has no "
-                                f"option {key!r}; its options: {', '.join(known) or 'none'}")
+                takers = options[key].executors if key in options else []
+                hint = f" (an option of {', '.join(takers)})" if takers else ""
+                raise UserError(f"{flags[key]}: executor {args.executor!r} has no option "
+                                f"{key!r}{hint}; its options: {', '.join(known) or 'none'}")
         return build_executor(reg, args.executor, params)
     except ConfigError as exc:
-        flag = flags.get(exc.path.rpartition(".")[2]) or f"--executor {args.executor}"
-        raise UserError(f"{flag}: {exc.message}") from None
+        key = exc.path.rpartition(".")[2]
+        raise UserError(f"{flags.get(key) or '--executor ' + args.executor}: "
+                        f"{exc.message}") from None
+
+
+def check_device(device: str) -> str:
+    """``--device``: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``, and
+    present on this machine.  torch is imported only for ``cuda``/``mps``."""
+    import re
+
+    if device in ("auto", "cpu"):
+        return device
+    m = re.fullmatch(r"cuda(?::(\d+))?|mps", device)
+    if not m:
+        raise UserError(f"--device {device}: unknown device; use auto, cpu, cuda, cuda:N "
+                        "or mps")
+    import torch
+
+    if device == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if not (mps and mps.is_available()):
+            raise UserError("--device mps: this torch has no MPS (Apple GPU) support")
+        return device
+    if not torch.cuda.is_available():
+        raise UserError(f"--device {device}: torch {torch.__version__} has no CUDA "
+                        "(a CPU build, or no GPU/driver); use --device cpu or auto")
+    n = torch.cuda.device_count()
+    if m.group(1) is not None and int(m.group(1)) >= n:
+        raise UserError(f"--device {device}: this machine has {n} CUDA device(s) "
+                        f"(cuda:0 to cuda:{n - 1})")
+    return device
 
 
 def cmd_run(args) -> int:
@@ -149,9 +217,10 @@ def cmd_run(args) -> int:
 
     from harness.limits import Limits
     from harness.runner import make_plan, run_plan
-    from harness.tracking import resolve_uri
+    from harness.runstate import resolve_uri
 
     uri = resolve_uri(args.tracking_uri)
+    device = check_device(args.device)
     reg = _registry(args)
     executor = _executor(args, reg)
     limits = Limits(args.timeout, args.memory_limit)
@@ -168,9 +237,9 @@ def cmd_run(args) -> int:
         print("nothing to train: every run is already done" if not plan.running else
               "nothing to train here: the remaining runs are running elsewhere")
     try:
-        counts = run_plan(plan, uri, jobs=args.jobs or 1, device=args.device,
-                          executor=executor, blocked=tuple(_blocked(args)),
-                          console=console, registry=reg, limits=limits, retries=args.retries)
+        counts = run_plan(plan, uri, device=device, executor=executor,
+                          blocked=tuple(_blocked(args)), console=console, registry=reg,
+                          limits=limits, retries=args.retries)
     except KeyboardInterrupt:
         print("\ninterrupted: finished runs are kept; run the same command again to resume",
               file=sys.stderr)
@@ -202,7 +271,10 @@ def _leaderboard(suite, uri: str, counts) -> None:
     from harness.report import build_report, console_leaderboard
     from harness.tracking import log_suite_run
 
-    print(console_leaderboard(suite.name, tracking_uri=uri, metric=suite.rank_by))
+    try:
+        print(console_leaderboard(suite.name, tracking_uri=uri, metric=suite.rank_by))
+    except Exception as exc:  # a report problem must not hide the finished runs
+        print(f"warning: no leaderboard: {type(exc).__name__}: {exc}", file=sys.stderr)
     if not counts["finished"] + counts["diverged"]:
         return  # nothing new: the last suite run already holds this report
     with tempfile.TemporaryDirectory() as tmp:
@@ -211,7 +283,7 @@ def _leaderboard(suite, uri: str, counts) -> None:
         except Exception as exc:  # a report problem must not hide the finished runs
             print(f"warning: report not built: {type(exc).__name__}: {exc}", file=sys.stderr)
             return
-        log_suite_run(uri, suite.name, str(out), dict(counts))
+        log_suite_run(uri, suite.name, str(out), dict(counts), suite.rank_by)
 
 
 def cmd_report(args) -> int:
@@ -240,16 +312,47 @@ def _parsed(name: str):
     return parse
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``harness``."""
-    p = argparse.ArgumentParser(prog="harness", description="Benchmark harness for training "
-                                "methods: suites in YAML, plugins via pluggy, runs in MLflow.")
+def _number(kind: type, low: float, inclusive: bool = True):
+    """An argparse type: a ``kind`` number at least ``low`` (above it when
+    not ``inclusive``)."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            what = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value < low or (value == low and not inclusive):
+            raise argparse.ArgumentTypeError(
+                f"must be {'at least' if inclusive else 'greater than'} {low}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``error: <why> (harness run --help)``,
+    exit 2, like every other input mistake."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser(executor_opts: dict[str, ExecutorOption] | None = None
+                 ) -> argparse.ArgumentParser:
+    """The argument parser of ``harness``; ``executor_opts``
+    (``executor_options``) adds the flags the executors declare to ``run``."""
+    p = _Parser(prog="harness", description="Benchmark harness for training "
+                "methods: suites in YAML, plugins via pluggy, runs in MLflow.")
     p.add_argument("-p", dest="plugin_opts", action="append", metavar="no:NAME",
                    help="block plugin NAME (repeatable)")
     sub = p.add_subparsers(dest="command", required=True)
 
     def suite_cmd(name, fn, help_):
-        sp = sub.add_parser(name, help=help_)
+        # no abbreviations: executor plugins add flags, and "--max" must not
+        # change meaning when one does
+        sp = sub.add_parser(name, help=help_, allow_abbrev=False)
         sp.add_argument("suite", help="suite YAML file")
         sp.add_argument("--tracking-uri", help="MLflow tracking URI (default: "
                         "$MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
@@ -261,27 +364,25 @@ def build_parser() -> argparse.ArgumentParser:
         return sp
 
     run = suite_cmd("run", cmd_run, "run a suite (skips runs already finished)")
-    run.add_argument("--jobs", type=int, help="local worker processes (default 1)")
     run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
-    ex = run.add_argument_group("executors", "where runs execute; each option must be one the "
-                                "executor takes (harness list executors)")
+    ex = run.add_argument_group("executors", "where runs execute; the options below are the "
+                                "parameters of the executors' factories (harness list "
+                                "executors), each valid for the executors named")
     ex.add_argument("--executor", default="local", help="local (default), ray, slurm, or a "
                     "plugin's")
     ex.add_argument("--executor-opt", action="append", metavar="KEY=VALUE",
                     help="any executor option, e.g. local_cpus=4, slurm_account=abc "
                     "(repeatable)")
-    ex.add_argument("--address", help="ray: cluster address (auto: the running cluster, "
-                    "else a local one)")
-    ex.add_argument("--partition", help="slurm: partition")
-    ex.add_argument("--gpus-per-run", type=float, help="ray/slurm: GPUs per run")
-    ex.add_argument("--cpus-per-run", type=float, help="ray/slurm: CPUs per run")
-    ex.add_argument("--max-parallel", type=int, help="ray/slurm: runs at once")
+    for opt in (executor_opts or {}).values():
+        ex.add_argument(opt.flag, dest=f"x_{opt.name}", metavar=opt.name.upper(),
+                        help=f"{', '.join(opt.executors)}"
+                        + (f" ({' | '.join(opt.types)})" if opt.types else ""))
     lim = run.add_argument_group("limits", "each run then gets its own supervised process")
     lim.add_argument("--timeout", type=_parsed("parse_duration"), metavar="DURATION",
                      help="per run, e.g. 90s, 30m, 2h (killed: status timeout)")
     lim.add_argument("--memory-limit", type=_parsed("parse_memory"), metavar="SIZE",
                      help="RSS cap per run, e.g. 500M, 8G (killed: status oom)")
-    lim.add_argument("--retries", type=int, default=0, metavar="N",
+    lim.add_argument("--retries", type=_number(int, 0), default=0, metavar="N",
                      help="retry infrastructure failures (worker died, CUDA error, tracking "
                      "unreachable) up to N times; method errors are not retried")
     plan = suite_cmd("plan", cmd_plan, "dry run: the expanded runs and their state")
@@ -292,7 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--tracking-uri")
     sp.add_argument("--only", metavar="GLOB")
     sp.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
-    sp.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
+    sp.add_argument("--interval", type=_number(float, 0, inclusive=False), default=2.0,
+                    help="seconds between refreshes")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(fn=cmd_status)
 
@@ -322,14 +424,60 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _command(argv: list[str]) -> str | None:
+    """The subcommand named in ``argv`` (the first word that is not an option
+    or the value of ``-p``)."""
+    skip = False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word == "-p":
+            skip = True
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    """Parse ``argv``; for ``run`` the registry is loaded first (once, with
+    ``-p no:NAME`` applied) so the executors' flags exist."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("-p", dest="plugin_opts", action="append")
+    known, _ = pre.parse_known_args(argv)
+    registry = _registry(known) if _command(argv) == "run" else None
+    args = build_parser(executor_options(registry) if registry else None).parse_args(argv)
+    args.registry = registry
+    return args
+
+
+def _quiet_libraries() -> None:
+    """MLflow and alembic log INFO lines (``Creating initial MLflow database
+    tables...``) that would open the output of every command."""
+    import logging
+
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``harness`` console script."""
-    args = build_parser().parse_args(argv)
+    """Entry point of the ``harness`` console script: a mistake in the input
+    is one line on stderr and exit status 2; a closed pipe (``harness plan
+    ... | head``) ends quietly with status 141, as a program killed by SIGPIPE."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    _quiet_libraries()
     try:
+        args = _parse(argv)
         return args.fn(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # the reader went away: drop what is still buffered instead of
+        # failing again at interpreter exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -29,9 +29,11 @@ class ConfigError(UserError):
         where = self.file or "<config>"
         if self.line is not None:
             where += f":{self.line}"
-        key = f" {self.path}" if self.path else ""
+        if not self.path:  # the file as a whole (not found, not YAML): no key to name
+            value = "" if self.value is _MISSING else f" {self.value!r}:"
+            return f"{where}:{value} {self.message}"
         value = "" if self.value is _MISSING else f" = {self.value!r}"
-        return f"{where}:{key}{value}: {self.message}"
+        return f"{where}: {self.path}{value}: {self.message}"
 
 
 class _Missing:

@@ -11,22 +11,15 @@ from __future__ import annotations
 
 import functools
 import os
-import socket
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from harness import runstate
 from harness.plan import RunSpec, expand_suite
 from harness.suite import Suite, load_suite
 
-#: Statuses that count as a result (a diverged run is the method's outcome).
-DONE = {"finished", "diverged"}
-#: Statuses rerun only with ``--rerun-failed``.
-FAILED = {"failed", "timeout", "oom"}
-#: A RUNNING run whose heartbeat is older than this is stale (its process is
-#: presumed gone) even when its host cannot be checked.
-STALE_AFTER_S = float(os.environ.get("HARNESS_STALE_AFTER_S", 600))
 #: Environment that workers (pools, Ray, SLURM jobs) must see as the planner
 #: did: plugin selection and test switches.  Thread count is per worker.
 _ENV_PREFIXES = ("HARNESS_", "MLFLOW_")
@@ -49,48 +42,21 @@ class Plan:
     #: Filled by ``run_plan``: dataset label -> why its data could not be
     #: fetched (``DatasetUnavailable``), so the CLI says it once per dataset.
     unavailable: dict[str, str] = field(default_factory=dict)
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this host (a zombie counts as dead)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:  # no /proc (macOS): the kill(0) answer stands
-        return True
-
-
-def is_stale(info: dict, now: float | None = None, stale_after: float | None = None) -> bool:
-    """Whether a RUNNING run was left by a process that is gone: its
-    ``harness.pid`` is on this host and not alive, or its heartbeat is older
-    than ``stale_after`` seconds (``STALE_AFTER_S``: other hosts cannot be
-    asked, and a frozen process is as good as dead)."""
-    host, _, pid = (info.get("pid") or "").rpartition(":")
-    if host == socket.gethostname() and pid.isdigit() and not pid_alive(int(pid)):
-        return True
-    try:
-        beat = float(info.get("heartbeat") or 0)
-    except ValueError:
-        beat = 0.0
-    if not beat and info.get("start"):
-        beat = float(info["start"]) / 1000
-    limit = STALE_AFTER_S if stale_after is None else stale_after
-    return (now or time.time()) - beat > limit
+    #: Filled by ``run_plan``: dataset label -> the input error that failed its
+    #: runs (``harness.failure_kind=input``), said once per dataset; the next
+    #: ``harness run`` retries those runs without ``--rerun-failed``.
+    input_errors: dict[str, str] = field(default_factory=dict)
 
 
 def make_plan(suite_file: str, uri: str | None, *, only: str | None = None, force: bool = False,
               rerun_failed: bool = False, registry=None) -> Plan:
-    """Load the suite, expand it and split its runs by their MLflow state.
+    """Load the suite, expand it and split its runs by their MLflow state
+    (``harness.runstate.plan_state``).
 
-    A run still RUNNING in a live process (``is_stale`` false) is never
-    started again, not even with ``force``; one left RUNNING by a dead process
-    is closed as ``interrupted`` by ``run_plan`` and redone."""
+    A run still RUNNING in a live process is never started again, not even
+    with ``force``; one left RUNNING by a dead process is closed as
+    ``interrupted`` by ``run_plan`` and redone; a run that failed because of
+    its input is redone without ``rerun_failed``."""
     from harness.tracking import existing_runs
 
     suite = load_suite(suite_file, registry)
@@ -98,23 +64,14 @@ def make_plan(suite_file: str, uri: str | None, *, only: str | None = None, forc
     existing = existing_runs(uri, suite.name)
     plan = Plan(suite, runs, existing=existing)
     now = time.time()
+    lists = {"todo": plan.todo, "done": plan.done, "failed": plan.failed,
+             "running": plan.running, "stale": plan.todo}
     for spec in runs:
-        info = existing.get(spec.run_key, {})
-        state = info.get("status")
-        if state == "running":
-            if not is_stale(info, now):
-                plan.running.append(spec)
-                continue
+        info = existing.get(spec.run_key)
+        state = runstate.plan_state(info, now, force=force, rerun_failed=rerun_failed)
+        if state == "stale":
             plan.stale[spec.run_key] = info["run_id"]
-            plan.todo.append(spec)
-        elif force or state is None or state == "interrupted":
-            plan.todo.append(spec)
-        elif state in DONE:
-            plan.done.append(spec)
-        elif state in FAILED:
-            (plan.todo if rerun_failed else plan.failed).append(spec)
-        else:  # a status this version does not know: do it again
-            plan.todo.append(spec)
+        lists[state].append(spec)
     return plan
 
 
@@ -124,9 +81,10 @@ def build_executor(registry, name: str = "local", params: dict | None = None):
     return registry.create("executors", {"name": name, **(params or {})}, "executor")
 
 
-def _devices(device: str, jobs: int) -> list[str]:
-    """One device per job: GPUs round-robin when there are several."""
-    if device not in ("auto", "cuda"):
+def _devices(device: str, slots: int) -> list[str]:
+    """One device per executor slot: GPUs round-robin when there are several
+    and the executor runs several runs at once on this machine."""
+    if device not in ("auto", "cuda") or slots <= 1:
         return [device]
     try:
         import torch
@@ -134,8 +92,8 @@ def _devices(device: str, jobs: int) -> list[str]:
         n = torch.cuda.device_count()
     except Exception:
         n = 0
-    if n > 1 and jobs > 1:
-        return [f"cuda:{i % n}" for i in range(jobs)]
+    if n > 1:
+        return [f"cuda:{i % n}" for i in range(slots)]
     return [device]
 
 
@@ -187,9 +145,8 @@ def _lost_outcome(lost, uri: str | None, suite: str):
     spec_data, _, attempt = (*lost.item, 1)[:3]
     spec = RunSpec.from_dict(spec_data)
     info = existing_runs(uri, suite).get(spec.run_key, {})
-    host, _, pid = (info.get("pid") or "").rpartition(":")
-    mine = host == socket.gethostname() and pid.isdigit()
-    if info.get("status") == "running" and not (mine and pid_alive(int(pid))):
+    pid = runstate.local_pid(info)
+    if info.get("status") == runstate.RUNNING and not (pid and runstate.pid_alive(pid)):
         try:
             close_run(uri, info["run_id"], "interrupted", lost.error)
         except Exception:  # tracking down too: resume closes it once stale
@@ -198,16 +155,39 @@ def _lost_outcome(lost, uri: str | None, suite: str):
                    attempt=attempt, retryable=lost.infrastructure)
 
 
-def run_plan(plan: Plan, uri: str | None, *, jobs: int = 1, device: str = "auto",
+def _dataset_failure(outcome) -> str | None:
+    """``unavailable`` or ``input`` for a failure that belongs to the run's
+    dataset rather than its method (every run on that dataset fails the same
+    way), else None."""
+    if outcome.status != runstate.FAILED_:
+        return None
+    if getattr(outcome, "error_type", "") == "DatasetUnavailable":
+        return "unavailable"
+    if getattr(outcome, "failure_kind", "") == runstate.INPUT_FAILURE:
+        return "input"
+    return None
+
+
+def _reason(outcome) -> str:
+    """The one-line error without its ``ExceptionType: `` prefix."""
+    prefix = f"{getattr(outcome, 'error_type', '')}: "
+    return outcome.error[len(prefix):] if outcome.error.startswith(prefix) else outcome.error
+
+
+def run_plan(plan: Plan, uri: str | None, *, device: str = "auto",
              executor="local", blocked: tuple[str, ...] = (), console=None,
              registry=None, limits=None, retries: int = 0) -> Counter:
     """Execute ``plan.todo``; return a Counter of statuses (``skipped``
     counts runs already done, ``running`` those running elsewhere).
 
     ``executor``: a name, a ``{"name": ..., **params}`` spec or a built
-    executor.  ``limits`` (``harness.limits.Limits``) runs each run in a
-    supervised child process.  ``retries``: how many more times a run whose
-    failure was the infrastructure's is tried (``harness.attempt`` counts).
+    executor; its ``slots`` (runs at once on this machine, default 1) spread
+    the runs over the GPUs round-robin.  A failure that belongs to a dataset
+    (unavailable, or a bad input) is reported once per dataset
+    (``plan.unavailable``, ``plan.input_errors``).  ``limits``
+    (``harness.limits.Limits``) runs each run in a supervised child process.
+    ``retries``: how many more times a run whose failure was the
+    infrastructure's is tried (``harness.attempt`` counts).
     Ctrl-C propagates after the executor stops."""
     from harness.limits import Limits
     from harness.plugins import get_registry
@@ -225,8 +205,6 @@ def run_plan(plan: Plan, uri: str | None, *, jobs: int = 1, device: str = "auto"
     name = getattr(executor, "name", type(executor).__name__)
     if isinstance(executor, (str, dict)):
         spec = executor if isinstance(executor, dict) else {"name": executor}
-        if spec.get("name", "local") == "local":
-            spec = {"jobs": jobs, **spec}
         name, params = spec.get("name", "local"), {k: v for k, v in spec.items() if k != "name"}
         executor = build_executor(registry, name, params)
     limits = limits or Limits()
@@ -234,7 +212,7 @@ def run_plan(plan: Plan, uri: str | None, *, jobs: int = 1, device: str = "auto"
         # a retried run needs a fresh process: after a worker death or a sticky
         # CUDA error the old one is gone or unusable
         limits = Limits(limits.timeout_s, limits.memory_bytes, isolate=True)
-    devices = _devices(device, jobs)
+    devices = _devices(device, int(getattr(executor, "slots", 1) or 1))
     pending = [(s.to_dict(), devices[i % len(devices)], 1) for i, s in enumerate(plan.todo)]
     fn = functools.partial(_call, uri=uri, blocked=blocked, executor=name, limits=limits,
                            env=worker_env())
@@ -255,13 +233,19 @@ def run_plan(plan: Plan, uri: str | None, *, jobs: int = 1, device: str = "auto"
                     progress.retry(outcome, retries + 1)
                     continue
                 counts[outcome.status] += 1
-                if outcome.error.startswith("DatasetUnavailable: "):
-                    plan.unavailable.setdefault(labels[outcome.run_key],
-                                                outcome.error.partition(": ")[2])
-                progress(outcome)
+                kind = _dataset_failure(outcome)
+                said = None
+                if kind is not None:
+                    seen = plan.unavailable if kind == "unavailable" else plan.input_errors
+                    label = labels[outcome.run_key]
+                    if label in seen:
+                        said = f"same as above ({kind} dataset {label})"
+                    seen.setdefault(label, _reason(outcome))
+                progress(outcome, said)
             # a worker may have died after its run finished: never run it twice
             done = existing_runs(uri, plan.suite.name) if again else {}
-            pending = [i for i in again if done.get(i[0]["run_key"], {}).get("status") not in DONE]
+            pending = [i for i in again
+                       if done.get(i[0]["run_key"], {}).get("status") not in runstate.DONE]
             for _ in range(len(again) - len(pending)):
                 counts["finished"] += 1
                 progress.n += 1
@@ -318,14 +302,16 @@ class _progress:
         self._print(f"[retry {outcome.attempt + 1}/{attempts}] {outcome.run_name}: "
                     f"{outcome.status}: {outcome.error}")
 
-    def __call__(self, outcome) -> None:
+    def __call__(self, outcome, error: str | None = None) -> None:
+        """Report one finished run; ``error`` replaces its one-line error
+        (a dataset's failure is spelled out once, not per run)."""
         self.n += 1
         line = f"[{self.n}/{self.total}] {outcome.status:<8} {outcome.run_name} " \
                f"({outcome.seconds:.1f}s)"
         if outcome.attempt > 1:
             line += f" attempt {outcome.attempt}"
-        if outcome.error:
-            line += f": {outcome.error}"
+        if error or outcome.error:
+            line += f": {error or outcome.error}"
         if self.bar is not None:
             self.bar.advance(self.task)
             if outcome.status != "finished":

@@ -13,11 +13,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-#: Columns, in display order.
+#: Columns, in display order (``harness.runstate.status_column``).
 STATES = ("done", "diverged", "running", "failed", "timeout", "oom", "interrupted", "pending")
-#: harness.status tag -> column.
-_COLUMN = {"finished": "done", "diverged": "diverged", "failed": "failed",
-           "timeout": "timeout", "oom": "oom", "interrupted": "interrupted"}
 _STYLE = {"done": "green", "diverged": "yellow", "running": "cyan", "failed": "red",
           "timeout": "red", "oom": "red", "interrupted": "magenta", "pending": "dim"}
 
@@ -49,22 +46,20 @@ class SuiteStatus:
 
 
 def state_of(info: dict | None, now: float | None = None) -> str:
-    """The column of one run key's newest MLflow run (None: pending)."""
-    from harness.runner import is_stale
+    """The column of the run that speaks for one run key (None: pending);
+    the rules are ``harness.runstate``'s."""
+    from harness.runstate import status_column
 
-    if not info:
-        return "pending"
-    if info["status"] == "running":
-        return "interrupted" if is_stale(info, now) else "running"
-    return _COLUMN.get(info["status"], "failed")
+    return status_column(info, now)
 
 
 def collect(suite_file: str, uri: str | None = None, *, only: str | None = None,
             registry=None) -> SuiteStatus:
     """Read the suite's runs from MLflow and count them per method and state."""
     from harness.plan import expand_suite
+    from harness.runstate import resolve_uri
     from harness.suite import load_suite
-    from harness.tracking import existing_runs, resolve_uri
+    from harness.tracking import existing_runs
 
     uri = resolve_uri(uri)
     suite = load_suite(suite_file, registry)
@@ -90,27 +85,35 @@ def render(status: SuiteStatus):
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=f"{status.suite}  ({status.uri}, "
-                        f"{time.strftime('%H:%M:%S', time.localtime(status.when))})",
+    table = Table(title=Text(f"{status.suite}  ({status.uri}, "
+                             f"{time.strftime('%H:%M:%S', time.localtime(status.when))})"),
                   box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    table.add_column("method", overflow="fold")
-    for s in STATES:  # full headers; long method names wrap instead
-        table.add_column(s, justify="right", style=_STYLE[s], min_width=len(s))
+    # names are Text, not markup: rich would read focal[loss.gamma=1.0] as a
+    # style tag and print "focal"; and a name is never folded over two lines
+    table.add_column("method", no_wrap=True)
+    for s in STATES:
+        table.add_column(s, justify="right", style=_STYLE[s], min_width=len(s), no_wrap=True)
     for method, counts in status.methods.items():
-        table.add_row(method, *[str(counts[s]) if counts[s] else "." for s in STATES])
+        table.add_row(Text(str(method)), *[str(counts[s]) if counts[s] else "." for s in STATES])
     total = status.total
     table.add_row(Text("total", style="bold"), *[str(total[s]) for s in STATES],
                   end_section=True)
     parts = [table]
     if status.failures:
         fails = Table(title="failures", box=box.SIMPLE_HEAD)
-        fails.add_column("run")
-        fails.add_column("status")
+        fails.add_column("run", no_wrap=True)
+        fails.add_column("status", no_wrap=True)
         fails.add_column("error", overflow="fold")
         for run, state, error in status.failures:
-            fails.add_row(run, Text(state, style=_STYLE[state]), error)
+            fails.add_row(Text(run), Text(state, style=_STYLE[state]), Text(error))
         parts.append(fails)
     return Group(*parts)
+
+
+def needed_width(status: SuiteStatus) -> int:
+    """Columns the counts table needs with every method name on one line."""
+    name = max([len("method"), len("total"), *(len(str(m)) for m in status.methods)])
+    return name + sum(len(s) + 2 for s in STATES) + 2
 
 
 def show(suite_file: str, uri: str | None = None, *, only: str | None = None,
@@ -123,8 +126,12 @@ def show(suite_file: str, uri: str | None = None, *, only: str | None = None,
 
     from rich.console import Console
 
-    console = console or Console()
     status = collect(suite_file, uri, only=only, registry=registry)
+    console = console or Console()
+    if console.width < needed_width(status):
+        # rich fits a table to the console (80 columns in a pipe) by cutting
+        # names and dropping columns; a wider line is the lesser evil
+        console = Console(width=needed_width(status), file=console.file)
     if as_json:
         print(json.dumps(status.as_dict(), indent=2))
     elif not watch:

@@ -19,14 +19,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-DEFAULT_URI = "sqlite:///mlflow.db"
+from harness.runstate import DEFAULT_URI, MLFLOW_STATUS, normalize, prefer, resolve_uri
+
+__all__ = ["DEFAULT_URI", "MLFLOW_STATUS", "resolve_uri", "existing_runs", "RunLogger"]
+
 #: Metrics per log_batch.  MLflow takes 1000 entities (metrics + params + tags)
 #: per call and splits bigger batches itself; below that, a run's last metrics
 #: and its status tags stay one call, one transaction.
 BATCH = 990
-#: harness status -> MLflow run status.
-MLFLOW_STATUS = {"finished": "FINISHED", "diverged": "FINISHED", "failed": "FAILED",
-                 "timeout": "FAILED", "oom": "FAILED", "interrupted": "KILLED"}
 #: Seconds between heartbeat tags while a run trains (a background thread, so a
 #: long epoch never looks dead).
 HEARTBEAT_S = float(os.environ.get("HARNESS_HEARTBEAT_S", 60))
@@ -34,11 +34,6 @@ HEARTBEAT_S = float(os.environ.get("HARNESS_HEARTBEAT_S", 60))
 FLUSH_S = 10.0
 #: How long a writer waits for the sqlite file lock before writing unlocked.
 LOCK_WAIT_S = 120.0
-
-
-def resolve_uri(uri: str | None = None) -> str:
-    """``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``."""
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
 
 
 def client(uri: str | None = None):
@@ -190,7 +185,8 @@ def prepare_store(uri: str | None, experiment: str) -> str:
         return _retry(lambda: experiment_id(client(uri), experiment))
 
 
-_ROW = ("key", "run_id", "mlflow_status", "status", "pid", "heartbeat", "error", "start")
+_ROW = ("key", "run_id", "mlflow_status", "status", "pid", "heartbeat", "error", "start",
+        "failure_kind")
 
 
 def _existing_runs_sqlite(path: str, experiment: str) -> list[tuple]:
@@ -201,12 +197,13 @@ def _existing_runs_sqlite(path: str, experiment: str) -> list[tuple]:
 
     tag = "LEFT JOIN tags {0} ON {0}.run_uuid = r.run_uuid AND {0}.key = 'harness.{1}'"
     joins = " ".join(tag.format(a, t) for a, t in
-                     (("s", "status"), ("p", "pid"), ("h", "heartbeat"), ("x", "error")))
+                     (("s", "status"), ("p", "pid"), ("h", "heartbeat"), ("x", "error"),
+                      ("f", "failure_kind")))
     con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
     try:
         return con.execute(
-            f"""SELECT k.value, r.run_uuid, r.status, COALESCE(s.value, 'running'), p.value,
-                       h.value, x.value, r.start_time
+            f"""SELECT k.value, r.run_uuid, r.status, s.value, p.value,
+                       h.value, x.value, r.start_time, f.value
                FROM runs r JOIN experiments e ON r.experiment_id = e.experiment_id
                JOIN tags k ON k.run_uuid = r.run_uuid AND k.key = 'harness.run_key' {joins}
                WHERE e.name = ? AND r.lifecycle_stage = 'active'
@@ -230,18 +227,21 @@ def _existing_runs_client(uri: str, experiment: str) -> list[tuple]:
         for r in page:
             t = r.data.tags
             rows.append((t.get("harness.run_key"), r.info.run_id, r.info.status,
-                         t.get("harness.status", "running"), t.get("harness.pid"),
-                         t.get("harness.heartbeat"), t.get("harness.error"), r.info.start_time))
+                         t.get("harness.status"), t.get("harness.pid"),
+                         t.get("harness.heartbeat"), t.get("harness.error"), r.info.start_time,
+                         t.get("harness.failure_kind")))
         token = page.token
         if not token:
             return rows
 
 
 def existing_runs(uri: str | None, experiment: str) -> dict[str, dict]:
-    """run_key -> {"status", "run_id", "pid", "heartbeat", "error", ...} of the
-    newest run per key in the experiment; a finished run wins over any later
-    unfinished one.  ``status`` is ``running`` for MLflow RUNNING runs (use
-    ``is_stale`` to tell a live one from one left by a dead process)."""
+    """run_key -> {"status", "run_id", "pid", "heartbeat", "error",
+    "failure_kind", ...} of the run that speaks for each key in the experiment
+    (``harness.runstate.prefer``: the newest, but never a non-result over a
+    result).  ``status`` is normalised (``runstate.normalize``): ``running``
+    for MLflow RUNNING runs (``runstate.is_stale`` tells a live one from one
+    left by a dead process)."""
     uri = resolve_uri(uri)
     path = _sqlite_path(uri)
     if path is not None:
@@ -263,12 +263,10 @@ def existing_runs(uri: str | None, experiment: str) -> dict[str, dict]:
         info = dict(zip(_ROW, row))
         if not info["key"]:
             continue
-        if info["mlflow_status"] == "RUNNING":
-            info["status"] = "running"
+        info["status"] = normalize(info["status"], info["mlflow_status"])
         prev = out.get(info["key"])
-        if prev and prev["status"] == "finished" and info["status"] != "finished":
-            continue
-        out[info["key"]] = info
+        if prefer(prev and prev["status"], info["status"]):
+            out[info["key"]] = info
     return out
 
 
@@ -307,7 +305,8 @@ class RunLogger:
         run = write(uri, self.client.create_run, self.exp_id, run_name=spec.run_name,
                     tags={k: str(v)[:5000] for k, v in tags.items()})
         self.run_id = run.info.run_id
-        params = flatten({"dataset": {k: v for k, v in spec.dataset.items() if k != "label"},
+        params = flatten({"dataset": {k: v for k, v in spec.dataset.items()
+                                      if k not in ("label", "base_dir")},
                           **spec.config, "seed": spec.seed})
         write(uri, self.client.log_batch, self.run_id,
               params=[Param(k[:250], v) for k, v in params.items()])
@@ -360,6 +359,20 @@ class RunLogger:
         """Whether buffered metrics have waited ``FLUSH_S`` seconds: a live
         run shows progress in ``mlflow ui`` without a write per epoch."""
         return bool(self._metrics) and time.monotonic() - self._flushed >= FLUSH_S
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        """Set tags on the run now (values become strings)."""
+        from mlflow.entities import RunTag
+
+        write(self.uri, self.client.log_batch, self.run_id,
+              tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        """Log extra params (a task's derived settings); values become strings."""
+        from mlflow.entities import Param
+
+        write(self.uri, self.client.log_batch, self.run_id,
+              params=[Param(k[:250], str(v)[:6000]) for k, v in flatten(params).items()])
 
     def log_text(self, text: str, name: str) -> None:
         """Store ``text`` as an artifact file ``name``."""
@@ -418,9 +431,12 @@ def mark_stale(uri: str | None, run_id: str, reason: str) -> None:
     close_run(uri, run_id, "interrupted", reason)
 
 
-def log_suite_run(uri: str | None, suite: str, report_dir: str, counts: dict) -> str:
+def log_suite_run(uri: str | None, suite: str, report_dir: str, counts: dict,
+                  rank_by: str | None = None) -> str:
     """Record one suite-level MLflow run (tag ``harness.kind=suite``, no run
-    key, so reports never count it) holding the report directory."""
+    key, so reports never count it) holding the report directory, with the
+    suite's ``rank_by`` (tag ``harness.rank_by``) for ``harness report
+    --experiment``."""
     from mlflow.entities import Metric, RunTag
 
     cl = client(uri)
@@ -430,7 +446,8 @@ def log_suite_run(uri: str | None, suite: str, report_dir: str, counts: dict) ->
     cl.log_batch(run.info.run_id,
                  metrics=[Metric(f"runs/{k}", float(v), ts, 0) for k, v in counts.items()],
                  tags=[RunTag("harness.kind", "suite"), RunTag("harness.suite", suite),
-                       RunTag("harness.git_commit", git_commit())])
+                       RunTag("harness.git_commit", git_commit()),
+                       *([RunTag("harness.rank_by", rank_by)] if rank_by else [])])
     cl.log_artifacts(run.info.run_id, report_dir, "report")
     cl.set_terminated(run.info.run_id, "FINISHED")
     return run.info.run_id

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.runner import is_stale, make_plan, pid_alive
+from harness.runner import make_plan
+from harness.runstate import is_stale, pid_alive
 from harness.tracking import existing_runs
 
 PLUGINS = Path(__file__).parent / "plugins"

@@ -118,11 +118,13 @@ def test_jobs8_on_sqlite_loses_and_duplicates_nothing(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--executor", "ray", "--partition", "gpu"], "--partition: executor 'ray' has no option"),
-    (["--jobs", "2", "--executor", "slurm"], "--jobs: unknown option 'jobs' of executor 'slurm'"),
+    (["--executor", "ray", "--partition", "gpu"],
+     "--partition gpu: executor 'ray' has no option 'partition' (an option of slurm)"),
+    (["--jobs", "2", "--executor", "slurm"], "--jobs 2: unknown option 'jobs' of executor "
+                                              "'slurm'"),
     (["--executor-opt", "nodes=2"], "executor 'local' has no option 'nodes'"),
     (["--executor", "slurm", "--executor-opt", "slurm_acount=x"],
-     "--executor-opt slurm_acount: unknown option 'slurm_acount'"),
+     "--executor-opt slurm_acount=x: unknown option 'slurm_acount'"),
     (["--executor", "rey"], "unknown executor 'rey' (did you mean 'ray'?)"),
     (["--executor-opt", "jobs"], "expected KEY=VALUE"),
 ])

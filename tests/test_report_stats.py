@@ -80,7 +80,29 @@ def test_friedman_against_scipy_and_hand_formula():
     ref = sps.friedmanchisquare(*(complete[c] for c in complete))
     assert (fr.statistic, fr.pvalue) == pytest.approx((ref.statistic, ref.pvalue))
     assert stats.friedman(m[["a", "b"]]).skipped == "needs at least 3 methods, got 2"
-    assert stats.friedman(m.iloc[:1]).skipped == "needs at least 2 complete datasets, got 1"
+    assert stats.friedman(m.iloc[:2]).skipped.startswith(
+        "needs at least 3 complete datasets for 4 methods")
+
+
+def test_minimum_datasets_are_where_significance_becomes_reachable():
+    """Below these counts no outcome can be significant at 0.05, so the report
+    says so instead of printing a CD or p = 1 rows."""
+    # Friedman's statistic is at most N (k - 1): k = 3, N = 2 gives 4 -> p = e^-2
+    assert sps.chi2.sf(2 * 2, 2) == pytest.approx(math.exp(-2)) and math.exp(-2) > 0.05
+    assert sps.chi2.sf(3 * 2, 2) < 0.05
+    assert stats.min_datasets_friedman(3) == 3
+    # k = 2: N (k - 1) = N ~ chi2(1): 3.84 is the 0.05 quantile, so N = 4
+    assert stats.min_datasets_friedman(2) == 4
+    # Nemenyi: CD(3, N) = 2.343 sqrt(2 / N) < 2 from N = 3 on (Demšar's q)
+    assert stats.nemenyi_cd(3, 2) > 2 > stats.nemenyi_cd(3, 3)
+    assert stats.min_datasets_nemenyi(3) == 3
+    # Wilcoxon two-sided exact: smallest p = 2 / 2^N; 1/16 > 0.05 > 1/32
+    assert stats.min_datasets_wilcoxon() == 6 and stats.min_datasets_wilcoxon(0.1) == 5
+    five = pd.DataFrame({"a": [1.0, 2, 3, 4, 5], "b": [0.0, 1, 2, 3, 4]})
+    assert sps.wilcoxon(five["a"], five["b"]).pvalue == pytest.approx(1 / 16)
+    w = stats.pairwise_wilcoxon(five, True)
+    assert math.isnan(w.loc[0, "p"]) and w.loc[0, "note"] == "too few datasets (needs 6)"
+    assert w.loc[0, "wins_a"] == 5  # the counts are still given
 
 
 @pytest.mark.parametrize("k,q", [(2, 1.960), (3, 2.343), (4, 2.569), (5, 2.728), (6, 2.850),
@@ -124,7 +146,8 @@ def test_pairwise_wilcoxon_against_scipy():
         ref = sps.wilcoxon(both[r.a], both[r.b])
         assert (r.statistic, r.p, r.n) == pytest.approx((ref.statistic, ref.pvalue, len(both)))
     assert w.p_holm.tolist() == pytest.approx(stats.holm(w.p.to_numpy()).tolist())
-    tied = stats.pairwise_wilcoxon(pd.DataFrame({"a": [1.0, 2.0], "b": [1.0, 2.0]}), True)
+    six = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    tied = stats.pairwise_wilcoxon(pd.DataFrame({"a": six, "b": six}), True)
     assert tied.p[0] == 1.0 and tied.note[0] == "all datasets tied"
 
 
@@ -170,31 +193,46 @@ def test_cell_table_t_interval():
                          "test/f1": [0.5, 0.6, 0.8, np.nan, np.nan]})
     cells = aggregate.cell_table(runs, "test/f1")
     c = cells.loc[("d", "m")]
-    lo, hi = sps.t.interval(0.95, 2, loc=np.mean([0.5, 0.6, 0.8]),
-                            scale=sps.sem([0.5, 0.6, 0.8]))
     assert (c["mean"], c["std"], c.n, c.n_bad) == pytest.approx(
         (np.mean([0.5, 0.6, 0.8]), np.std([0.5, 0.6, 0.8], ddof=1), 3, 1))
-    assert (c.ci_low, c.ci_high) == pytest.approx((lo, hi))
+    # bootstrap interval of the mean: inside [min, max] of the values, around the mean
+    assert 0.5 <= c.ci_low < c["mean"] < c.ci_high <= 0.8
+    assert (c.ci_low, c.ci_high) == aggregate.bootstrap_ci([0.5, 0.6, 0.8])  # fixed seed
     e = cells.loc[("e", "m")]
     assert e.n == 0 and e.n_bad == 1 and math.isnan(e["mean"])
 
 
-def test_greater_is_better(monkeypatch):
-    import harness
+def test_bootstrap_interval_stays_in_a_bounded_range():
+    """The issue's case: a t interval of accuracies near 1 passes 1
+    ([0.9342, 1.025]); the bootstrap interval cannot leave [min, max]."""
+    acc = [0.94, 1.0, 1.0, 0.96, 1.0]
+    t_hi = np.mean(acc) + sps.t.ppf(0.975, 4) * sps.sem(acc)
+    assert t_hi > 1
+    lo, hi = aggregate.bootstrap_ci(acc)
+    assert 0.94 <= lo < np.mean(acc) < hi <= 1.0
+    # two seeds: the resampled means are a, (a+b)/2 and b, so the interval is [a, b]
+    assert aggregate.bootstrap_ci([0.2, 0.4]) == pytest.approx((0.2, 0.4))
+    assert all(math.isnan(x) for x in aggregate.bootstrap_ci([0.5]))
 
-    def boom(kind, spec):
-        raise KeyError(spec)
 
-    monkeypatch.setattr(harness, "create", boom)
-    for m, g in [("accuracy", True), ("test/log_loss", False), ("ece", False),
-                 ("time/train_s", False), ("val/brier", False), ("f1", True)]:
-        assert aggregate.greater_is_better(m) is g, m
+@pytest.mark.parametrize("column,votes,greater,warns", [
+    ("test/ece", {"ece": {"min": 3}}, False, False),
+    ("test/f1", {"f1": {"max": 2}}, True, False),
+    # parameterised metrics keep ':' and '-' in their logged name
+    ("test/ece:bins-25", {"ece:bins-25": {"min": 1}, "ece": {"max": 1}}, False, False),
+    ("val/ece:bins-25", {"ece:bins-25": {"min": 1}}, False, False),
+    ("time/train_s", {}, False, False),  # harness's own keys need no tag
+    ("val/loss", {}, False, False),
+    ("test/log_loss", {}, True, True),  # no tag: higher-is-better, with a warning
+    ("test/x", {"x": {"min": 1, "max": 3}}, True, True),  # disagreement: majority, warned
+])
+def test_direction_comes_from_run_tags(column, votes, greater, warns):
+    from collections import Counter
 
-    class Metric:
-        greater_is_better = False
-
-    monkeypatch.setattr(harness, "create", lambda kind, spec: Metric())
-    assert aggregate.greater_is_better("test/weird") is False
+    got, warning = aggregate.direction(column, {k: Counter(v) for k, v in votes.items()})
+    assert got is greater and (warning is not None) is warns
+    if warns:
+        assert column in warning and "\n" not in warning
 
 
 def test_read_suite(tmp_path):
@@ -221,6 +259,12 @@ def test_pareto_front_and_formatting():
     assert analysis.fmt_mean_std(0.91, 0.0173205, 3) == "0.9100 ± 0.017 (3)"
     assert analysis.fmt_mean_std(0.5, float("nan"), 1) == "0.5000 (1)"
     assert analysis.fmt_mean_std(1234.56, 12.0, 2) == "1235 ± 12 (2)"
+    # one format per table: the largest value gets 4 significant digits
+    assert analysis.table_decimals([0.91, 0.0012]) == 4
+    assert analysis.table_decimals([12.5, 0.3]) == 2
+    assert analysis.table_decimals([1234.5]) == 0 and analysis.table_decimals([]) == 4
+    assert analysis.fmt_mean_std(0.91, 0.0173205, 3, 4) == "0.9100 ± 0.0173 (3)"
+    assert analysis.fmt_mean_std(12.5, 0.25, 2, 2) == "12.50 ± 0.25 (2)"
 
 
 def _runs(spec):
@@ -238,7 +282,13 @@ def _runs(spec):
      "Methods without any result, left out of every cross-dataset statistic: `m`, `n`"),
     ([("a", "m", 0, "finished", 0.5), ("b", "n", 0, "finished", 0.6),
       ("c", "o", 0, "finished", 0.7)],
-     "Friedman test skipped: needs at least 2 complete datasets, got 0"),
+     "Friedman test skipped: needs at least 3 complete datasets for 3 methods"),
+    # one dataset: no CD and no Wilcoxon rows with p = 1, but the reason
+    ([("a", m, 0, "finished", v) for m, v in (("m", 0.5), ("n", 0.6), ("o", 0.7))],
+     "Nemenyi critical difference skipped: needs at least 3 complete datasets for 3 methods"),
+    ([("a", m, 0, "finished", v) for m, v in (("m", 0.5), ("n", 0.6), ("o", 0.7))],
+     "Pairwise Wilcoxon tests skipped: a pair needs at least 6 shared datasets to reach "
+     "p < 0.05; the most any pair shares is 1."),
 ])
 def test_degenerate_reports_still_render(spec, why, tmp_path, monkeypatch):
     from harness.report import figures, render
@@ -251,6 +301,8 @@ def test_degenerate_reports_still_render(spec, why, tmp_path, monkeypatch):
     render.write(data, figures.make_figures(data, tmp_path, "u"), tmp_path, render.FORMATS)
     md = (tmp_path / "index.md").read_text()
     assert why in md
+    assert "Pairwise Wilcoxon signed-rank tests" not in md  # no table of untestable pairs
+    assert "CD = " not in md
     assert "Boom\n" not in md  # multi-line errors are folded into one table row
     assert ("Boom at line 3" in md) == (runs.status != "finished").any()
     board = pd.read_csv(tmp_path / "leaderboard.csv")

@@ -65,9 +65,10 @@ def _build(suite: str | Path | None = None, *, experiment: str | None = None,
     if not experiment:
         raise UserError("build_report needs a suite file or an experiment name")
     title = info.name if info else experiment
-    metric = metric or (info.rank_by if info else None) or "accuracy"
     uri = load.resolve_tracking_uri(tracking_uri)
     loaded = load.load_runs(experiment, uri)
+    # a suite file's rank_by, else the one `harness run` logged with the suite
+    metric = metric or (info.rank_by if info else None) or loaded.rank_by or "accuracy"
     notes = _load_notes(loaded)
     runs = loaded.runs
     for spec in compare:
@@ -75,6 +76,8 @@ def _build(suite: str | Path | None = None, *, experiment: str | None = None,
         other = load.load_runs(other_info.name, uri)
         runs, unshared = _merge(runs, other, other_info.name, notes)
         loaded.n_read += other.n_read
+        for name, votes in other.directions.items():
+            loaded.directions.setdefault(name, type(votes)()).update(votes)
         if unshared:
             notes.append(f"Datasets of `{other_info.name}` not in `{title}` were left out: "
                          + ", ".join(map(str, unshared)) + ".")
@@ -82,7 +85,10 @@ def _build(suite: str | Path | None = None, *, experiment: str | None = None,
         raise UserError(f"no harness runs in MLflow experiment {experiment!r} at {uri} "
                         f"({loaded.n_read} runs read, none with harness.* tags)")
     lap("load")
-    greater = aggregate.greater_is_better(aggregate.metric_column(metric))
+    greater, warning = aggregate.direction(aggregate.metric_column(metric), loaded.directions)
+    if warning:
+        _warn(warning)
+        notes.append(f"Warning: {warning}.")
     lap("metric direction")
     data = analysis.analyse(loaded, title=title, metric=metric, tracking_uri=uri,
                             baseline=baseline, runs=runs, notes=notes, greater=greater)
@@ -98,6 +104,12 @@ def _build(suite: str | Path | None = None, *, experiment: str | None = None,
     render.write(data, figs, out_dir, formats)
     lap("render")
     return out_dir
+
+
+def _warn(message: str) -> None:
+    import sys
+
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def _load_notes(loaded) -> list[str]:
@@ -132,34 +144,66 @@ def _merge(runs, other, name: str, notes: list[str]):
 
 def console_leaderboard(experiment: str, *, tracking_uri: str | None = None,
                         metric: str | None = None) -> str:
-    """Plain-text table of mean ± std (seeds) of ``test/<metric>`` per dataset
-    (rows) and method (columns) over finished runs, best method first."""
+    """Plain text for the end of ``harness run``: the ranked leaderboard
+    (average rank, win rate, Elo with its 95% interval, datasets) over
+    finished runs, then ``mean ± std (seeds)`` of ``test/<metric>`` per
+    dataset (rows) and method (columns, best first).  Each table has one
+    number format."""
     from tabulate import tabulate
 
-    from harness.report import aggregate, analysis, load, stats
+    from harness.report import aggregate, analysis, load
 
     uri = load.resolve_tracking_uri(tracking_uri)
-    runs = load.load_runs(experiment, uri).runs
+    loaded = load.load_runs(experiment, uri)
+    runs = loaded.runs
     if runs.empty:
         return f"no harness runs in experiment {experiment!r}"
+    metric = metric or loaded.rank_by
     if metric is None:
         # Without a suite there is no rank_by: accuracy if logged, else the first test metric.
         logged = sorted(c for c in runs.columns if c.startswith("test/"))
         metric = "test/accuracy" if "test/accuracy" in logged or not logged else logged[0]
     column = aggregate.metric_column(metric)
-    cells = aggregate.cell_table(runs, column)
-    greater = aggregate.greater_is_better(column)
-    matrix = aggregate.score_matrix(cells)
-    rates = stats.win_rates(matrix, greater).fillna(-1)
-    methods = sorted(matrix.columns, key=lambda m: (-rates[m], str(m)))
+    greater, warning = aggregate.direction(column, loaded.directions)
+    if warning:
+        _warn(warning)
+    data = analysis.analyse(loaded, title=experiment, metric=column, tracking_uri=uri,
+                            greater=greater)
+    methods = data.methods
     # a dataset without a single result (e.g. unavailable offline) is one
     # line under the table, not a row of "missing"
-    scored = [d for d in matrix.index if matrix.loc[d].notna().any()]
-    empty = [str(d) for d in matrix.index if d not in scored]
-    headers, rows = analysis.console_table(cells, scored, methods)
+    scored = [d for d in data.matrix.index if data.matrix.loc[d].notna().any()]
+    empty = [str(d) for d in data.matrix.index if d not in scored]
     arrow = "higher" if greater else "lower"
+    text = f"{column} ({arrow} is better) over finished runs"
+    if len(data.leaderboard):
+        text += "\n\n" + _console_board(data)
+    headers, rows = analysis.console_table(data.cells, scored, methods)
     table = tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
-    text = f"{column} ({arrow} is better), mean ± std (seeds) over finished runs\n{table}"
+    text += f"\n\nper dataset: mean ± std (seeds)\n{table}"
     if empty:
         text += f"\nno results on {len(empty)} dataset(s): {', '.join(empty)}"
     return text
+
+
+def _console_board(data) -> str:
+    """The leaderboard as a plain-text table, best method first."""
+    import math
+
+    from tabulate import tabulate
+
+    board = data.leaderboard
+
+    def num(x: float, fmt: str) -> str:
+        return format(x, fmt) if isinstance(x, float | int) and math.isfinite(x) else "–"
+
+    rows = [[i, m, num(r.avg_rank, ".2f"), num(r.win_rate, ".3f"),
+             f"{num(r.elo, '.0f')} [{num(r.elo_low, '.0f')}, {num(r.elo_high, '.0f')}]",
+             int(r.n_datasets)]
+            for i, (m, r) in enumerate(board.iterrows(), 1)]
+    table = tabulate(rows, headers=["#", "method", "avg rank", "win rate", "Elo [95% CI]",
+                                    "datasets"], tablefmt="simple", disable_numparse=True,
+                     colalign=("right", "left", "right", "right", "right", "right"))
+    n_c, n_all = len(data.complete), len(data.matrix)
+    return (f"leaderboard: average rank over the {n_c} of {n_all} datasets where every "
+            f"method has a result; win rate and Elo over every dataset\n{table}")

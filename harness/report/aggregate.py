@@ -9,30 +9,37 @@ from __future__ import annotations
 
 import math
 
-#: Metrics where smaller is better when no metrics plugin says otherwise.
-LOWER_IS_BETTER = frozenset(
-    {"log_loss", "nll", "ece", "adaptive_ece", "mce", "brier", "sharpness", "loss"})
 STATUS_ORDER = ("finished", "failed", "timeout", "oom", "diverged", "interrupted", "running")
 
 
-def greater_is_better(metric: str) -> bool:
-    """Direction of ``metric`` (a bare name like ``f1`` or a key like ``time/train_s``).
+def metric_name(column: str) -> str:
+    """``test/ece:bins-25`` -> ``ece:bins-25``: the name a metric is logged under
+    (after the first ``/``; ``:`` and ``-`` are part of the name)."""
+    return column.split("/", 1)[1] if "/" in column else column
 
-    A registered metrics plugin decides; the lookup is guarded because a
-    missing or broken plugin must not stop a report.  Otherwise: lower is
-    better for losses, calibration errors and anything under ``time/``."""
-    if metric.startswith("time/"):
-        return False
-    name = metric.split("/", 1)[1] if metric.startswith(("test/", "val/")) else metric
-    try:
-        import harness
 
-        gib = getattr(harness.create("metrics", name), "greater_is_better", None)
-        if isinstance(gib, bool):
-            return gib
-    except Exception:  # noqa: BLE001 - plugin absent, misconfigured or failing
-        pass
-    return name not in LOWER_IS_BETTER
+def direction(column: str, directions: dict | None = None) -> tuple[bool, str | None]:
+    """Whether higher is better for metric ``column``, and a one-line warning
+    when that had to be assumed.
+
+    The runs say it: ``directions`` maps a logged metric name to how many runs
+    tagged it ``max`` / ``min`` (``harness.direction.<name>``, read by
+    ``load.load_runs``); the majority wins.  The harness's own keys need no
+    tag: ``time/*`` and ``*/loss`` are lower-is-better.  Without any tag the
+    metric is ranked higher-is-better, and the warning says so."""
+    name = metric_name(column)
+    if column.startswith("time/") or name == "loss":
+        return False, None
+    votes = (directions or {}).get(name) or {}
+    n_max, n_min = votes.get("max", 0), votes.get("min", 0)
+    if not n_max and not n_min:
+        return True, (f"no run tags the direction of {column} (harness.direction.{name}); "
+                      "ranked as higher-is-better")
+    warning = None
+    if n_max and n_min:
+        warning = (f"runs disagree on the direction of {column}: {n_max} say max, {n_min} "
+                   f"say min; ranked by the majority ({'max' if n_max >= n_min else 'min'})")
+    return n_max >= n_min, warning
 
 
 def metric_column(metric: str) -> str:
@@ -55,25 +62,42 @@ def scored_runs(runs, column: str):
     return runs[runs["status"].eq("finished") & runs[column].notna()]
 
 
+#: Resamples of the bootstrap interval of a cell's mean.
+BOOTSTRAP = 2000
+
+
+def bootstrap_ci(values, n_boot: int = BOOTSTRAP, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap 95% interval of the mean of ``values`` (fixed
+    ``seed``: same runs, same interval).  Resampled means never leave the range
+    of the values, so the interval of a bounded metric stays inside its
+    bounds, unlike a t interval (``[0.9342, 1.025]`` for an accuracy).  NaN
+    for fewer than two values."""
+    import numpy as np
+
+    x = np.asarray(values, dtype=float)
+    if len(x) < 2:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(axis=1)
+    low, high = np.clip(np.percentile(means, [2.5, 97.5]), x.min(), x.max())  # float noise
+    return float(low), float(high)
+
+
 def cell_table(runs, column: str):
-    """Mean, std (ddof=1), n and t-based 95% CI per (dataset, method).
+    """Mean, std (ddof=1), n and a bootstrap 95% interval of the mean
+    (``bootstrap_ci``) per (dataset, method).
 
     Every (dataset, method) pair seen in *any* run appears, so a cell whose
     runs all failed shows with ``n = 0`` and the failure counts instead of
     vanishing."""
-    import numpy as np
     import pandas as pd
-    from scipy import stats
 
     ok = scored_runs(runs, column)
     g = ok.groupby(["dataset", "method"])[column]
     cells = pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=1), "n": g.count()})
-    n = cells["n"].to_numpy(dtype=float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        half = stats.t.ppf(0.975, n - 1) * cells["std"].to_numpy() / np.sqrt(n)
-    half = np.where(n >= 2, half, np.nan)
-    cells["ci_low"] = cells["mean"] - half
-    cells["ci_high"] = cells["mean"] + half
+    ci = g.apply(lambda v: bootstrap_ci(v.to_numpy()))
+    cells["ci_low"] = [lo for lo, _ in ci.reindex(cells.index)] if len(cells) else []
+    cells["ci_high"] = [hi for _, hi in ci.reindex(cells.index)] if len(cells) else []
     status = runs.groupby(["dataset", "method"])["status"]
     cells = cells.reindex(status.size().index)
     cells["n"] = cells["n"].fillna(0).astype(int)

@@ -44,6 +44,8 @@ class ReportData:
     cliques: list[list[str]]
     wilcoxon: object
     notes: list[str] = field(default_factory=list)
+    #: why there is no Nemenyi CD (too few datasets for the number of methods)
+    cd_skipped: str | None = None
 
     @property
     def methods(self) -> list[str]:
@@ -105,7 +107,8 @@ def analyse(loaded, *, title: str, metric: str, tracking_uri: str, baseline: str
             greater: bool | None = None) -> ReportData:
     """Aggregate, rank and test the runs of ``loaded`` (or ``runs`` when the
     caller merged several experiments).  ``greater`` overrides the metric's
-    direction (default: ``aggregate.greater_is_better``)."""
+    direction (default: the runs' ``harness.direction.*`` tags,
+    ``aggregate.direction``)."""
     runs = loaded.runs if runs is None else runs
     notes = list(notes or [])
     column = aggregate.metric_column(metric)
@@ -114,7 +117,8 @@ def analyse(loaded, *, title: str, metric: str, tracking_uri: str, baseline: str
     if column not in logged and runs["status"].eq("finished").any():
         # Finished runs exist but none has the metric: almost surely a typo.
         raise UserError(f"no run logged {column}; logged: {', '.join(logged) or 'nothing'}")
-    greater = aggregate.greater_is_better(column) if greater is None else greater
+    if greater is None:
+        greater = aggregate.direction(column, loaded.directions)[0]
     scored = aggregate.scored_runs(runs, column)
     cells = aggregate.cell_table(runs, column)
     datasets = sorted(runs["dataset"].unique(), key=str)
@@ -136,7 +140,7 @@ def analyse(loaded, *, title: str, metric: str, tracking_uri: str, baseline: str
     if train_s is not None:
         board.insert(len(board.columns) - 1, "train_s", train_s.reindex(board.index))
     fr = stats.friedman(complete)
-    cd = stats.nemenyi_cd(len(methods), len(complete))
+    cd, cd_skipped = _nemenyi(len(methods), len(complete))
     cliques = stats.cd_cliques(board["avg_rank"].dropna(), cd) if math.isfinite(cd) else []
     wil = stats.pairwise_wilcoxon(compared[list(board.index)], greater)
 
@@ -154,7 +158,20 @@ def analyse(loaded, *, title: str, metric: str, tracking_uri: str, baseline: str
         n_read=loaded.n_read, status_counts=aggregate.status_counts(runs), cells=cells,
         matrix=matrix, complete=complete, dropped=dropped,
         missing=aggregate.missing_cells(matrix), unscored_methods=unscored, leaderboard=board,
-        friedman=fr, cd=cd, cliques=cliques, wilcoxon=wil, notes=notes)
+        friedman=fr, cd=cd, cliques=cliques, wilcoxon=wil, notes=notes, cd_skipped=cd_skipped)
+
+
+def _nemenyi(k: int, n: int) -> tuple[float, str | None]:
+    """The critical difference, or NaN and why not: with fewer datasets than
+    ``stats.min_datasets_nemenyi`` no pair could differ significantly, and a
+    CD diagram would only suggest otherwise."""
+    if k < 2:
+        return math.nan, f"needs at least 2 methods, got {k}"
+    need = stats.min_datasets_nemenyi(k)
+    if n < need:
+        return math.nan, (f"needs at least {need} complete datasets for {k} methods (with "
+                          f"fewer, no difference of average ranks can reach the CD), got {n}")
+    return stats.nemenyi_cd(k, n), None
 
 
 def problems(runs):
@@ -165,16 +182,31 @@ def problems(runs):
 
 
 def console_table(cells, datasets, methods) -> tuple[list[str], list[list[str]]]:
-    """Datasets x methods ``mean ± std (n)`` for the end of ``harness run``."""
+    """Datasets x methods ``mean ± std (n)`` for the end of ``harness run``,
+    every number with the same decimals (``table_decimals``)."""
+    decimals = table_decimals(cells["mean"])
     rows = []
     for d in datasets:
         row = [str(d)]
         for m in methods:
             c = cells.loc[(d, m)] if (d, m) in cells.index else None
             row.append("missing" if c is None or c["n"] == 0
-                       else fmt_mean_std(c["mean"], c["std"], int(c["n"])))
+                       else fmt_mean_std(c["mean"], c["std"], int(c["n"]), decimals))
         rows.append(row)
     return ["dataset", *map(str, methods)], rows
+
+
+def table_decimals(values, digits: int = 4) -> int:
+    """Decimals that give the largest ``|value|`` ``digits`` significant
+    digits (0 to 6): one format for a whole table, so columns line up and
+    compare at a glance."""
+    import numpy as np
+
+    x = np.abs(np.asarray(list(values), dtype=float))
+    x = x[np.isfinite(x) & (x > 0)]
+    if not len(x):
+        return digits
+    return int(min(6, max(0, digits - 1 - math.floor(math.log10(x.max())))))
 
 
 def fmt_num(x: float, digits: int = 4) -> str:
@@ -190,10 +222,14 @@ def _sig(x: float, digits: int) -> str:
     return text[:-1] if text.endswith(".") else text
 
 
-def fmt_mean_std(mean: float, std: float, n: int) -> str:
-    """``0.9123 ± 0.0041 (5)``: mean to 4 and std to 2 significant digits;
-    std is omitted for a single seed."""
+def fmt_mean_std(mean: float, std: float, n: int, decimals: int | None = None) -> str:
+    """``0.9123 ± 0.0041 (5)``: with ``decimals``, mean and std both fixed to
+    that many (one format per table); without, mean to 4 and std to 2
+    significant digits.  std is omitted for a single seed."""
     if not math.isfinite(mean):
         return "–"
+    if decimals is not None:
+        spread = f" ± {std:.{decimals}f}" if n > 1 and math.isfinite(std) else ""
+        return f"{mean:.{decimals}f}{spread} ({n})"
     spread = f" ± {_sig(std, 2)}" if n > 1 and math.isfinite(std) else ""
     return f"{_sig(mean, 4)}{spread} ({n})"

@@ -48,7 +48,8 @@ def _cd(data: ReportData, out: Path, colors, uri: str) -> Figure:
     fig = Figure("cd", "Critical difference diagram")
     k, n = data.complete.shape[1], len(data.complete)
     if k < 2 or n < 2 or not math.isfinite(data.cd):
-        fig.skipped = f"needs >= 2 methods on >= 2 complete datasets (have {k} on {n})"
+        fig.skipped = data.cd_skipped or (f"needs >= 2 methods on >= 2 complete datasets "
+                                          f"(have {k} on {n})")
         return fig
     ranks = data.leaderboard["avg_rank"].dropna()
     fig.job = (plots.cd_diagram, ranks, data.cd, data.cliques, out / "cd_diagram.png", n)

@@ -12,24 +12,21 @@ from __future__ import annotations
 
 import gc
 import os
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness import runstate
 from harness.errors import UserError
 
-DEFAULT_URI = "sqlite:///mlflow.db"
 TAG_COLUMNS = ("suite", "run_key", "dataset", "method", "seed", "task", "status", "error",
-               "host", "version", "git_commit", "torch", "gpu", "executor")
-#: MLflow's own run status, used only when a run carries no ``harness.status`` tag
-#: (e.g. a worker killed before it could tag the run).
-_MLFLOW_STATUS = {"FINISHED": "finished", "FAILED": "failed", "KILLED": "interrupted",
-                  "RUNNING": "running", "SCHEDULED": "running"}
-
-
-def resolve_tracking_uri(uri: str | None = None) -> str:
-    """Argument, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``."""
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+               "host", "version", "git_commit", "torch", "gpu", "executor", "failure_kind")
+#: Tag prefix of a metric's direction: ``harness.direction.<logged name>`` =
+#: ``max`` or ``min`` (e.g. ``harness.direction.ece:bins-25 = min``).
+DIRECTION_TAG = "harness.direction."
+#: The tracking URI rule is ``harness.runstate``'s.
+resolve_tracking_uri = runstate.resolve_uri
 
 
 @dataclass
@@ -90,6 +87,10 @@ class LoadedRuns:
     duplicates: list[tuple[str, int, str]] = field(default_factory=list)
     #: suite-level runs (tag harness.kind=suite) that hold earlier reports, not results
     n_suite_runs: int = 0
+    #: ``rank_by`` of the newest suite-level run (tag ``harness.rank_by``)
+    rank_by: str | None = None
+    #: logged metric name -> how many runs tagged it ``max`` and ``min``
+    directions: dict[str, Counter] = field(default_factory=dict)
 
 
 @contextmanager
@@ -139,16 +140,23 @@ def load_runs(experiment: str, tracking_uri: str | None = None) -> LoadedRuns:
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         raise UserError(f"no MLflow experiment named {experiment!r} at {uri}")
-    rows = []
+    rows, directions, rank_by = [], {}, (-1, None)
     for run in _search_all(client, exp.experiment_id):
         tags = run.data.tags
-        row = {"run_id": run.info.run_id, "start_time": run.info.start_time or 0,
+        start = run.info.start_time or 0
+        if tags.get("harness.kind") == "suite" and tags.get("harness.rank_by") \
+                and start >= rank_by[0]:
+            rank_by = (start, tags["harness.rank_by"])
+        row = {"run_id": run.info.run_id, "start_time": start,
                "mlflow_status": run.info.status, "kind": tags.get("harness.kind")}
         for col in TAG_COLUMNS:
             row[col] = tags.get(f"harness.{col}")
         row.update({k: v for k, v in run.data.metrics.items()
                     if k.startswith(("test/", "time/"))})
         rows.append(row)
+        for key, value in tags.items():
+            if key.startswith(DIRECTION_TAG):
+                directions.setdefault(key[len(DIRECTION_TAG):], Counter())[value] += 1
     df = pd.DataFrame(rows, columns=None if rows else ["run_id", "start_time", "mlflow_status",
                                                         "kind", *TAG_COLUMNS])
     n_read = len(df)
@@ -156,25 +164,30 @@ def load_runs(experiment: str, tracking_uri: str | None = None) -> LoadedRuns:
     tagged = df["dataset"].notna() & df["method"].notna() & ~suite_runs
     n_untagged = int((~tagged & ~suite_runs).sum())
     df = df[tagged].drop(columns="kind")
-    fallback = df["mlflow_status"].map(_MLFLOW_STATUS).fillna("running")
-    df["status"] = df["status"].fillna(fallback).str.lower()
+    df["status"] = [runstate.normalize(s if isinstance(s, str) else None, m)
+                    for s, m in zip(df["status"], df["mlflow_status"])]
     df["run_key"] = df["run_key"].fillna(df["run_id"])
     df, dups = _dedupe(df)
     return LoadedRuns(experiment, df.reset_index(drop=True), n_read, n_untagged, dups,
-                      int(suite_runs.sum()))
+                      int(suite_runs.sum()), rank_by[1], directions)
 
 
 def _dedupe(df):
-    """One run per run key: the latest finished one, else the latest one."""
+    """One run per run key, chosen by ``harness.runstate.prefer`` (the newest,
+    but never a run without a result over one with a result)."""
     counts = df["run_key"].value_counts()
     repeated = counts[counts > 1]
     if repeated.empty:
         return df, []
-    order = df.assign(_fin=df["status"].eq("finished")).sort_values(["_fin", "start_time"])
-    kept = order.drop_duplicates("run_key", keep="last").drop(columns="_fin")
-    by_key = kept.set_index("run_key")["run_id"]
+    kept: dict = {}
+    for idx, key, status in df.sort_values("start_time", kind="stable")[
+            ["run_key", "status"]].itertuples():
+        if runstate.prefer(kept[key][1] if key in kept else None, status):
+            kept[key] = (idx, status)
+    out = df.loc[sorted(i for i, _ in kept.values())]
+    by_key = out.set_index("run_key")["run_id"]
     dups = [(str(k), int(n), str(by_key[k])) for k, n in repeated.items()]
-    return kept.sort_index(), dups
+    return out, dups
 
 
 def load_histories(run_ids: list[str], key: str, tracking_uri: str | None = None,

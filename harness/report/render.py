@@ -12,11 +12,14 @@ import html
 import re
 from pathlib import Path
 
-from harness.report import tables
+from harness.report import stats, tables
 from harness.report.analysis import ReportData, fmt_num, problems
 from harness.report.figures import Figure
+from harness.runstate import display_uri
 
 FORMATS = ("md", "html", "latex", "csv")
+#: Rows of the failed-runs table on the pages; failures.csv has every one.
+FAILURE_ROWS = 20
 
 
 def _summary(data: ReportData) -> list[str]:
@@ -85,7 +88,7 @@ def _failure_causes(data: ReportData) -> list[str]:
     if bad.empty:
         return []
     out = []
-    errors = bad["error"].fillna("").map(lambda e: " ".join(str(e).split())[:300])
+    errors = bad["error"].map(tables.one_line)
     for (ds, status, err), grp in bad.assign(error=errors).groupby(
             ["dataset", "status", "error"], sort=True):
         what = f"{len(grp)} run(s) {status} on `{ds}` ({grp['method'].nunique()} method(s))"
@@ -106,7 +109,19 @@ def _significance(data: ReportData) -> list[str]:
         groups = "; ".join("{" + ", ".join(map(str, g)) + "}" for g in data.cliques) or "none"
         out.append(f"Nemenyi critical difference (alpha = 0.05, k = {fr.k}, N = {fr.n}): "
                    f"CD = {fmt_num(data.cd)}. Groups not significantly different: {groups}.")
+    elif data.cd_skipped:
+        out.append(f"Nemenyi critical difference skipped: {data.cd_skipped}.")
+    if not _wilcoxon_tested(data) and len(data.wilcoxon):
+        most = int(data.wilcoxon["n"].max())
+        out.append(f"Pairwise Wilcoxon tests skipped: a pair needs at least "
+                   f"{stats.min_datasets_wilcoxon()} shared datasets to reach p < 0.05; the "
+                   f"most any pair shares is {most}.")
     return out
+
+
+def _wilcoxon_tested(data: ReportData) -> bool:
+    """Whether any pair had enough datasets for a Wilcoxon p-value."""
+    return bool(data.wilcoxon["p"].notna().any()) if len(data.wilcoxon) else False
 
 
 def document(data: ReportData, figures: list[Figure]) -> list[tuple]:
@@ -117,22 +132,27 @@ def document(data: ReportData, figures: list[Figure]) -> list[tuple]:
     doc: list[tuple] = [
         ("h", 1, f"Leaderboard: {data.title}"),
         ("p", f"Metric `{data.column}` ({direction} is better) · experiment `{data.experiment}`"
-              f" · tracking URI `{data.tracking_uri}`"),
+              f" · tracking URI `{display_uri(data.tracking_uri)}`"),
         ("h", 2, "Runs"), ("ul", _summary(data)),
     ]
     bad = tables.problem_table(data)
-    if bad.rows:
+    if len(bad.rows) > FAILURE_ROWS:
+        title = (f"{len(bad.rows)} runs that did not finish (the first {FAILURE_ROWS}; all of "
+                 f"them in failures.csv)")
+        bad.rows = bad.rows[:FAILURE_ROWS]
+        doc.append(("details", title, bad))
+    elif bad.rows:
         doc.append(("details", f"{len(bad.rows)} runs that did not finish", bad))
     doc += [("h", 2, "Leaderboard"), ("table", tables.leaderboard_table(data)),
             ("h", 2, "Significance"), ("ul", _significance(data)), ("fig", figs.get("cd")),
-            ("table", tables.wilcoxon_table(data)),
+            ("table", tables.wilcoxon_table(data) if _wilcoxon_tested(data) else None),
             ("h", 2, "Per-dataset results"), ("table", tables.per_dataset_table(data)),
             ("fig", figs.get("seeds")), ("fig", figs.get("ranks")),
             ("h", 2, "Learning curves"), ("fig", figs.get("curves")),
             ("h", 2, "Score vs training time"), ("fig", figs.get("pareto")),
             ("h", 2, "All cells"),
             ("details", "mean, std, 95% CI and seeds per cell", tables.cell_detail_table(data))]
-    return [b for b in doc if not (b[0] == "fig" and b[1] is None)]
+    return [b for b in doc if not (b[0] in ("fig", "table") and b[1] is None)]
 
 
 def _md_figure(f: Figure) -> str:
@@ -256,4 +276,16 @@ def write(data: ReportData, figures: list[Figure], out: Path, formats) -> list[P
     if "csv" in formats:
         written.append(out / "leaderboard.csv")
         leaderboard_frame(data).to_csv(written[-1], index=False)
+    bad = failures_frame(data)
+    if len(bad):  # the pages show the first FAILURE_ROWS and point here
+        written.append(out / "failures.csv")
+        bad.to_csv(written[-1], index=False)
     return written
+
+
+def failures_frame(data: ReportData):
+    """failures.csv: every run that did not finish, with its one-line error
+    (local paths redacted, as on the pages)."""
+    bad = problems(data.runs).reset_index(drop=True)
+    bad["error"] = [tables.one_line(e) for e in bad["error"]]
+    return bad

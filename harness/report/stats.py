@@ -169,15 +169,47 @@ class Friedman:
     skipped: str | None = None
 
 
-def friedman(complete) -> Friedman:
-    """Friedman chi-square over complete rows (needs >= 3 methods, >= 2 datasets)."""
+def min_datasets_friedman(k: int, alpha: float = 0.05) -> int:
+    """Fewest complete datasets on which the Friedman test can reject at
+    ``alpha`` with ``k`` methods: its statistic is at most ``n (k - 1)``
+    (every dataset ranks the methods the same way)."""
+    from scipy.stats import chi2
+
+    n = 1
+    while chi2.sf(n * (k - 1), k - 1) >= alpha:
+        n += 1
+    return n
+
+
+def min_datasets_nemenyi(k: int, alpha: float = 0.05) -> int:
+    """Fewest datasets for which the Nemenyi critical difference of ``k``
+    methods is below ``k - 1``, the largest possible difference of average
+    ranks (with fewer, no pair can ever differ significantly)."""
+    n = 1
+    while nemenyi_cd(k, n, alpha) >= k - 1:
+        n += 1
+    return n
+
+
+def min_datasets_wilcoxon(alpha: float = 0.05) -> int:
+    """Fewest datasets on which a two-sided exact Wilcoxon signed-rank test
+    can reach ``p < alpha``: its smallest p-value is ``2 / 2**n`` (6 for 0.05)."""
+    return math.floor(math.log2(2 / alpha)) + 1
+
+
+def friedman(complete, alpha: float = 0.05) -> Friedman:
+    """Friedman chi-square over complete rows (needs >= 3 methods, and the
+    datasets that can reach ``p < alpha``: ``min_datasets_friedman``)."""
     from scipy.stats import friedmanchisquare
 
     n, k = complete.shape
     if k < 3:
         return Friedman(k=k, n=n, skipped=f"needs at least 3 methods, got {k}")
-    if n < 2:
-        return Friedman(k=k, n=n, skipped=f"needs at least 2 complete datasets, got {n}")
+    need = max(2, min_datasets_friedman(k, alpha))
+    if n < need:
+        return Friedman(k=k, n=n, skipped=f"needs at least {need} complete datasets for {k} "
+                        f"methods (with fewer, p < {alpha} is out of reach even when one "
+                        f"method always wins), got {n}")
     res = friedmanchisquare(*(complete[c].to_numpy(dtype=float) for c in complete.columns))
     return Friedman(float(res.statistic), float(res.pvalue), k, n)
 
@@ -224,9 +256,11 @@ def holm(pvalues):
     return out
 
 
-def pairwise_wilcoxon(matrix, greater: bool):
+def pairwise_wilcoxon(matrix, greater: bool, alpha: float = 0.05):
     """Two-sided Wilcoxon signed-rank test for every pair of methods over the
-    datasets where both have a score, with Holm-adjusted p-values.
+    datasets where both have a score, with Holm-adjusted p-values.  A pair
+    with fewer datasets than ``min_datasets_wilcoxon`` gets no p-value (it
+    could not reach ``alpha``) and a note saying so.
 
     Columns: a, b, n, wins_a, ties, wins_b, statistic, p, p_holm, note."""
     import numpy as np
@@ -235,6 +269,7 @@ def pairwise_wilcoxon(matrix, greater: bool):
 
     rows = []
     cols = list(matrix.columns)
+    need = min_datasets_wilcoxon(alpha)
     for i, a in enumerate(cols):
         for b in cols[i + 1:]:
             both = matrix[[a, b]].dropna()
@@ -245,6 +280,8 @@ def pairwise_wilcoxon(matrix, greater: bool):
                    "statistic": math.nan, "p": math.nan, "note": ""}
             if len(d) == 0:
                 row["note"] = "no shared datasets"
+            elif len(d) < need:
+                row["note"] = f"too few datasets (needs {need})"
             elif not np.any(d != 0):
                 row.update(p=1.0, note="all datasets tied")
             else:

@@ -4,7 +4,9 @@ executors, so ``harness plugins`` works without them installed.
 
 Both yield ``fn(item)`` as runs complete and ``harness.worker.Lost`` for a
 run whose worker, job or node died; the runner owns retries (Ray's own task
-retries are switched off so ``harness.attempt`` counts every attempt).
+retries are switched off so ``harness.attempt`` counts every attempt).  Their
+``slots`` is 1: Ray and SLURM give each run its GPUs themselves, so the
+runner must not spread runs over this machine's GPUs.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ class RayExecutor:
     """One Ray task per run, with ``num_cpus``/``num_gpus`` resources."""
 
     name = "ray"
+    #: Ray assigns each task its GPUs (``num_gpus``).
+    slots = 1
 
     def __init__(self, address: str | None, cpus_per_run: float, gpus_per_run: float,
                  max_parallel: int, local_cpus: int | None):
@@ -91,6 +95,17 @@ class RayExecutor:
                 ray.shutdown()
 
 
+def _check_resources(cpus_per_run: float, gpus_per_run: float, max_parallel: int) -> None:
+    """Resource options a scheduler would reject later, or silently misread."""
+    if cpus_per_run <= 0:
+        raise ConfigError("executor.cpus_per_run", cpus_per_run, "must be greater than 0")
+    if gpus_per_run < 0:
+        raise ConfigError("executor.gpus_per_run", gpus_per_run, "must be at least 0")
+    if max_parallel < 0:
+        raise ConfigError("executor.max_parallel", max_parallel, "must be at least 0 "
+                          "(0: no limit)")
+
+
 def ray(address: str | None = None, cpus_per_run: float = 1, gpus_per_run: float = 0,
         max_parallel: int = 0, local_cpus: int | None = None):
     """Ray: one task per run, on a cluster, the running one or a local one.
@@ -98,6 +113,9 @@ def ray(address: str | None = None, cpus_per_run: float = 1, gpus_per_run: float
     ``address``: a cluster; ``auto`` or none: the running cluster, else a
     local Ray with ``local_cpus`` CPUs.  ``cpus_per_run``/``gpus_per_run``:
     the Ray resources of each task; ``max_parallel``: tasks in flight (0: all)."""
+    _check_resources(cpus_per_run, gpus_per_run, max_parallel)
+    if local_cpus is not None and local_cpus < 1:
+        raise ConfigError("executor.local_cpus", local_cpus, "must be at least 1")
     return RayExecutor(address, cpus_per_run, gpus_per_run, max_parallel, local_cpus)
 
 
@@ -105,6 +123,8 @@ class SlurmExecutor:
     """SLURM through submitit: one job array, one array task per run."""
 
     name = "slurm"
+    #: SLURM gives each job its GPUs.
+    slots = 1
 
     def __init__(self, folder: str, cluster: str | None, parameters: dict, poll_s: float):
         self.folder = folder
@@ -159,6 +179,9 @@ def slurm(partition: str | None = None, gpus_per_run: int = 0, cpus_per_run: int
     ``cluster``: ``local`` runs the jobs on this machine (submitit's local
     executor), none detects SLURM; ``slurm_*`` options pass through to
     submitit (e.g. ``slurm_account``)."""
+    _check_resources(cpus_per_run, gpus_per_run, max_parallel)
+    if timeout_min < 1:
+        raise ConfigError("executor.timeout_min", timeout_min, "must be at least 1")
     import submitit
 
     valid = submitit.SlurmExecutor._valid_parameters()

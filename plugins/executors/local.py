@@ -1,10 +1,13 @@
 """Built-in executor ``local``: runs in this process, or in N worker processes.
 
 An executor's ``map(fn, items)`` yields ``fn(item)`` per item as runs
-complete.  For an item whose worker died it yields ``harness.worker.Lost``
-instead of raising, so the runner can record and retry that one run while
-the others go on (a ``concurrent.futures`` pool breaks as a whole when one
-worker dies, and cannot say which item it was running; this pool can).
+complete; its ``slots`` says how many runs it trains at once on this machine
+(the runner spreads them over the GPUs round-robin).  The factory's
+parameters are ``harness run``'s flags (``--jobs``, ``--threads``).  For an
+item whose worker died it yields ``harness.worker.Lost`` instead of raising,
+so the runner can record and retry that one run while the others go on (a
+``concurrent.futures`` pool breaks as a whole when one worker dies, and
+cannot say which item it was running; this pool can).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 
-from harness import hookimpl
+from harness import ConfigError, hookimpl
 
 
 def _exit_with_parent(alive) -> None:
@@ -103,6 +106,11 @@ class LocalExecutor:
     def __init__(self, jobs: int = 1, threads: int | None = None):
         self.jobs = jobs
         self.threads = threads or max(1, (os.cpu_count() or 1) // max(1, jobs))
+
+    @property
+    def slots(self) -> int:
+        """Runs at once on this machine: one per job."""
+        return self.jobs
 
     def map(self, fn: Callable, items: Iterable) -> Iterator:
         """Yield ``fn(item)`` for each item, as runs complete (``Lost`` for an
@@ -198,7 +206,9 @@ def local(jobs: int = 1, threads: int | None = None):
 
     ``threads``: torch threads per worker (default: cores / jobs)."""
     if jobs < 1:
-        raise ValueError(f"jobs must be >= 1, got {jobs}")
+        raise ConfigError("executor.jobs", jobs, "must be at least 1")
+    if threads is not None and threads < 1:
+        raise ConfigError("executor.threads", threads, "must be at least 1")
     return LocalExecutor(jobs, threads)
 
 
