@@ -9,6 +9,9 @@ Public API (kept import-light so ``harness --help`` starts fast):
 - ``ConfigError``, ``Diverged``: exceptions plugins raise.
 - ``Component(kind)``: ``Annotated`` marker for a factory parameter whose value
   is a nested component spec (validated with the suite).
+- ``FromData``: ``Annotated`` marker for a factory parameter the task fills
+  from the data (a model's ``in_shape``), not the suite.
+- ``metric(inputs=..., greater_is_better=...)``: declares a metric factory.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from __future__ import annotations
 import pluggy
 
 from harness.errors import ConfigError, Diverged, UserError
-from harness.params import Component
+from harness.metrics import metric
+from harness.params import Component, FromData
 
 __version__ = "0.1.0"
 
@@ -26,11 +30,13 @@ __all__ = [
     "Component",
     "ConfigError",
     "Diverged",
+    "FromData",
     "UserError",
     "__version__",
     "components",
     "create",
     "hookimpl",
+    "metric",
 ]
 
 

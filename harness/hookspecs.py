@@ -54,21 +54,47 @@ KINDS: tuple[str, ...] = (
 
 
 @hookspec
+def register_kinds(register):
+    """Add component kinds (pytest's ``pytest_addhooks`` idea), so a plugin
+    family can bring its own kind without a core edit.
+
+    :param register: ``register(kind, description)``; ``kind`` is an
+        identifier not yet used (``search_spaces``).  The core then declares a
+        ``register_<kind>(register)`` hook with the contract of every
+        registration hook above, and ``harness list <kind>`` shows the kind.
+        The contract of the objects such a kind's factories return is the
+        adding plugin's to document.
+    """
+
+
+@hookspec
 def register_tasks(register):
     """Register task plugins (``classification``, ``calibration``, ...).
 
     ``factory()`` returns a task object with:
 
     - ``validate(config: dict, check) -> dict``: normalise and check the
-      merged config of one method (everything in the suite except ``name``,
-      ``task``, ``seeds``, ``datasets``, ``methods``, ``sweep``).  Raise
-      ``harness.ConfigError(path, value, message)`` for a bad value; call
-      ``check(kind, spec, path)`` on every component spec so unknown names
-      and parameters are reported before any run starts.
+      merged config of one method (everything in the suite except the
+      suite-level keys ``name``, ``description``, ``task``, ``seeds``,
+      ``datasets``, ``methods``, ``sweep``, ``metrics``, ``rank_by``,
+      ``device``).  Raise ``harness.ConfigError(path, value, message)`` for a
+      bad value; call ``check(kind, spec, path) -> (name, params)`` on every
+      component spec so unknown names and parameters are reported before any
+      run starts.  ``check.metrics`` lists the suite's logged metric names
+      (for keys such as an early-stopping monitor).
+    - ``metric_inputs: tuple[str, ...]``: the names of the values the task
+      can feed metrics (see ``register_metrics``); suite validation rejects a
+      metric that needs anything else, naming the task's list.
+    - ``prepare(entry: dict, seed: int, ctx) -> data`` (optional): the task's
+      own data object for one normalised dataset entry (``source``,
+      ``params``, ``transforms``, ``split``, ``label``) and split seed;
+      ``ctx.load_raw(entry)`` gives the source's ``RawDataset`` (loaded and
+      cached by the core).  ``ctx.data`` calls it once per run.
     - ``run(ctx: harness.RunContext) -> dict[str, float]``: train and
       evaluate one run; return the final test metrics (``{"accuracy": ..}``,
       logged as ``test/<name>``).  Raise ``harness.Diverged`` when the loss
-      becomes NaN/inf.
+      becomes NaN/inf, ``harness.UserError`` when the data does not suit the
+      config (such runs are retried once the input is fixed).
     """
 
 
@@ -80,6 +106,20 @@ def register_datasets(register):
     value is passed as the factory's first parameter, a mapping as keyword
     parameters.  ``factory(**params)`` returns a ``harness.data.RawDataset``.
     Factories may be slow (downloads); results are cached by the core.
+    Raise ``harness.errors.DatasetUnavailable`` when the data cannot be
+    fetched (the runs on it fail once, with that reason).
+
+    A parameter annotated ``pathlib.Path`` is resolved relative to the suite
+    file.  Optional attributes of the factory, read at suite validation:
+
+    - ``expand(params) -> list[dict] | None``: the entry stands for several
+      datasets (a filter over a collection); one entry is made per returned
+      parameter mapping, each naming one concrete dataset, in a stable order.
+    - ``label(params) -> str``: the default display label of an entry.
+    - ``check(params)``: cheap checks of the input (a file's header, not its
+      data); raise ``harness.ConfigError(param, value, message)``.
+    - ``catalog() -> list[dict]``: the datasets the source offers, as
+      ``harness datasets SOURCE`` lists them.
     """
 
 
@@ -99,9 +139,14 @@ def register_transforms(register):
 
 @hookspec
 def register_models(register):
-    """Register models.  ``factory(in_shape, n_classes, **params)`` returns a
-    ``torch.nn.Module`` mapping a batch ``(N, *in_shape)`` to logits
-    ``(N, n_classes)``; ``in_shape`` and ``n_classes`` come from the data."""
+    """Register models.  ``factory(**params)`` returns a ``torch.nn.Module``
+    mapping a batch ``(N, *in_shape)`` to logits ``(N, n_classes)``.  Values
+    that come from the data are declared in the signature with
+    ``Annotated[..., harness.FromData]`` (``in_shape: Annotated[tuple,
+    FromData], n_classes: Annotated[int, FromData]``): they are not suite
+    parameters; the task offers them by name and the factory gets those it
+    declares.  The same marker works for every kind (a denoiser's
+    ``in_channels``, a generator's ``n_features``)."""
 
 
 @hookspec
@@ -157,10 +202,21 @@ def register_schedulers(register):
 
 @hookspec
 def register_metrics(register):
-    """Register metrics.  ``factory(**params)`` returns a callable
-    ``metric(y_true, y_prob) -> float`` in scikit-learn's argument order,
-    ``y_prob`` of shape ``(N, C)``, with an attribute ``greater_is_better``
-    (bool) that reports use to rank."""
+    """Register metrics.  Each factory is declared with
+    ``@harness.metric(inputs=("labels", "probs"), greater_is_better=True)``
+    (a factory without a direction is rejected at registration);
+    ``factory(**params)`` returns a callable that is called positionally with
+    the task's values of ``inputs``, in order, and returns a float.
+
+    Inputs the classification task offers: ``labels`` (int64 numpy ``(N,)``),
+    ``probs`` (float64 numpy ``(N, C)``, rows sum to 1), ``logits`` (float
+    numpy ``(N, C)``), ``model`` (the trained ``torch.nn.Module``, eval mode),
+    ``train_x``/``train_y`` (the train split as device tensors),
+    ``train_labels``/``train_probs`` (labels and probabilities on the train
+    split).  Other tasks document theirs as ``metric_inputs``.  In a suite a
+    metric is a name or ``{name: ece, bins: 25}``; a parameterised metric is
+    logged as ``ece:bins-25`` (``harness.metrics.metric_label``) and each
+    run records the direction as the tag ``harness.direction.<name>``."""
 
 
 @hookspec
@@ -237,9 +293,12 @@ def before_run(spec):
 
 
 @hookspec
-def on_epoch_end(spec, epoch, metrics):
+def on_epoch_end(spec, epoch, metrics, phase):
     """Called after each epoch with that epoch's logged metrics
-    (``{"train/loss": .., "val/accuracy": ..}``)."""
+    (``{"train/loss": .., "val/accuracy": ..}``) and the training ``phase``
+    (``"train"``; tasks with several phases use e.g. ``"search"``,
+    ``"finetune"``, and log that phase's metrics under ``<phase>/``).
+    Implementations may omit parameters they do not use."""
 
 
 @hookspec

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 PRELOAD = ["torch", "torch._dynamo", "torch.optim", "mlflow.tracking", "mlflow.entities",
            "mlflow.store.tracking.sqlalchemy_store", "mlflow.store.tracking.rest_store",
            "sklearn.metrics", "yaml", "harness.worker", "harness.tracking", "harness.plugins",
-           "harness.prepare"]
+           "harness.data"]
 #: Seconds between checks of the child's pipe, clock and memory.
 POLL_S = 0.05
 _UNITS_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}

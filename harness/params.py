@@ -27,6 +27,20 @@ class Component:
     kind: str
 
 
+class _FromData:
+    """Marks a factory parameter that the task fills from the data, not the
+    suite: ``in_shape: Annotated[tuple, FromData]``.  Such parameters are not
+    part of the component's schema (``harness list`` does not show them, a
+    suite may not set them); the task offers values by name and each factory
+    receives the ones it declares."""
+
+    def __repr__(self) -> str:
+        return "FromData"
+
+
+FromData: Any = _FromData()
+
+
 @dataclass(frozen=True)
 class Param:
     """One factory parameter: name, type hint (or ``Any``), default
@@ -70,11 +84,10 @@ def _type_name(ann: Any) -> str:
     return str(ann).replace("typing.", "")
 
 
-def signature_params(factory: Callable, skip: tuple[str, ...] = ()) -> tuple[list[Param], bool]:
-    """Return the parameters of ``factory`` and whether it takes ``**kwargs``.
-
-    ``skip`` names parameters filled by the harness, not by the user (a
-    model's ``in_shape`` and ``n_classes``)."""
+def signature_params(factory: Callable) -> tuple[list[Param], bool, list[str]]:
+    """Return the parameters of ``factory``, whether it takes ``**kwargs``,
+    and the names of its ``FromData`` parameters (filled by the task, not
+    part of the schema)."""
     target = factory.__init__ if isinstance(factory, type) else factory
     sig = inspect.signature(target)
     try:
@@ -82,9 +95,10 @@ def signature_params(factory: Callable, skip: tuple[str, ...] = ()) -> tuple[lis
     except Exception:  # unresolvable forward refs: fall back to no type checking
         hints = {}
     params: list[Param] = []
+    from_data: list[str] = []
     var_kw = False
     for p in sig.parameters.values():
-        if p.name == "self" or p.name in skip:
+        if p.name == "self":
             continue
         if p.kind is p.VAR_KEYWORD:
             var_kw = True
@@ -94,11 +108,14 @@ def signature_params(factory: Callable, skip: tuple[str, ...] = ()) -> tuple[lis
         default = MISSING if p.default is p.empty else p.default
         ann, component = hints.get(p.name, Any), None
         if typing.get_origin(ann) is typing.Annotated:
+            if any(m is FromData for m in ann.__metadata__):
+                from_data.append(p.name)
+                continue
             marks = [m for m in ann.__metadata__ if isinstance(m, Component)]
             component = marks[0].kind if marks else None
             ann = ann.__origin__
         params.append(Param(p.name, ann, default, component))
-    return params, var_kw
+    return params, var_kw, from_data
 
 
 def singular(kind: str) -> str:

@@ -45,6 +45,10 @@ class RunSpec:
     run_key: str = ""
     #: [kind, name] of every registered component the config uses (provenance).
     components: list = field(default_factory=list)
+    #: The suite's ``device:`` (auto, cpu, cuda, cuda:N, mps).
+    device: str = "auto"
+    #: Logged metric name -> component spec (``metrics`` holds the names).
+    metric_specs: dict = field(default_factory=dict)
 
     @property
     def dataset_label(self) -> str:
@@ -69,7 +73,7 @@ class RunSpec:
 def run_key(suite: str, task: str, dataset: dict, method: str, config: dict, seed: int) -> str:
     """Stable hash of what determines a run's numbers (metrics to compute and
     display labels excluded, so adding a metric does not invalidate runs)."""
-    ds = {k: v for k, v in dataset.items() if k != "label"}
+    ds = {k: v for k, v in dataset.items() if k not in ("label", "base_dir")}
     blob = json.dumps({"suite": suite, "task": task, "dataset": ds, "method": method,
                        "config": config, "seed": seed}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -99,6 +103,7 @@ def expand_suite(suite: Suite, only: str | None = None) -> list[RunSpec]:
                         suite=suite.name, task=suite.task, dataset=dataset, method=label,
                         point=point, seed=seed, config=config, metrics=list(suite.metrics),
                         rank_by=suite.rank_by, components=method.components,
+                        device=suite.device, metric_specs=dict(suite.metric_specs),
                         seeds={
                             "split": derive_seed(seed, "split", dataset["label"]),
                             "init": derive_seed(seed, "init"),

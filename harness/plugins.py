@@ -18,13 +18,11 @@ from typing import Any
 import pluggy
 
 from harness import hookspecs
-from harness.errors import MISSING, ConfigError
+from harness.errors import MISSING, ConfigError, UserError
 from harness.params import Param, did_you_mean, signature_params, singular, validate_params
 
 ENTRY_POINT_GROUP = "harness"
 DISTRIBUTION = "harness-bench"
-#: Parameters of model factories that the task fills from the data.
-HARNESS_FILLED = {"models": ("in_shape", "n_classes")}
 
 
 @dataclass
@@ -39,6 +37,8 @@ class ComponentInfo:
     version: str | None = None
     params: list[Param] = field(default_factory=list)
     var_kw: bool = False
+    #: Parameters the task fills from the data (``harness.FromData``).
+    from_data: list[str] = field(default_factory=list)
 
     @property
     def description(self) -> str:
@@ -87,8 +87,10 @@ class Registry:
     def __init__(self, pm: pluggy.PluginManager):
         self.pm = pm
         self._kinds: dict[str, dict[str, ComponentInfo]] = {}
+        #: Kind -> description, for kinds that plugins added (``register_kinds``).
+        self.added_kinds: dict[str, str] = dict(getattr(pm, "harness_kinds", {}))
         dists = getattr(pm, "harness_dists", {})
-        for kind in hookspecs.KINDS:
+        for kind in [*hookspecs.KINDS, *self.added_kinds]:
             table: dict[str, ComponentInfo] = {}
             hook = getattr(pm.hook, f"register_{kind}")
             for impl in reversed(hook.get_hookimpls()):
@@ -100,14 +102,18 @@ class Registry:
         def register(name: str, factory: Callable) -> None:
             if name in table:
                 other = table[name]
-                raise ConfigError("", MISSING, f"{kind} component {name!r} is registered twice: "
-                                  f"by plugin {other.plugin!r} and by plugin {impl.plugin_name!r}")
-            params, var_kw = signature_params(factory, HARNESS_FILLED.get(kind, ()))
-            table[name] = ComponentInfo(
-                kind, name, factory, impl.plugin_name,
-                dist[0], dist[1],
-                params, var_kw,
-            )
+                raise PluginError(impl.plugin_name, dist[0],
+                                  f"{kind} component {name!r} is registered twice: by plugin "
+                                  f"{other.plugin!r} and by plugin {impl.plugin_name!r}")
+            if kind == "metrics" and not isinstance(getattr(factory, "greater_is_better", None),
+                                                    bool):
+                raise PluginError(impl.plugin_name, dist[0],
+                                  f"metric {name!r} does not say whether greater is better: "
+                                  f"decorate its factory with @harness.metric(inputs=..., "
+                                  f"greater_is_better=True or False)")
+            params, var_kw, from_data = signature_params(factory)
+            table[name] = ComponentInfo(kind, name, factory, impl.plugin_name, dist[0], dist[1],
+                                        params, var_kw, from_data)
 
         impl.function(register=register)
 
@@ -143,58 +149,182 @@ class Registry:
                 checked[p.name] = {"name": inner, **inner_params}
         return name, checked
 
-    def create(self, kind: str, spec: Any, path: str = "", **filled: Any) -> Any:
-        """Validate ``spec`` and call the factory (``filled`` adds harness-filled
-        arguments such as a model's ``in_shape``)."""
+    def create(self, kind: str, spec: Any, path: str = "", **offered: Any) -> Any:
+        """Validate ``spec`` and call the factory.
+
+        ``offered``: data-derived values a task offers (``in_shape=...``);
+        the factory receives those it declares with ``harness.FromData``, and
+        one it declares but the task does not offer is an error."""
         name, params = self.check(kind, spec, path or kind)
-        obj = self.get(kind, name).factory(**filled, **params)
+        info = self.get(kind, name)
+        missing = [p for p in info.from_data if p not in offered]
+        if missing:
+            raise ConfigError(path or kind, name, f"{singular(kind)} {name!r} needs "
+                              f"{', '.join(map(repr, missing))} from the data, which this task "
+                              f"does not provide (it offers: {', '.join(offered) or 'nothing'})")
+        obj = info.factory(**{k: offered[k] for k in info.from_data}, **params)
+        if kind == "metrics":  # the callable carries its factory's declaration
+            for attr in ("inputs", "greater_is_better"):
+                if not hasattr(obj, attr) and hasattr(info.factory, attr):
+                    try:
+                        setattr(obj, attr, getattr(info.factory, attr))
+                    except AttributeError:  # a builtin or slotted callable
+                        pass
         return obj
+
+
+class PluginError(ConfigError):
+    """A plugin that cannot be used: it failed to import, implements an
+    unknown hook, or registers a name another plugin already has.  One line
+    naming the plugin, its distribution and the way to skip it."""
+
+    def __init__(self, plugin: str, dist: str | None, message: str, module: str | None = None):
+        self.plugin = plugin
+        where = f"plugin {plugin!r}"
+        if dist or module:
+            where += " (" + ", ".join(x for x in (
+                f"distribution {dist}" if dist else "", f"module {module}" if module else "")
+                if x) + ")"
+        super().__init__("", MISSING, f"{where}: {message}; run without it with "
+                         f"'harness -p no:{plugin} ...'")
 
 
 def _blocked_from_env() -> set[str]:
     return {p.strip() for p in os.environ.get("HARNESS_BLOCK_PLUGINS", "").split(",") if p.strip()}
 
 
-def make_plugin_manager(blocked: set[str] | None = None) -> pluggy.PluginManager:
-    """Build the plugin manager: hookspecs, entry points, ``HARNESS_PLUGINS``.
+def make_plugin_manager(blocked: set[str] | None = None, *, strict: bool = True
+                        ) -> pluggy.PluginManager:
+    """Build the plugin manager: hookspecs, entry points, ``HARNESS_PLUGINS``,
+    then the component kinds plugins add (``register_kinds``).
 
     ``HARNESS_DISABLE_PLUGIN_AUTOLOAD=1`` loads only the built-in plugins (the
     entry points of harness's own distribution); ``blocked`` (``-p no:NAME``)
-    and ``HARNESS_BLOCK_PLUGINS=a,b`` keep named plugins out;
-    ``HARNESS_PLUGINS=mod1,mod2`` registers importable modules as plugins.
-    Misspelled hook names in any plugin fail here (``check_pending``).
-    The distribution of each plugin is kept in ``pm.harness_dists``."""
+    and ``HARNESS_BLOCK_PLUGINS=a,b`` keep named plugins out, and a blocked
+    name that no plugin has is an error; ``HARNESS_PLUGINS=mod1,mod2``
+    registers importable modules as plugins.  A plugin that fails to import
+    or implements an unknown hook raises ``PluginError`` naming it; with
+    ``strict=False`` it is left out and recorded in ``pm.harness_broken``
+    (``harness plugins`` lists it).  ``pm.harness_dists`` maps plugin name ->
+    (distribution, version)."""
     pm = pluggy.PluginManager("harness")
     pm.add_hookspecs(hookspecs)
     pm.harness_dists = {}
-    for name in (blocked or set()) | _blocked_from_env():
+    pm.harness_broken = {}
+    pm.harness_kinds = {}
+    blocked = set(blocked or set()) | _blocked_from_env()
+    for name in blocked:
         pm.set_blocked(name)
+
+    def failed(name: str, dist: str | None, module: str, exc: BaseException) -> None:
+        error = PluginError(name, dist, f"failed to load: {type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else ''}", module)
+        if strict:
+            raise error from None
+        pm.harness_broken[name] = (dist, module, error.message)
+
+    seen: set[str] = set()
     builtin_only = bool(os.environ.get("HARNESS_DISABLE_PLUGIN_AUTOLOAD"))
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         dist_name = ep.dist.metadata["Name"] if ep.dist is not None else None
         if builtin_only and dist_name != DISTRIBUTION:
             continue
+        seen.add(ep.name)
         if pm.is_blocked(ep.name) or pm.get_plugin(ep.name) is not None:
             continue
-        pm.register(ep.load(), name=ep.name)
+        try:
+            module = ep.load()
+        except Exception as exc:
+            failed(ep.name, dist_name, ep.value, exc)
+            continue
+        pm.register(module, name=ep.name)
         pm.harness_dists[ep.name] = (dist_name, ep.dist.version if ep.dist else None)
     for modname in os.environ.get("HARNESS_PLUGINS", "").split(","):
         modname = modname.strip()
-        if modname and not pm.is_blocked(modname) and pm.get_plugin(modname) is None:
+        if not modname:
+            continue
+        seen.add(modname)
+        if pm.is_blocked(modname) or pm.get_plugin(modname) is not None:
+            continue
+        try:
             pm.register(importlib.import_module(modname), name=modname)
-    try:
-        pm.check_pending()
-    except pluggy.PluginValidationError as exc:
-        name = getattr(exc.plugin, "__name__", repr(exc.plugin))
-        raise ConfigError("", MISSING, f"plugin {name}: {exc}") from None
+        except Exception as exc:
+            failed(modname, None, modname, exc)
+    unknown = sorted(blocked - seen)
+    if unknown:
+        raise UserError(f"-p no:{unknown[0]}: no plugin named {unknown[0]!r}"
+                        f"{did_you_mean(unknown[0], seen)}; plugins: {', '.join(sorted(seen))}")
+    _add_kinds(pm, strict)
+    _check_hooks(pm, strict)
     return pm
+
+
+def _add_kinds(pm: pluggy.PluginManager, strict: bool) -> None:
+    """Ask plugins for the component kinds they add and declare a
+    ``register_<kind>`` hook for each (pytest's ``pytest_addhooks`` idea)."""
+    added: dict[str, tuple[str, str]] = {}
+    for impl in reversed(pm.hook.register_kinds.get_hookimpls()):
+        def register(kind: str, description: str = "", _plugin=impl.plugin_name) -> None:
+            dist = pm.harness_dists.get(_plugin, (None, None))[0]
+            if not str(kind).isidentifier():
+                raise PluginError(_plugin, dist, f"component kind {kind!r} is not an identifier")
+            if kind in hookspecs.KINDS or kind in added:
+                owner = "harness" if kind in hookspecs.KINDS else f"plugin {added[kind][0]!r}"
+                raise PluginError(_plugin, dist, f"component kind {kind!r} already exists "
+                                  f"(declared by {owner})")
+            added[kind] = (_plugin, description)
+
+        try:
+            impl.function(register=register)
+        except PluginError:
+            if strict:
+                raise
+    if not added:
+        return
+    namespace = {f"register_{kind}": _registration_spec(kind, desc, plugin)
+                 for kind, (plugin, desc) in added.items()}
+    pm.add_hookspecs(type("AddedKinds", (), namespace))
+    pm.harness_kinds = {kind: desc for kind, (_, desc) in added.items()}
+
+
+def _registration_spec(kind: str, description: str, plugin: str):
+    def spec(register):
+        pass
+
+    spec.__name__ = f"register_{kind}"
+    spec.__doc__ = (f"Register {kind} (a kind added by plugin {plugin!r}): "
+                    f"{description}".rstrip(": "))
+    return hookspecs.hookspec(spec)
+
+
+def _check_hooks(pm: pluggy.PluginManager, strict: bool) -> None:
+    """A hook implementation whose name no spec declares is a misspelling
+    (pluggy's ``check_pending``): name the plugin and suggest the closest hook."""
+    hooks = {name: caller for name, caller in vars(pm.hook).items() if not name.startswith("_")}
+    declared = [name for name, caller in hooks.items() if caller.has_spec()]
+    for name, caller in hooks.items():
+        if caller.has_spec():
+            continue
+        for impl in caller.get_hookimpls():
+            if impl.optionalhook or pm.get_plugin(impl.plugin_name) is None:
+                continue
+            dist = pm.harness_dists.get(impl.plugin_name, (None, None))[0]
+            error = PluginError(impl.plugin_name, dist,
+                                f"unknown hook {name!r}{did_you_mean(name, declared)}",
+                                getattr(impl.plugin, "__name__", None))
+            if strict:
+                raise error
+            pm.harness_broken[impl.plugin_name] = (dist, getattr(impl.plugin, "__name__", None),
+                                                   error.message)
+            pm.unregister(impl.plugin)
 
 
 _REGISTRY: Registry | None = None
 
 
 def get_registry(blocked: set[str] | None = None, reload: bool = False) -> Registry:
-    """The process-wide registry, built on first use."""
+    """The process-wide registry, built on first use.  A broken plugin raises
+    ``PluginError`` (one line naming it, with the ``-p no:NAME`` hint)."""
     global _REGISTRY
     if _REGISTRY is None or reload or blocked:
         _REGISTRY = Registry(make_plugin_manager(blocked))

@@ -15,15 +15,18 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from harness.data import is_path_param, resolve_paths
 from harness.errors import ConfigError
 from harness.params import did_you_mean, singular
 from harness.yamlsource import YamlSource, load_yaml, parse_path
 
 #: Keys of a suite that are not part of a method's config.
 SUITE_KEYS = ("name", "description", "task", "seeds", "datasets", "methods", "sweep",
-              "metrics", "rank_by")
+              "metrics", "rank_by", "device")
 #: Keys of a dataset entry that are neither a source nor a transform.
 DATASET_KEYS = ("label", "split")
+#: ``device:`` values: auto picks cuda, then mps, then cpu.
+DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:\d+)?)$"
 
 
 class SuiteHeader(BaseModel):
@@ -38,8 +41,9 @@ class SuiteHeader(BaseModel):
     datasets: list[dict[str, Any]] = Field(min_length=1)
     methods: dict[str, dict[str, Any] | None] = Field(min_length=1)
     sweep: dict[str, dict[str, list[Any]]] = Field(default_factory=dict)
-    metrics: list[str] = Field(default_factory=lambda: ["accuracy"])
+    metrics: list[str | dict[str, Any]] = Field(default_factory=lambda: ["accuracy"])
     rank_by: str | None = None
+    device: str = Field(default="auto", pattern=DEVICE_PATTERN)
 
     @field_validator("seeds")
     @classmethod
@@ -77,10 +81,14 @@ class Suite:
     seeds: list[int]
     datasets: list[dict]
     methods: list[Method]
+    #: Logged metric names (``ece``, ``ece:bins-25``), in suite order.
     metrics: list[str]
     rank_by: str
     description: str = ""
     source: YamlSource | None = None
+    device: str = "auto"
+    #: Logged metric name -> normalised component spec ``{"name": .., **params}``.
+    metric_specs: dict[str, dict] = field(default_factory=dict)
 
 
 def _pydantic_error(src: YamlSource, exc: ValidationError) -> ConfigError:
@@ -165,12 +173,15 @@ def load_suite(file: str | Path, registry=None) -> Suite:
     except ValidationError as exc:
         raise _pydantic_error(src, exc) from None
 
-    task_info = registry.get("tasks", header.task, "task")
+    try:
+        task_info = registry.get("tasks", header.task, "task")
+    except ConfigError as exc:
+        raise src.error(("task",), header.task, exc.message) from None
     task = task_info.factory()
     base = {k: v for k, v in src.data.items() if k not in SUITE_KEYS}
     seeds = list(range(header.seeds)) if isinstance(header.seeds, int) else header.seeds
-    datasets = [normalize_dataset(src, i, entry, registry)
-                for i, entry in enumerate(header.datasets)]
+    datasets = [d for i, entry in enumerate(header.datasets)
+                for d in normalize_dataset(src, i, entry, registry)]
     labels = [d["label"] for d in datasets]
     for i, label in enumerate(labels):
         if labels.index(label) != i:
@@ -181,19 +192,20 @@ def load_suite(file: str | Path, registry=None) -> Suite:
         if name not in header.methods:
             raise src.error(("sweep", name), name, f"sweep names method {name!r} which is not "
                             f"in methods{did_you_mean(name, header.methods)}")
-    for i, metric in enumerate(header.metrics):
-        _check_component(src, registry, "metrics", metric, ("metrics", i))
-    rank_by = header.rank_by or header.metrics[0]
-    if rank_by not in header.metrics:
+    metric_specs = _metric_specs(src, registry, header.metrics, header.task, task)
+    names = list(metric_specs)
+    rank_by = header.rank_by or names[0]
+    if rank_by not in names:
         raise src.error(("rank_by",), rank_by, f"rank_by must be one of the suite's metrics "
-                        f"({', '.join(header.metrics)}){did_you_mean(rank_by, header.metrics)}")
+                        f"({', '.join(names)}){did_you_mean(rank_by, names)}")
 
     methods = []
     for name, override in header.methods.items():
         override = override or {}
         merged = merge(base, _expand_dotted(override))
         used: list = []
-        config = _validate_config(src, task, registry, merged, override, ("methods", name), used)
+        config = _validate_config(src, task, registry, merged, override, ("methods", name), used,
+                                  names)
         points = [{}]
         for key, values in header.sweep.get(name, {}).items():
             if not values:
@@ -204,11 +216,33 @@ def load_suite(file: str | Path, registry=None) -> Suite:
                 swept = config
                 for key, v in point.items():
                     swept = set_dotted(swept, key, v)
-                _validate_config(src, task, registry, swept, {}, ("sweep", name), used)
+                _validate_config(src, task, registry, swept, {}, ("sweep", name), used, names)
         methods.append(Method(name, config, points, [list(c) for c in sorted(set(used))]))
 
     return Suite(header.name, str(file), header.task, seeds, datasets, methods,
-                 header.metrics, rank_by, header.description, src)
+                 names, rank_by, header.description, src, header.device, metric_specs)
+
+
+def _metric_specs(src, registry, metrics: list, task_name: str, task) -> dict[str, dict]:
+    """Validate the suite's metrics; return logged name -> normalised spec.
+    A metric needing an input the task does not offer is an error."""
+    from harness.metrics import metric_inputs, metric_label
+
+    offered = tuple(getattr(task, "metric_inputs", ()))
+    out: dict[str, dict] = {}
+    for i, spec in enumerate(metrics):
+        name, params = _check_component(src, registry, "metrics", spec, ("metrics", i))
+        label = metric_label(name, params)
+        if label in out:
+            raise src.error(("metrics", i), spec, f"metric {label!r} is listed twice")
+        needed = metric_inputs(registry.get("metrics", name).factory)
+        missing = [k for k in needed if k not in offered]
+        if missing:
+            raise src.error(("metrics", i), spec, f"metric {name!r} needs "
+                            f"{', '.join(missing)}, which task {task_name!r} does not offer; "
+                            f"it offers: {', '.join(offered) or 'nothing'}")
+        out[label] = {"name": name, **params}
+    return out
 
 
 def _check_component(src, registry, kind, spec, path):
@@ -220,7 +254,7 @@ def _check_component(src, registry, kind, spec, path):
 
 
 def _validate_config(src: YamlSource, task, registry, merged: dict, override: dict, where,
-                     used: list):
+                     used: list, metrics: list[str]):
     """Run the task's validation; locate errors in the method override when the
     offending key came from it, else in the suite's base config.  Every
     component the task checks is appended to ``used`` as (kind, name)."""
@@ -229,6 +263,8 @@ def _validate_config(src: YamlSource, task, registry, merged: dict, override: di
         name, params = registry.check(kind, spec, path)
         used.append((kind, name))
         return name, params
+
+    check.metrics = list(metrics)
 
     try:
         return task.validate(merged, check)
@@ -239,12 +275,20 @@ def _validate_config(src: YamlSource, task, registry, merged: dict, override: di
         raise src.error(path, exc.value, exc.message) from None
 
 
-def normalize_dataset(src: YamlSource, i: int, entry: dict, registry) -> dict:
-    """``{sklearn: digits, one_vs_rest: 0}`` -> the normalised entry planning
-    and ``harness.prepare`` use: source, params, transforms, split, label."""
+def normalize_dataset(src: YamlSource, i: int, entry: dict, registry) -> list[dict]:
+    """``{sklearn: digits, one_vs_rest: 0}`` -> the normalised entries planning
+    and tasks use: source, params, transforms, split, label, base_dir.
+
+    Usually one entry; a source whose factory has ``expand`` (a filter over a
+    collection) gives one entry per dataset it selects.  ``base_dir`` is the
+    suite's folder: ``pathlib.Path`` parameters are resolved against it when
+    the data is loaded (it is not part of a run's identity)."""
     sources = registry.components("datasets")
     transforms = registry.components("transforms")
     path = ("datasets", i)
+    if not isinstance(entry, dict):
+        raise src.error(path, entry, "a dataset entry must be a mapping such as "
+                        "'{sklearn: breast_cancer}'")
     found = [k for k in entry if k in sources]
     if len(found) != 1:
         unknown = [k for k in entry if k not in sources and k not in transforms
@@ -258,7 +302,9 @@ def normalize_dataset(src: YamlSource, i: int, entry: dict, registry) -> dict:
                f"a dataset entry has one source key, found {', '.join(found)}")
         raise src.error(path, entry, f"{msg} (one of {', '.join(sources) or 'none installed'})")
     source = found[0]
+    info = sources[source]
     params = _component_params(src, registry, "datasets", source, entry[source], (*path, source))
+    base_dir = str(Path(src.file).resolve().parent) if getattr(src, "file", None) else "."
     out_transforms = []
     split = {"val": 0.2, "test": 0.2}
     label = None
@@ -276,10 +322,42 @@ def normalize_dataset(src: YamlSource, i: int, entry: dict, registry) -> dict:
             raise src.error((*path, key), value, f"unknown dataset key {key!r}"
                             f"{did_you_mean(key, [*transforms, *DATASET_KEYS])}; transforms: "
                             f"{', '.join(transforms) or 'none installed'}")
+    expand = getattr(info.factory, "expand", None)
+    if expand is not None:
+        expanded = _call_source_hook(src, (*path, source), entry[source], expand, params)
+        if expanded is not None:
+            if label is not None and len(expanded) > 1:
+                raise src.error((*path, "label"), label, f"this {source!r} entry stands for "
+                                f"{len(expanded)} datasets; a label can name only one")
+            if not expanded:
+                raise src.error((*path, source), entry[source], f"no {source!r} dataset "
+                                f"matches this selection")
+            return [_one_dataset(src, path, info, source, dict(p), out_transforms, split, label,
+                                 base_dir) for p in expanded]
+    return [_one_dataset(src, path, info, source, params, out_transforms, split, label, base_dir)]
+
+
+def _one_dataset(src, path, info, source, params, transforms, split, label, base_dir) -> dict:
+    for p in info.params:  # paths stay as written (run keys do not depend on the checkout)
+        if p.name in params and is_path_param(p.annotation) and params[p.name] is not None:
+            params[p.name] = str(params[p.name])
+    check = getattr(info.factory, "check", None)
+    if check is not None:
+        _call_source_hook(src, (*path, source), params, check, resolve_paths(info, params,
+                                                                             base_dir))
     if label is None:
-        label = _default_label(source, params, out_transforms)
-    return {"source": source, "params": params, "transforms": out_transforms, "split": split,
-            "label": label}
+        label = _default_label(info, source, params, transforms)
+    return {"source": source, "params": params, "transforms": [list(t) for t in transforms],
+            "split": dict(split), "label": label, "base_dir": base_dir}
+
+
+def _call_source_hook(src, path, written, hook, params):
+    """Call a source's ``expand``/``check``; its ConfigError points into the entry."""
+    try:
+        return hook(params)
+    except ConfigError as exc:
+        sub = tuple(parse_path(exc.path)) if exc.path and isinstance(written, dict) else ()
+        raise src.error((*path, *sub), exc.value, exc.message) from None
 
 
 def _component_params(src, registry, kind, name, value, path) -> dict:
@@ -291,6 +369,8 @@ def _component_params(src, registry, kind, name, value, path) -> dict:
     if isinstance(value, dict):
         params = value
     elif not info.params:
+        if value is None or value is True:
+            return {}
         raise src.error(path, value, f"{singular(kind)} {name!r} takes no value")
     else:
         params = {info.params[0].name: value}
@@ -315,15 +395,18 @@ def _split(src, path, value) -> dict:
     return out
 
 
-def _default_label(source: str, params: dict, transforms: list) -> str:
+def _default_label(info, source: str, params: dict, transforms: list) -> str:
+    """The source's own ``label(params)``, else ``source-value`` for a single
+    scalar parameter, else the source and a short hash of its parameters;
+    then ``+transform=values`` for each transform."""
     import hashlib
     import json
 
-    if source == "sklearn":
-        label = str(params.get("name", source)) + ("-img" if params.get("as_image") else "")
+    own = getattr(info.factory, "label", None)
+    if own is not None:
+        label = str(own(params))
     elif len(params) == 1 and isinstance(next(iter(params.values())), (int, str)):
-        value = str(next(iter(params.values())))
-        label = f"{source}-{Path(value).stem if source == 'csv' else value}"
+        label = f"{source}-{next(iter(params.values()))}"
     elif params:
         digest = hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
         label = f"{source}-{digest[:6]}"

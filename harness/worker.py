@@ -16,8 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.errors import Diverged
+from harness.errors import DatasetUnavailable, Diverged, UserError
 from harness.plan import RunSpec
+
+#: Tag on a failed run whose failure was its input's (a bad file, a dataset
+#: that does not suit the config, data that could not be fetched).
+FAILURE_KIND_TAG = "harness.failure_kind"
 
 #: Messages of errors that come from the machine, not from a method's code.
 _INFRA_MESSAGES = ("CUDA error", "CUBLAS_STATUS", "CUDNN_STATUS", "NCCL error",
@@ -42,6 +46,9 @@ class Outcome:
     #: An infrastructure failure: ``--retries`` runs it again.
     retryable: bool = False
     run_id: str = ""
+    #: Class name of the exception that ended the run (``DatasetUnavailable``,
+    #: ``UserError``, ...), empty when it finished.
+    error_type: str = ""
 
 
 @dataclass
@@ -92,39 +99,65 @@ def pick_device(requested: str = "auto") -> str:
 class RunContext:
     """What a task gets to run one RunSpec: data, components, logging."""
 
-    def __init__(self, spec: RunSpec, logger, registry, device: str):
+    def __init__(self, spec: RunSpec, logger, registry, device: str, task=None):
         self.spec = spec
         self.config = spec.config
         self.seeds = spec.seeds
         self.device = device
         self.registry = registry
+        self.task = task
         self._logger = logger
         self._data = None
 
     @property
     def data(self):
-        """The prepared dataset (``harness.data.PreparedData``), loaded once."""
+        """The task's data object for this run (its ``prepare(entry, seed,
+        ctx)``), built once; a task without ``prepare`` gets the raw dataset."""
         if self._data is None:
-            from harness.prepare import prepare_dataset
-
-            self._data = prepare_dataset(self.spec.dataset, self.spec.seeds["split"],
-                                         registry=self.registry)
+            prepare = getattr(self.task, "prepare", None)
+            if prepare is None:
+                self._data = self.load_raw()
+            else:
+                self._data = prepare(self.spec.dataset, self.spec.seeds["split"], self)
         return self._data
 
-    def create(self, kind: str, spec: Any, **filled: Any) -> Any:
-        """Build a registered component (``filled``: data-derived arguments)."""
-        return self.registry.create(kind, spec, kind, **filled)
+    def load_raw(self, entry: dict | None = None):
+        """The ``RawDataset`` of ``entry`` (default: this run's dataset),
+        loaded through the process-wide cache."""
+        from harness.data import load_entry
+
+        return load_entry(entry or self.spec.dataset, self.registry)
+
+    def create(self, kind: str, spec: Any, **offered: Any) -> Any:
+        """Build a registered component; ``offered`` are data-derived values
+        (``in_shape=...``), passed to the factory where it declares them
+        with ``harness.FromData``."""
+        return self.registry.create(kind, spec, kind, **offered)
+
+    def metrics(self) -> dict[str, Any]:
+        """The suite's metrics, built: logged name -> callable (with its
+        declared ``inputs`` and ``greater_is_better``)."""
+        specs = self.spec.metric_specs or {m: m for m in self.spec.metrics}
+        return {name: self.registry.create("metrics", spec, f"metrics.{name}")
+                for name, spec in specs.items()}
 
     def log_metrics(self, values: dict[str, float], step: int = 0) -> None:
         """Log metrics at ``step`` (buffered)."""
         self._logger.log_metrics(values, step)
 
-    def epoch_end(self, epoch: int, values: dict[str, float]) -> None:
-        """Log one epoch's metrics and notify ``on_epoch_end`` hooks."""
-        self._logger.log_metrics(values, epoch)
+    def epoch_end(self, epoch: int, values: dict[str, float], phase: str = "train") -> None:
+        """Log one epoch's metrics and notify ``on_epoch_end`` hooks.  Outside
+        the ``train`` phase the keys are logged under ``<phase>/``."""
+        logged = values if phase == "train" else {f"{phase}/{k}": v for k, v in values.items()}
+        self._logger.log_metrics(logged, epoch)
         if self._logger.flush_due():
             self._logger.flush()
-        self.registry.pm.hook.on_epoch_end(spec=self.spec, epoch=epoch, metrics=values)
+        self.registry.pm.hook.on_epoch_end(spec=self.spec, epoch=epoch, metrics=values,
+                                           phase=phase)
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        """Log extra run parameters (values become strings)."""
+        self._logger.log_params(params)
 
     def log_text(self, text: str, name: str) -> None:
         """Store a text artifact."""
@@ -141,11 +174,27 @@ def provenance_tags(spec: RunSpec, registry) -> dict[str, str]:
     used = [("tasks", spec.task), ("datasets", spec.dataset["source"])]
     used += [("transforms", name) for name, _ in spec.dataset.get("transforms", [])]
     used += [tuple(c) for c in spec.components]
+    used += [("metrics", s["name"] if isinstance(s, dict) else s)
+             for s in (spec.metric_specs or {m: m for m in spec.metrics}).values()]
     tags = {}
     for kind, name in used:
         info = registry.components(kind).get(name)
         if info is not None:
             tags[f"harness.plugin.{kind}.{name}"] = info.provenance
+    return tags
+
+
+def direction_tags(spec: RunSpec, registry) -> dict[str, str]:
+    """``harness.direction.<metric>`` = ``max`` | ``min`` for each suite metric,
+    so reports rank from MLflow alone."""
+    from harness.metrics import DIRECTION_TAG
+
+    tags = {}
+    for name, s in (spec.metric_specs or {m: m for m in spec.metrics}).items():
+        info = registry.components("metrics").get(s["name"] if isinstance(s, dict) else s)
+        if info is not None:
+            better = getattr(info.factory, "greater_is_better", True)
+            tags[f"{DIRECTION_TAG}{name}"] = "max" if better else "min"
     return tags
 
 
@@ -167,27 +216,29 @@ def execute_run(spec_data: dict, uri: str | None, device: str = "auto",
     start = time.time()
 
     def outcome(status: str, metrics=None, error: str = "", retryable: bool = False,
-                run_id: str = "") -> Outcome:
+                run_id: str = "", exc: BaseException | None = None) -> Outcome:
         return Outcome(spec.run_key, spec.run_name, status, metrics or {}, error,
-                       time.time() - start, attempt, retryable, run_id)
+                       time.time() - start, attempt, retryable, run_id,
+                       type(exc).__name__ if exc is not None else "")
 
     try:
         registry = get_registry(set(blocked) or None)
-        logger = RunLogger(uri, spec, provenance_tags(spec, registry),
+        logger = RunLogger(uri, spec, {**provenance_tags(spec, registry),
+                                       **direction_tags(spec, registry)},
                            {"harness.attempt": attempt, "harness.executor": executor})
     except Exception as exc:  # e.g. the tracking server is unreachable: no run to record into
-        return outcome("failed", error=_one_line(exc), retryable=is_infrastructure_error(exc))
+        return outcome("failed", error=_one_line(exc), retryable=is_infrastructure_error(exc),
+                       exc=exc)
     if started is not None:
         started(logger.run_id)
     hook = registry.pm.hook
     try:
         logger.log_text(yaml.safe_dump(spec.to_dict(), sort_keys=False), "config.yaml")
-        dev = pick_device(spec.config.get("training", {}).get("device", device)
-                          if device == "auto" else device)
+        dev = pick_device(spec.device if device == "auto" else device)
         _seed_everything(spec.seeds["init"])
         hook.before_run(spec=spec)
         task = registry.get("tasks", spec.task).factory()
-        ctx = RunContext(spec, logger, registry, dev)
+        ctx = RunContext(spec, logger, registry, dev, task)
         metrics = task.run(ctx)
         logger.log_metrics({f"test/{k}": v for k, v in metrics.items()}, 0)
         logger.end("finished")
@@ -210,10 +261,14 @@ def execute_run(spec_data: dict, uri: str | None, device: str = "auto",
         except Exception:  # recording must not hide the run's own error
             pass
         try:
+            # the input's fault, not the method's: the next `harness run` retries
+            # it once the input is fixed (DatasetUnavailable: once the network is back)
+            if isinstance(exc, (UserError, DatasetUnavailable)):
+                logger.set_tags({FAILURE_KIND_TAG: "input"})
             logger.end(status, error)
         except Exception as track_exc:  # the tracking store went away mid-run
             retryable = retryable or is_infrastructure_error(track_exc)
-        return outcome(status, error=error, retryable=retryable, run_id=logger.run_id)
+        return outcome(status, error=error, retryable=retryable, run_id=logger.run_id, exc=exc)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -211,7 +211,8 @@ def test_task_fold_out_of_range(populated):
 
 
 def test_task_prepares_with_val_from_its_train_part(populated):
-    from harness.prepare import clear_cache, prepare_dataset
+    from harness.data import clear_cache
+    from harness_plugins.classification.prepare import prepare_dataset
 
     clear_cache()
     entry = {"source": "openml_task", "params": {"task_id": TASK_ID}, "transforms": [],

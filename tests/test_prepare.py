@@ -6,14 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.data import RawDataset
+from harness.data import RawDataset, clear_cache, load_raw
 from harness.params import signature_params
 from harness.plugins import ComponentInfo, get_registry
-from harness.prepare import (
-    clear_cache,
+from harness_plugins.classification.prepare import (
     encode_labels,
     fit_preprocessing,
-    load_raw,
     prepare_dataset,
 )
 

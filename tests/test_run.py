@@ -161,7 +161,7 @@ def test_shipped_suites_validate_and_count(name, tmp_path, capsys):
 def test_unavailable_dataset_fails_its_runs_fast(tmp_path, tracking_uri, capsys, test_plugin):
     import harness_testplugin
 
-    from harness.prepare import clear_cache
+    from harness.data import clear_cache
 
     clear_cache()
     harness_testplugin.FETCHES.clear()

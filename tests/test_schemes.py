@@ -303,9 +303,12 @@ def test_sharpness_recovers_top_eigenvalue_of_a_quadratic():
     A = spd([5.0, 2.0, 1.0, -0.5], seed=3)
     model = Quadratic(A, torch.zeros(4, dtype=torch.float64))
     metric = harness.create("metrics", {"name": "sharpness", "iters": 30})
-    assert metric.greater_is_better is False and metric.needs_model is True
+    assert metric.greater_is_better is False
+    assert metric.inputs == ("model", "train_x", "train_y")
+    from harness_plugins.classification.metrics import Sharpness
+
     X = torch.zeros(700, 1, dtype=torch.float64)  # > one chunk: chunk weights must sum to 1
-    value = metric(model, model.loss, X, torch.zeros(700, dtype=torch.long))
+    value = Sharpness(30, 512)(model, model.loss, X, torch.zeros(700, dtype=torch.long))
     assert value == pytest.approx(5.0, rel=1e-6)
 
 
@@ -328,6 +331,6 @@ def test_sharpness_matches_the_exact_hessian_of_a_small_network():
     eigs = torch.linalg.eigvalsh(torch.autograd.functional.hessian(flat_loss, theta))
     top = eigs[eigs.abs().argmax()]
     value = harness.create("metrics", {"name": "sharpness", "iters": 200, "n_samples": n})(
-        model, None, X, y)
+        model, X, y)
     assert value == pytest.approx(float(top), rel=1e-3)
     assert model.training  # mode restored

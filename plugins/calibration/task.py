@@ -14,15 +14,10 @@ from __future__ import annotations
 import os
 import tempfile
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from harness import hookimpl
-from harness_plugins.classification.task import (
-    Config,
-    _config_error,
-    predict_logits,
-    train_model,
-)
+from harness import ConfigError, hookimpl
+from harness_plugins.classification.task import Config, validate_classifier_config
 
 Spec = str | dict
 
@@ -48,15 +43,16 @@ def _classifier_arrays(ctx, cfg: dict, data) -> dict:
     import torch
 
     from harness_plugins.calibration.calibrators import make_views
+    from harness_plugins.classification.trainer import predict_logits, train_classifier
 
-    model, info = train_model(ctx, cfg, data, {})
+    model, _, result = train_classifier(ctx, cfg, data, {})
     bs = cfg["training"]["eval_batch_size"]
     rng = np.random.default_rng(ctx.seeds["split"])
 
     def logits(X):
         return predict_logits(model, torch.as_tensor(X, device=ctx.device), bs).cpu().numpy()
 
-    out = {"y_val": data.y_val, "y_test": data.y_test, "train_s": np.array(info["train_s"])}
+    out = {"y_val": data.y_val, "y_test": data.y_test, "train_s": np.array(result.train_s)}
     sets = {"val": data.X_val, "test": data.X_test}
     for s in cfg["shift"]["severities"]:
         sets[f"shift{s}"] = _shifted(data.X_test, s, rng)
@@ -97,30 +93,27 @@ class CalibrationTask:
     """Fit a calibrator on validation logits of a shared classifier; measure
     calibration on the test set and on shifted test sets."""
 
+    #: Calibration metrics see the calibrated test predictions only.
+    metric_inputs = ("labels", "probs")
+
     def validate(self, config: dict, check) -> dict:
         """Check the classifier config and the calibrator spec."""
-        try:
-            cfg = CalibrationConfig.model_validate(config).model_dump()
-        except ValidationError as exc:
-            raise _config_error(exc, config, CalibrationConfig) from None
-        for key, kind, node in (("model", "models", cfg), ("loss", "losses", cfg),
-                                ("optimizer", "optimizers", cfg["training"]),
-                                ("scheduler", "schedulers", cfg["training"]),
-                                ("calibrator", "calibrators", cfg)):
-            if node.get(key) is None:
-                continue
-            path = f"training.{key}" if node is not cfg else key
-            name, params = check(kind, node[key], path)
-            node[key] = {"name": name, **params}
+        cfg = validate_classifier_config(config, check, CalibrationConfig,
+                                         (("calibrator", "calibrators"),))
         for s in cfg["shift"]["severities"]:
             if not 1 <= s <= 5:
-                from harness import ConfigError
-
                 raise ConfigError("shift.severities", s, "severities are 1..5")
         return cfg
 
+    def prepare(self, entry: dict, seed: int, ctx):
+        """The classification preparation (``PreparedData``)."""
+        from harness_plugins.classification.prepare import prepare_dataset
+
+        return prepare_dataset(entry, seed, registry=ctx.registry)
+
     def run(self, ctx) -> dict[str, float]:
         """Reuse or train the classifier, calibrate, evaluate."""
+        from harness.metrics import compute_metrics
         from harness.shared import code_identity, shared_arrays, shared_key
 
         cfg = ctx.config
@@ -136,14 +129,14 @@ class CalibrationTask:
         needs_views = getattr(cal, "needs_views", False)
         fit_kw = {"view_logits": _views(arrays, "val")} if needs_views else {}
         cal.fit(arrays["val_logits"], arrays["y_val"], **fit_kw)
-        fns = {m: ctx.create("metrics", m) for m in ctx.spec.metrics}
+        fns = ctx.metrics()
         out: dict[str, float] = {}
         for name in ["test", *(f"shift{s}" for s in cfg["shift"]["severities"])]:
             kw = {"view_logits": _views(arrays, name)} if needs_views else {}
             probs = cal.predict_proba(arrays[f"{name}_logits"], **kw)
             prefix = "" if name == "test" else f"{name}/"
-            for m, fn in fns.items():
-                out[f"{prefix}{m}"] = float(fn(arrays["y_test"], probs))
+            scores = compute_metrics(fns, {"labels": arrays["y_test"], "probs": probs})
+            out.update({f"{prefix}{m}": v for m, v in scores.items()})
             if name == "test":
                 self._diagram(ctx, probs, arrays["y_test"], cfg)
         return out

@@ -1,8 +1,10 @@
 """Classification and calibration metrics.
 
-Each factory returns ``metric(y_true, y_prob) -> float`` (scikit-learn's
-argument order; ``y_prob`` is ``(N, C)``, rows are class probabilities;
-``y_true`` integer labels) with a ``greater_is_better`` attribute.  The
+Each factory is declared with ``@harness.metric``: the prediction metrics
+consume ``labels, probs`` and return ``metric(y_true, y_prob) -> float``
+(scikit-learn's argument order; ``y_prob`` is ``(N, C)``, rows are class
+probabilities; ``y_true`` integer labels); ``sharpness`` consumes the model
+and the train split.  The
 calibration-error helpers (:func:`calibration_bins`, :func:`ece_value`) are
 public so the calibration task and the reliability diagram share one binning.
 """
@@ -11,7 +13,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from harness import hookimpl
+from harness import hookimpl, metric
+
+#: What the prediction metrics consume: integer labels and (N, C) probabilities.
+LABELS_PROBS = ("labels", "probs")
 
 _EPS = 1e-12
 
@@ -68,6 +73,7 @@ def ece_value(y_true, y_prob, bins: int = 15, adaptive: bool = False) -> float:
     return float(np.sum(count / count.sum() * np.abs(acc - conf)))
 
 
+@metric(LABELS_PROBS, greater_is_better=True)
 def accuracy():
     """Accuracy of the argmax prediction."""
 
@@ -79,6 +85,7 @@ def accuracy():
     return _metric(accuracy, True)
 
 
+@metric(LABELS_PROBS, greater_is_better=True)
 def balanced_accuracy():
     """Balanced accuracy, the mean per-class recall (Brodersen et al., ICPR 2010)."""
     from sklearn.metrics import balanced_accuracy_score
@@ -93,6 +100,7 @@ def balanced_accuracy():
     return _metric(balanced_accuracy, True)
 
 
+@metric(LABELS_PROBS, greater_is_better=True)
 def f1(average: Literal["auto", "binary", "macro"] = "auto"):
     """F1 score: auto = binary (positive class 1) for two classes, else macro average."""
     from sklearn.metrics import f1_score
@@ -106,11 +114,13 @@ def f1(average: Literal["auto", "binary", "macro"] = "auto"):
     return _metric(f1, True)
 
 
+@metric(LABELS_PROBS, greater_is_better=True)
 def f1_macro():
     """Macro-averaged F1 score (unweighted mean of per-class F1)."""
     return f1("macro")
 
 
+@metric(LABELS_PROBS, greater_is_better=True)
 def g_mean():
     """G-mean, geometric mean of the per-class recalls (Kubat & Matwin, ICML 1997).
 
@@ -130,6 +140,7 @@ def g_mean():
     return _metric(g_mean, True)
 
 
+@metric(LABELS_PROBS, greater_is_better=True)
 def auroc():
     """AUROC: class-1 score for 2 classes, one-vs-rest macro average otherwise (Fawcett, PRL 2006).
 
@@ -151,6 +162,7 @@ def auroc():
     return _metric(auroc, True)
 
 
+@metric(LABELS_PROBS, greater_is_better=False)
 def log_loss():
     """Log loss, the mean negative log-likelihood of the true class (labels = range(C))."""
     import numpy as np
@@ -163,6 +175,7 @@ def log_loss():
     return _metric(log_loss, False)
 
 
+@metric(LABELS_PROBS, greater_is_better=False)
 def nll():
     """Negative log-likelihood -mean log p[y] of the probabilities as given (no renormalising).
 
@@ -175,6 +188,7 @@ def nll():
     return _metric(nll, False)
 
 
+@metric(LABELS_PROBS, greater_is_better=False)
 def brier():
     """Brier score (Brier 1950): mean over samples of ``sum_k (p_k - onehot_k)^2``."""
     import numpy as np
@@ -186,6 +200,7 @@ def brier():
     return _metric(brier, False)
 
 
+@metric(LABELS_PROBS, greater_is_better=False)
 def ece(bins: int = 15):
     """Expected calibration error with equal-width confidence bins (Guo et al., ICML 2017)."""
 
@@ -195,6 +210,7 @@ def ece(bins: int = 15):
     return _metric(ece, False)
 
 
+@metric(LABELS_PROBS, greater_is_better=False)
 def adaptive_ece(bins: int = 15):
     """Adaptive ECE: top-label confidence in equal-mass bins (after Nixon et al., CVPRW 2019).
 
@@ -207,6 +223,7 @@ def adaptive_ece(bins: int = 15):
     return _metric(adaptive_ece, False)
 
 
+@metric(LABELS_PROBS, greater_is_better=False)
 def mce(bins: int = 15):
     """Maximum calibration error over non-empty equal-width bins (Naeini et al., AAAI 2015)."""
     import numpy as np
@@ -287,12 +304,20 @@ class Sharpness:
         return out
 
 
+@metric(("model", "train_x", "train_y"), greater_is_better=False)
 def sharpness(iters: int = 20, n_samples: int = 512):
     """Sharpness: top Hessian eigenvalue of the train loss, power iteration (Yao et al. 2020).
 
-    Needs the model (``needs_model``): call ``metric(model, loss_fn, X_train, y_train)``;
-    lower is flatter.  Power iteration on Hessian-vector products as in PyHessian."""
-    return Sharpness(iters, n_samples)
+    Consumes the trained model and the train split (inputs ``model, train_x,
+    train_y``), with plain cross-entropy so it is comparable across methods
+    and stateful losses are not stepped again; lower is flatter.  Power
+    iteration on Hessian-vector products as in PyHessian."""
+    power = Sharpness(iters, n_samples)
+
+    def sharpness(model, X, y) -> float:
+        return power(model, None, X, y)
+
+    return sharpness
 
 
 @hookimpl

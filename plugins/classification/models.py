@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from harness import hookimpl
+from harness import FromData, hookimpl
+
+#: The data-derived parameters every classification model takes.
+InShape = Annotated[tuple, FromData]
+NClasses = Annotated[int, FromData]
 
 _ACTIVATIONS = ("relu", "tanh", "gelu")
 
@@ -15,7 +19,7 @@ def _activation(name: str):
     return {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}[name]()
 
 
-def mlp(in_shape: tuple, n_classes: int, hidden: list[int] = (64, 64),
+def mlp(in_shape: InShape, n_classes: NClasses, hidden: list[int] = (64, 64),
         activation: Literal["relu", "tanh", "gelu"] = "relu", dropout: float = 0.0,
         batchnorm: bool = False):
     """Multi-layer perceptron on flattened inputs (Linear-[BN]-act-[dropout] blocks)."""
@@ -37,7 +41,7 @@ def mlp(in_shape: tuple, n_classes: int, hidden: list[int] = (64, 64),
     return nn.Sequential(*layers)
 
 
-def cnn(in_shape: tuple, n_classes: int, channels: list[int] = (16, 32), hidden: int = 64,
+def cnn(in_shape: InShape, n_classes: NClasses, channels: list[int] = (16, 32), hidden: int = 64,
         dropout: float = 0.0):
     """Small conv net for images: conv3x3-BN-ReLU blocks, 2x2 pooling while the
     image is larger than 4x4, global average pooling, then an MLP head."""
@@ -61,7 +65,7 @@ def cnn(in_shape: tuple, n_classes: int, channels: list[int] = (16, 32), hidden:
     return nn.Sequential(*layers)
 
 
-def auto(in_shape: tuple, n_classes: int, hidden: list[int] = (64, 64),
+def auto(in_shape: InShape, n_classes: NClasses, hidden: list[int] = (64, 64),
          channels: list[int] = (16, 32)):
     """The cnn for image data (C, H, W), the mlp otherwise, so one suite can mix both."""
     if len(in_shape) == 3:

@@ -1,9 +1,10 @@
 """Local dataset sources: bundled scikit-learn sets, synthetic data, CSV files.
 
 Each factory returns a ``harness.data.RawDataset``; label encoding, the split
-and preprocessing happen later, in ``harness.prepare``.  numpy, pandas and
-scikit-learn are imported inside the factories so ``harness plugins`` starts
-fast.  The OpenML sources live in ``openml_data``.
+and preprocessing happen later, in the task's preparation
+(``harness_plugins.classification.prepare``).  numpy, pandas and scikit-learn
+are imported inside the factories so ``harness plugins`` starts fast.  The
+OpenML sources live in ``openml``.
 """
 
 from __future__ import annotations
@@ -76,27 +77,48 @@ def synthetic(n_samples: int = 1000, n_features: int = 20, n_informative: int | 
     return RawDataset("synthetic", X, np.asarray(y), meta={"weights": weights})
 
 
-def csv(path: str, target: str, sep: str = ",") -> RawDataset:
-    """A CSV file with a header row; `target` names the label column, the others are features."""
+def csv(path: Path, target: str, sep: str = ",") -> RawDataset:
+    """A CSV file with a header row; `target` names the label column, the others are features.
+
+    A relative ``path`` is relative to the suite file's folder."""
     import pandas as pd
 
     file = Path(path).expanduser()
-    if not file.is_file():
-        where = f" (resolved to {file.resolve()})" if not file.is_absolute() else ""
-        raise UserError(f"csv dataset: file {path!r} does not exist{where}")
+    _csv_header(file, target, sep)
     try:
         frame = pd.read_csv(file, sep=sep)
     except Exception as exc:  # parser errors name neither the file nor the dataset
         reason = " ".join(str(exc).split())
-        raise UserError(f"csv dataset: cannot read {path!r}: {reason}") from None
-    if target not in frame.columns:
-        columns = [str(c) for c in frame.columns]
+        raise UserError(f"csv dataset: cannot read {str(path)!r}: {reason}") from None
+    y = frame.pop(target).to_numpy()
+    return RawDataset(file.stem, frame, y, meta={"file": file.name})
+
+
+def _csv_header(file: Path, target: str, sep: str) -> None:
+    """Cheap checks of a csv dataset: the file exists and its header names
+    ``target`` (``ConfigError`` on the ``path``/``target`` parameter)."""
+    import pandas as pd
+
+    from harness.errors import ConfigError
+
+    if not file.is_file():
+        raise ConfigError("path", str(file), "csv file does not exist")
+    try:
+        columns = [str(c) for c in pd.read_csv(file, sep=sep, nrows=0).columns]
+    except Exception as exc:
+        raise ConfigError("path", str(file), f"cannot read the csv header: "
+                          f"{' '.join(str(exc).split())}") from None
+    if target not in columns:
         shown = ", ".join(columns[:30]) + (", ..." if len(columns) > 30 else "")
         hint = " (is sep right?)" if len(columns) == 1 else ""
-        raise UserError(f"csv dataset {path!r} has no column {target!r}"
-                        f"{did_you_mean(target, columns)}; columns: {shown}{hint}")
-    y = frame.pop(target).to_numpy()
-    return RawDataset(file.stem, frame, y, meta={"path": str(file)})
+        raise ConfigError("target", target, f"{file.name} has no column {target!r}"
+                          f"{did_you_mean(target, columns)}; columns: {shown}{hint}")
+
+
+csv.check = lambda params: _csv_header(Path(params["path"]), params["target"],
+                                       params.get("sep", ","))
+csv.label = lambda params: Path(str(params["path"])).stem
+sklearn.label = lambda params: str(params["name"]) + ("-img" if params.get("as_image") else "")
 
 
 @hookimpl

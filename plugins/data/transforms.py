@@ -2,7 +2,7 @@
 
 A transform is an object with ``stage`` and ``apply(X, y, rng) -> (X, y)``
 working on numpy arrays with labels ``0..K-1`` (see ``register_transforms`` in
-``harness.hookspecs``).  ``harness.prepare`` runs every ``"full"`` transform
+``harness.hookspecs``).  ``harness_plugins.classification.prepare`` runs every ``"full"`` transform
 before the split, then the ``"train"``/``"trainval"`` ones in suite order.
 
 Transforms may also define ``bind_classes(classes) -> classes``: the pipeline

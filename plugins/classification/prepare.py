@@ -1,9 +1,10 @@
-"""From a suite's dataset entry to training-ready arrays.
+"""The classification family's data preparation: from a suite's dataset entry
+to training-ready arrays (tabular rows or images, integer labels).
 
 ``prepare_dataset(entry, split_seed)`` runs, in this order:
 
-1. load the ``RawDataset`` from its source plugin, cached in-process by source
-   and parameters so the runs of one worker load a dataset once;
+1. load the ``RawDataset`` from its source plugin through the core's
+   ``harness.data.load_raw`` (cached per process);
 2. encode features as a float array (tabular: categorical and text columns
    become category codes; the vocabulary is metadata, not a fitted statistic)
    and labels as ``0..K-1`` in sorted order of the original values (rows
@@ -26,62 +27,52 @@ so the same entry and seed give identical arrays.
 
 from __future__ import annotations
 
-import json
-from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from harness.data import PreparedData, RawDataset
-from harness.errors import DatasetUnavailable, UserError
+from harness.data import RawDataset, build_component, load_raw
+from harness.errors import UserError
 
-#: How many loaded datasets one process keeps (they can be large).
-RAW_CACHE_SIZE = 4
-_RAW_CACHE: OrderedDict[tuple, RawDataset] = OrderedDict()
-#: Sources that failed to fetch in this process: fail fast on the next run.
-_UNAVAILABLE: dict[tuple, DatasetUnavailable] = {}
+
+@dataclass
+class PreparedData:
+    """Float32 feature arrays and int64 labels per split, ready for training.
+
+    ``X_*`` have shape ``(N, *in_shape)``; labels are in ``0..n_classes-1``;
+    ``y_train``/``y_val`` may carry injected label noise, ``y_test`` never
+    does.  ``classes`` are the original label values in code order.
+    ``y_train_clean``/``y_val_clean`` are the labels before train/val
+    transforms changed them (label noise), aligned row by row with
+    ``y_train``/``y_val``; ``None`` when no label was changed."""
+
+    name: str
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    classes: list
+    in_shape: tuple[int, ...]
+    meta: dict = field(default_factory=dict)
+    y_train_clean: np.ndarray | None = None
+    y_val_clean: np.ndarray | None = None
+
+    @property
+    def n_classes(self) -> int:
+        """Number of classes."""
+        return len(self.classes)
+
+    def class_counts(self) -> list[int]:
+        """Training-set count of each class (after transforms)."""
+        import numpy as np
+
+        return np.bincount(self.y_train, minlength=self.n_classes).tolist()
+
+
 STAGES = ("full", "train", "trainval")
-
-
-def _build(registry, kind: str, name: str, params: dict, path: str) -> Any:
-    """Validate ``params`` and call the factory.  Not ``registry.create``: its
-    ``{"name": ..., **params}`` spec would collide with a parameter that is
-    itself called ``name`` (the ``sklearn`` source's)."""
-    from harness.params import singular, validate_params
-
-    info = registry.get(kind, name, path)
-    checked = validate_params(info.params, info.var_kw, dict(params), path,
-                              f"{singular(kind)} {name!r}")
-    return info.factory(**checked)
-
-
-def load_raw(source: str, params: dict, registry) -> RawDataset:
-    """The ``RawDataset`` of one source, cached per process by source and params."""
-    info = registry.get("datasets", source, "dataset")
-    key = (source, info.plugin, json.dumps(params, sort_keys=True, default=repr))
-    if key in _RAW_CACHE:
-        _RAW_CACHE.move_to_end(key)
-        return _RAW_CACHE[key]
-    if key in _UNAVAILABLE:
-        raise _UNAVAILABLE[key]
-    try:
-        raw = _build(registry, "datasets", source, params, f"dataset.{source}")
-    except DatasetUnavailable as exc:
-        _UNAVAILABLE[key] = exc
-        raise
-    if not isinstance(raw, RawDataset):
-        raise TypeError(f"dataset source {source!r} returned {type(raw).__name__}, "
-                        f"not a harness.data.RawDataset")
-    _RAW_CACHE[key] = raw
-    while len(_RAW_CACHE) > RAW_CACHE_SIZE:
-        _RAW_CACHE.popitem(last=False)
-    return raw
-
-
-def clear_cache() -> None:
-    """Forget the datasets loaded by this process."""
-    _RAW_CACHE.clear()
-    _UNAVAILABLE.clear()
 
 
 def _label_key(value) -> tuple:
@@ -208,7 +199,7 @@ def _make_transforms(entry: dict, registry) -> list[tuple[int, Any]]:
     """``(suite position, transform)`` pairs, full-stage ones first."""
     transforms = []
     for pos, (name, tparams) in enumerate(entry.get("transforms") or []):
-        t = _build(registry, "transforms", name, tparams or {}, f"dataset.{name}")
+        t = build_component(registry, "transforms", name, tparams or {}, f"dataset.{name}")
         if getattr(t, "stage", None) not in STAGES:
             raise TypeError(f"transform {name!r} has stage {getattr(t, 'stage', None)!r}; "
                             f"expected one of {', '.join(STAGES)}")
@@ -251,7 +242,7 @@ def prepare_dataset(entry: dict, split_seed: int, *, registry=None) -> PreparedD
     source, params = entry["source"], dict(entry.get("params") or {})
     split = {"val": 0.2, "test": 0.2, **(entry.get("split") or {})}
     seed = abs(int(split_seed)) % 2**32
-    raw = load_raw(source, params, registry)
+    raw = load_raw(source, params, registry, entry.get("base_dir"))
 
     X, categorical = encode_features(raw)
     y, classes, labelled = encode_labels(raw.y)

@@ -1,0 +1,91 @@
+"""How a metric declares what it consumes and which way is better.
+
+A metric factory is decorated with :func:`metric`::
+
+    @harness.metric(inputs=("labels", "probs"), greater_is_better=True)
+    def accuracy():
+        return lambda labels, probs: float((probs.argmax(1) == labels).mean())
+
+The declaration lives on the factory, so the registry can reject a metric
+without a direction at registration, suite validation can reject a metric the
+task cannot feed (before any run), and runs can log each metric's direction as
+a tag that reports read without importing plugins.  The callable the factory
+returns is called positionally with the task's values of ``inputs``, in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+#: What a metric consumes when its factory does not say (scikit-learn's order).
+DEFAULT_INPUTS: tuple[str, ...] = ("labels", "probs")
+#: Tag prefix of a run's metric directions: ``harness.direction.<name>`` = max | min.
+DIRECTION_TAG = "harness.direction."
+
+
+def metric(inputs: tuple[str, ...] = DEFAULT_INPUTS, *, greater_is_better: bool
+           ) -> Callable[[Callable], Callable]:
+    """Declare a metric factory's inputs and direction (a decorator).
+
+    :param inputs: names of the values the metric is called with, in order;
+        a task documents the names it offers (``metric_inputs``).
+    :param greater_is_better: the direction reports rank by."""
+    if not isinstance(greater_is_better, bool):
+        raise TypeError("greater_is_better must be True or False")
+    inputs = tuple(inputs)
+
+    def mark(factory: Callable) -> Callable:
+        factory.inputs = inputs
+        factory.greater_is_better = greater_is_better
+        return factory
+
+    return mark
+
+
+def metric_inputs(factory: Callable) -> tuple[str, ...]:
+    """The inputs a metric factory declared (``DEFAULT_INPUTS`` when silent)."""
+    return tuple(getattr(factory, "inputs", DEFAULT_INPUTS))
+
+
+def metric_label(name: str, params: dict[str, Any]) -> str:
+    """The logged name of a parameterised metric: ``ece`` with ``bins=25`` is
+    ``ece:bins-25``.  MLflow metric names allow only letters, digits and
+    ``_ - . : /`` and spaces, so brackets and ``=`` cannot be used."""
+    if not params:
+        return name
+    parts = []
+    for key, value in params.items():
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        text = "".join(c if c.isalnum() or c in "_-." else "_" for c in text)
+        parts.append(f"{key}-{text}")
+    return ":".join([name, *parts])
+
+
+def compute_metrics(fns: dict[str, Callable], offered: dict[str, Any]) -> dict[str, float]:
+    """Call each metric whose inputs are all in ``offered``; return name -> value.
+
+    ``offered`` values may be callables taking no argument: they are computed
+    on first use only, so a task can offer expensive inputs (the model's
+    predictions on the train split) without paying for them when no metric
+    asks."""
+    cache: dict[str, Any] = {}
+
+    def value(key: str) -> Any:
+        if key not in cache:
+            v = offered[key]
+            cache[key] = v() if callable(v) and getattr(v, "lazy_input", False) else v
+        return cache[key]
+
+    out = {}
+    for name, fn in fns.items():
+        needed = metric_inputs(fn)
+        if all(k in offered for k in needed):
+            out[name] = float(fn(*[value(k) for k in needed]))
+    return out
+
+
+def lazy(fn: Callable[[], Any]) -> Callable[[], Any]:
+    """Mark a zero-argument callable as a lazily computed metric input."""
+    fn.lazy_input = True
+    return fn

@@ -1,0 +1,242 @@
+"""The shared trainer: every task that trains a classifier uses it.
+
+Three parts, usable apart:
+
+- :func:`build_components` builds the model, loss, optimizer or training
+  scheme and scheduler of a classification-style config (``model``, ``loss``,
+  ``training``) for a ``PreparedData``-like object (``in_shape``,
+  ``n_classes``, ``class_counts()``, ``y_train``);
+- :func:`fit` runs the epoch loop: the scheme's batch order or a seeded
+  permutation, one ``scheme.step`` per batch, NaN/inf detection
+  (``harness.Diverged``), the scheduler, a per-epoch ``evaluate`` callback,
+  logging through ``ctx.epoch_end(epoch, values, phase)``, early stopping and
+  best-epoch restore;
+- :func:`train_classifier` is both for the common case, with validation
+  metrics computed by :func:`validation_values`.
+
+Random state is consumed in a fixed order (model init from ``seeds["init"]``,
+then loss, scheme and scheduler; batch order from ``seeds["order"]``), so a
+run's numbers do not depend on which task trains it.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness import ConfigError, Diverged
+
+#: Metric inputs available every epoch on the validation split.
+EPOCH_INPUTS = ("labels", "probs", "logits")
+
+
+@dataclass
+class Components:
+    """What :func:`build_components` makes for one run."""
+
+    model: Any
+    loss_fn: Any
+    scheme: Any
+    scheduler: Any
+    batch_size: int
+    steps_per_epoch: int
+
+
+@dataclass
+class FitResult:
+    """How training went: the selected epoch, seconds, epochs run."""
+
+    best_epoch: int
+    train_s: float
+    epochs_run: int
+    history: list[dict] = field(default_factory=list)
+
+
+def batch_size_of(value: int | float, n: int) -> int:
+    """An int is a batch size; a float in (0, 1] a fraction of ``n`` rows."""
+    if isinstance(value, float) and value <= 1:
+        return max(1, int(round(value * n)))
+    return int(value)
+
+
+def model_inputs(data) -> dict[str, Any]:
+    """The data-derived values a classification model may declare with
+    ``harness.FromData``: ``in_shape`` and ``n_classes``."""
+    return {"in_shape": tuple(data.in_shape), "n_classes": data.n_classes}
+
+
+def build_components(ctx, config: dict, data, X, y, *, model=None) -> Components:
+    """Build model (unless given), loss, scheme and scheduler for ``config``
+    on the train tensors ``X``, ``y`` (already on ``ctx.device``)."""
+    import torch
+
+    from harness_plugins.classification.optimizers import as_scheme
+
+    tr = config["training"]
+    dev = torch.device(ctx.device)
+    if model is None:
+        torch.manual_seed(ctx.seeds["init"])
+        model = ctx.create("models", config["model"], **model_inputs(data))
+    model = model.to(dev)
+    loss_fn = ctx.create("losses", config["loss"])
+    if hasattr(loss_fn, "setup"):
+        loss_fn.setup(n_classes=data.n_classes, class_counts=data.class_counts(),
+                      n_train=len(y))
+    if hasattr(loss_fn, "to"):
+        loss_fn = loss_fn.to(dev)
+    n = len(y)
+    bs = batch_size_of(tr["batch_size"], n)
+    steps = math.ceil(n / bs)
+    scheme = as_scheme(ctx.create("optimizers", tr["optimizer"]))
+    from types import SimpleNamespace
+
+    scheme.setup(model, loss_fn, SimpleNamespace(
+        n_train=n, n_classes=data.n_classes, epochs=tr["epochs"], steps_per_epoch=steps,
+        device=dev, X_train=X, y_train=y))
+    scheduler = None
+    if tr.get("scheduler"):
+        scheduler = ctx.create("schedulers", tr["scheduler"])(scheme.optimizer, tr["epochs"])
+    return Components(model, loss_fn, scheme, scheduler, bs, steps)
+
+
+def monitor_sign(monitor: str, metric_fns: dict) -> float:
+    """+1 when a larger ``monitor`` value is better, -1 otherwise."""
+    if monitor.endswith("/loss"):
+        return -1.0
+    fn = metric_fns.get(monitor.split("/", 1)[-1])
+    return 1.0 if getattr(fn, "greater_is_better", True) else -1.0
+
+
+def fit(ctx, parts: Components, X, y, training: dict,
+        evaluate: Callable[[int], dict[str, float]], *, sign: float = -1.0,
+        phase: str = "train") -> FitResult:
+    """Train ``parts.model`` on ``X``, ``y`` for ``training["epochs"]``.
+
+    ``evaluate(epoch)`` returns that epoch's validation values (``val/...``);
+    the ``training["early_stopping"]["monitor"]`` value among them, times
+    ``sign``, selects the best epoch (restored at the end when
+    ``select_best``) and drives ``patience``.  Each epoch is logged with
+    ``ctx.epoch_end(epoch, values, phase)``."""
+    import torch
+
+    model, scheme, scheduler = parts.model, parts.scheme, parts.scheduler
+    dev = X.device
+    n, bs = len(y), parts.batch_size
+    gen = torch.Generator().manual_seed(ctx.seeds["order"])
+    es = training.get("early_stopping") or {}
+    monitor, patience = es.get("monitor", "val/loss"), es.get("patience")
+    select_best = training.get("select_best", True)
+    best, best_epoch, best_state, waited = -math.inf, -1, None, 0
+    history: list[dict] = []
+    start = time.perf_counter()
+    epoch = -1
+    for epoch in range(training["epochs"]):
+        model.train()
+        order = getattr(scheme, "epoch_order", lambda e, g: None)(epoch, gen)
+        if order is None:
+            order = torch.randperm(n, generator=gen)
+        order = order.to(dev)
+        total = 0.0
+        for i in range(0, len(order), bs):
+            idx = order[i:i + bs]
+            value = scheme.step({"x": X[idx], "y": y[idx], "index": idx, "epoch": epoch})
+            if not math.isfinite(value):
+                raise Diverged(f"train loss became {value} at epoch {epoch}")
+            total += value * len(idx)
+        if hasattr(scheme, "on_epoch_end"):
+            scheme.on_epoch_end(epoch)
+        if scheduler is not None:
+            scheduler.step()
+        values = {"train/loss": total / len(order), **evaluate(epoch)}
+        extra = getattr(scheme, "extra_metrics", None)
+        if extra is not None:  # a scheme's own diagnostics (MESA's teacher accuracy)
+            values.update({k if "/" in k else f"train/{k}": v for k, v in extra().items()})
+        ctx.epoch_end(epoch, values, phase)
+        history.append(values)
+        current = values.get(monitor)
+        if current is None:
+            raise ConfigError("training.early_stopping.monitor", monitor,
+                              f"not a logged quantity; logged: {', '.join(values)}")
+        score = sign * current if math.isfinite(current) else -math.inf
+        if getattr(scheme, "restart_epoch", None) == epoch:
+            # the scheme restarted training (USEFUL): earlier epochs are another model
+            best, best_state, waited = -math.inf, None, 0
+        if score > best or best_state is None:
+            best, best_epoch, waited = score, epoch, 0
+            if select_best:
+                best_state = copy.deepcopy(model.state_dict())
+        else:
+            waited += 1
+            if patience and waited >= patience:
+                break
+    train_s = time.perf_counter() - start
+    if best_state is not None and select_best:
+        model.load_state_dict(best_state)
+    return FitResult(best_epoch, train_s, epoch + 1, history)
+
+
+def predict_logits(model, X, batch_size: int = 8192):
+    """Logits of ``model`` on tensor ``X`` in eval mode, in batches."""
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        out = torch.cat([model(X[i:i + batch_size]) for i in range(0, len(X), batch_size)])
+    return out
+
+
+def prediction_inputs(logits, labels) -> dict[str, Any]:
+    """The metric inputs a classifier's predictions offer: ``labels``,
+    ``probs`` (float64 softmax) and ``logits`` as numpy arrays."""
+    import torch
+
+    probs = torch.softmax(logits.double(), 1).cpu().numpy()
+    return {"labels": labels, "probs": probs, "logits": logits.detach().cpu().numpy()}
+
+
+def epoch_metrics(metric_fns: dict) -> dict:
+    """The metrics that can be computed every epoch from predictions alone."""
+    from harness.metrics import metric_inputs
+
+    return {k: f for k, f in metric_fns.items()
+            if all(i in EPOCH_INPUTS for i in metric_inputs(f))}
+
+
+def validation_values(model, Xv, yv, metric_fns: dict, batch_size: int) -> dict[str, float]:
+    """``val/loss`` (cross-entropy) and ``val/<metric>`` for per-epoch metrics."""
+    import torch
+    import torch.nn.functional as F
+
+    from harness.metrics import compute_metrics
+
+    logits = predict_logits(model, Xv, batch_size)
+    values = {"val/loss": float(F.cross_entropy(logits, torch.as_tensor(yv, device=Xv.device)))}
+    scores = compute_metrics(epoch_metrics(metric_fns), prediction_inputs(logits, yv))
+    values.update({f"val/{k}": v for k, v in scores.items()})
+    return values
+
+
+def train_classifier(ctx, config: dict, data, metric_fns: dict, *, phase: str = "train",
+                     model=None) -> tuple[Any, Components, FitResult]:
+    """Build and train ``config``'s classifier on ``data`` (a ``PreparedData``)
+    with per-epoch validation; return the model at the selected epoch, its
+    components and the fit result."""
+    import torch
+
+    tr = config["training"]
+    dev = torch.device(ctx.device)
+    X = torch.as_tensor(data.X_train, device=dev)
+    y = torch.as_tensor(data.y_train, device=dev)
+    parts = build_components(ctx, config, data, X, y, model=model)
+    Xv = torch.as_tensor(data.X_val, device=dev)
+    yv = data.y_val
+    monitor = (tr.get("early_stopping") or {}).get("monitor", "val/loss")
+    result = fit(ctx, parts, X, y, tr,
+                 lambda epoch: validation_values(parts.model, Xv, yv, metric_fns,
+                                                 tr["eval_batch_size"]),
+                 sign=monitor_sign(monitor, metric_fns), phase=phase)
+    return parts.model, parts, result

@@ -1,0 +1,232 @@
+"""The task-generic core: a task family written outside plugins/ (its own data
+object, metric inputs and component kind) runs end to end; data-derived
+parameters, metric declarations, open kinds and broken plugins."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.errors import ConfigError
+
+TOY = """\
+name: toy
+task: toy_signal
+seeds: 2
+datasets:
+  - sine: 64
+noise: 0.3
+methods:
+  raw: {smoother: identity}
+  smooth: {smoother: {name: moving_average, width: 5}}
+metrics: [mse, {name: snr_db, floor: 1.0e-9}]
+rank_by: mse
+"""
+
+
+@pytest.fixture
+def toy(monkeypatch, fresh_registry):
+    monkeypatch.setenv("HARNESS_PLUGINS", "harness_toytask")
+    return fresh_registry()
+
+
+def write(tmp_path, text, name="toy.yaml"):
+    f = tmp_path / name
+    f.write_text(textwrap.dedent(text))
+    return str(f)
+
+
+def test_toy_family_runs_and_reports_without_core_edits(tmp_path, tracking_uri, toy, capsys):
+    suite = write(tmp_path, TOY)
+    assert main(["run", suite]) == 0
+    from mlflow.tracking import MlflowClient
+
+    cl = MlflowClient(tracking_uri)
+    exp = cl.get_experiment_by_name("toy")
+    runs = [r for r in cl.search_runs([exp.experiment_id])
+            if "harness.run_key" in r.data.tags]
+    assert len(runs) == 4 and {r.data.tags["harness.status"] for r in runs} == {"finished"}
+    for r in runs:
+        # a parameterised metric gets its own MLflow-legal name, and its direction
+        assert {"test/mse", "test/snr_db:floor-1e-09"} <= set(r.data.metrics)
+        assert r.data.tags["harness.direction.mse"] == "min"
+        assert r.data.tags["harness.direction.snr_db:floor-1e-09"] == "max"
+        assert "fit/loss" in r.data.metrics  # the task's own phase, logged apart
+        assert r.data.tags["harness.plugin.metrics.mse"] == "harness_toytask"
+    by = {}
+    for r in runs:
+        by.setdefault(r.data.tags["harness.method"], []).append(r.data.metrics["test/mse"])
+    # smoothing a noisy sine really helps: the metric saw the task's own data
+    assert max(by["smooth"]) < min(by["raw"])
+    out = tmp_path / "report"
+    assert main(["report", suite, "--out", str(out), "--format", "md,csv"]) == 0
+    text = (out / "index.md").read_text()
+    assert "smooth" in text and "raw" in text
+
+
+def test_from_data_parameters_are_not_suite_parameters(toy):
+    info = toy.get("smoothers", "moving_average")
+    assert info.from_data == ["length"] and [p.name for p in info.params] == ["width"]
+    with pytest.raises(ConfigError, match="unknown parameter 'length'"):
+        toy.check("smoothers", {"name": "moving_average", "length": 3}, "smoother")
+    with pytest.raises(ConfigError, match="needs 'length' from the data"):
+        toy.create("smoothers", "identity")
+    assert toy.create("smoothers", "identity", length=4, unused=1)([1.0])[0] == 1.0
+
+
+def test_models_declare_in_shape_and_n_classes():
+    from harness.plugins import get_registry
+
+    info = get_registry(reload=True).get("models", "mlp")
+    assert info.from_data == ["in_shape", "n_classes"]
+    assert "in_shape" not in [p.name for p in info.params]
+
+
+def test_metric_the_task_cannot_feed_is_rejected(tmp_path, toy, capsys):
+    suite = write(tmp_path, TOY.replace("metrics: [mse, {name: snr_db, floor: 1.0e-9}]",
+                                        "metrics: [mse, accuracy]"))
+    assert main(["plan", suite]) == 2
+    err = capsys.readouterr().err
+    assert "metrics[1]" in err and "needs labels, probs" in err
+    assert "task 'toy_signal'" in err and "offers: clean, estimate" in err
+
+
+def test_metric_without_direction_is_rejected_at_registration(monkeypatch, fresh_registry):
+    monkeypatch.setenv("HARNESS_PLUGINS", "harness_nodirection")
+    with pytest.raises(ConfigError, match="metric 'undirected' does not say whether greater"):
+        fresh_registry()
+
+
+def test_kind_added_twice_is_an_error(monkeypatch, fresh_registry, tmp_path):
+    (tmp_path / "harness_toytwice.py").write_text(textwrap.dedent("""
+        from harness import hookimpl
+
+        @hookimpl
+        def register_kinds(register):
+            register("smoothers", "again")
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("HARNESS_PLUGINS", "harness_toytask,harness_toytwice")
+    with pytest.raises(ConfigError, match="kind 'smoothers' already exists"):
+        fresh_registry()
+
+
+def test_list_shows_an_added_kind(toy, capsys):
+    assert main(["list", "smoothers", "--json"]) == 0
+    names = {c["name"] for c in json.loads(capsys.readouterr().out)}
+    assert names == {"moving_average", "identity"}
+
+
+@pytest.mark.parametrize("plugin, expected", [
+    ("harness_brokenimport", "plugin 'harness_brokenimport' (module harness_brokenimport): "
+                             "failed to load: ModuleNotFoundError"),
+    ("harness_typohook", "unknown hook 'register_loss' (did you mean 'register_losses'?)"),
+])
+def test_broken_plugin_is_named_in_one_line(monkeypatch, fresh_registry, capsys, plugin,
+                                            expected):
+    import harness.plugins as hp
+
+    monkeypatch.setenv("HARNESS_PLUGINS", plugin)
+    monkeypatch.setattr(hp, "_REGISTRY", None)  # the CLI builds it (the fixture restores)
+    assert main(["list", "losses"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and expected in err
+    assert f"-p no:{plugin}" in err
+    assert main(["-p", f"no:{plugin}", "list", "losses"]) == 0
+
+
+def test_blocking_an_unknown_plugin_says_so(capsys):
+    assert main(["-p", "no:nosuch", "list", "losses"]) == 2
+    assert "no plugin named 'nosuch'" in capsys.readouterr().err
+
+
+def test_data_paths_resolve_against_the_suite_file(tmp_path, tracking_uri, monkeypatch, capsys):
+    folder = tmp_path / "suites"
+    (folder / "data").mkdir(parents=True)
+    rows = ["a,b,label"] + [f"{i % 7},{(i * 3) % 5},{i % 2}" for i in range(60)]
+    (folder / "data" / "mine.csv").write_text("\n".join(rows) + "\n")
+    suite = write(folder, """\
+        name: csvsuite
+        seeds: 1
+        datasets:
+          - csv: {path: data/mine.csv, target: label}
+        model: {name: mlp, hidden: [4]}
+        training: {epochs: 1}
+        methods: {ce: {}}
+        """)
+    monkeypatch.chdir(tmp_path)  # not the suite's folder
+    assert main(["plan", suite]) == 0
+    assert capsys.readouterr().out.splitlines()[2].split()[:2] == ["mine", "ce"]  # file stem
+    bad = Path(suite).read_text().replace("target: label", "target: lable")
+    Path(suite).write_text(bad)
+    assert main(["plan", suite]) == 2
+    err = capsys.readouterr().err
+    assert "datasets[0].csv.target = 'lable'" in err and "did you mean 'label'" in err
+
+
+@pytest.mark.parametrize("value, message", [
+    ("0", "the batch size must be >= 1"),
+    ("1.5", "must be in (0, 1]"),
+])
+def test_bad_batch_sizes_stop_at_validation(tmp_path, capsys, value, message):
+    suite = write(tmp_path, f"""\
+        name: bs
+        datasets: [{{sklearn: iris}}]
+        training: {{batch_size: {value}}}
+        methods: {{ce: {{}}}}
+        """)
+    assert main(["plan", suite]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_monitor_is_checked_against_the_suite_metrics(tmp_path, capsys):
+    suite = write(tmp_path, """\
+        name: mon
+        datasets: [{sklearn: iris}]
+        training: {early_stopping: {monitor: val/f1}}
+        methods: {ce: {}}
+        metrics: [accuracy]
+        """)
+    assert main(["plan", suite]) == 2
+    err = capsys.readouterr().err
+    assert "training.early_stopping.monitor = 'val/f1'" in err and "val/accuracy" in err
+
+
+def test_top_level_key_of_the_training_section_points_there(tmp_path, capsys):
+    suite = write(tmp_path, """\
+        name: top
+        datasets: [{sklearn: iris}]
+        batch_size: 32
+        methods: {ce: {}}
+        """)
+    assert main(["plan", suite]) == 2
+    err = capsys.readouterr().err
+    assert "did you mean 'training.batch_size'" in err and "suite keys:" in err
+
+
+@pytest.mark.slow
+def test_quickstart_metrics_are_unchanged(tmp_path, monkeypatch):
+    """The core refactor must not change a user's numbers: the quickstart's
+    metrics equal those recorded before it (tests/data/quickstart_metrics.json,
+    written by commit eb0ba9f with HARNESS_TORCH_THREADS=1: the cnn's numbers
+    depend on the thread count)."""
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("HARNESS_TORCH_THREADS", "1")
+    uri = f"sqlite:///{tmp_path / 'q.db'}"
+    root = Path(__file__).resolve().parents[1]
+    assert main(["run", str(root / "suites" / "quickstart.yaml"), "--tracking-uri", uri]) == 0
+    expected = json.loads((Path(__file__).parent / "data" / "quickstart_metrics.json").read_text())
+    cl = MlflowClient(uri)
+    exp = cl.get_experiment_by_name("quickstart")
+    runs = {r.info.run_name: r for r in cl.search_runs([exp.experiment_id], max_results=1000)
+            if "harness.run_key" in r.data.tags}
+    assert set(runs) == set(expected)
+    for name, metrics in expected.items():
+        for key, value in metrics.items():
+            if key != "run_key":
+                assert runs[name].data.metrics[key] == pytest.approx(value, abs=1e-6), (name, key)
