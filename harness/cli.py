@@ -246,6 +246,9 @@ def cmd_run(args) -> int:
         return 130
     for label, why in sorted(plan.unavailable.items()):
         print(f"unavailable: {label}: {why}")
+    for label, why in sorted(plan.input_errors.items()):
+        print(f"input error: {label}: {why} (fix it and run again: these runs are retried "
+              "without --rerun-failed)")
     failed = sum(counts[s] for s in ("failed", "timeout", "oom")) + len(plan.failed)
     extra = "".join(f", {counts[s]} {s}" for s in ("timeout", "oom", "interrupted") if counts[s])
     print(f"done: {counts['finished']} finished, {counts['diverged']} diverged, "
@@ -332,11 +335,11 @@ def _number(kind: type, low: float, inclusive: bool = True):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors: ``error: <why> (harness run --help)``,
-    exit 2, like every other input mistake."""
+    """argparse whose errors are ``UserError``s: one line, ``error: <why> (see
+    harness run --help)``, exit status 2, like every other input mistake."""
 
     def error(self, message: str):
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+        raise UserError(f"{message} (see {self.prog} --help)")
 
 
 def build_parser(executor_opts: dict[str, ExecutorOption] | None = None
@@ -441,7 +444,7 @@ def _command(argv: list[str]) -> str | None:
 def _parse(argv: list[str]) -> argparse.Namespace:
     """Parse ``argv``; for ``run`` the registry is loaded first (once, with
     ``-p no:NAME`` applied) so the executors' flags exist."""
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = _Parser(prog="harness", add_help=False)
     pre.add_argument("-p", dest="plugin_opts", action="append")
     known, _ = pre.parse_known_args(argv)
     registry = _registry(known) if _command(argv) == "run" else None

@@ -161,11 +161,17 @@ def _dataset_failure(outcome) -> str | None:
     way), else None."""
     if outcome.status != runstate.FAILED_:
         return None
-    if getattr(outcome, "error_type", "") == "DatasetUnavailable":
+    error_type = getattr(outcome, "error_type", "")
+    if error_type == "DatasetUnavailable":
         return "unavailable"
-    if getattr(outcome, "failure_kind", "") == runstate.INPUT_FAILURE:
-        return "input"
-    return None
+    kind = getattr(outcome, "failure_kind", None)
+    if kind is None:  # an Outcome without the field: the core's input error types
+        from harness import errors
+
+        cls = getattr(errors, error_type, None)
+        kind = runstate.INPUT_FAILURE if isinstance(cls, type) and issubclass(
+            cls, errors.UserError) else ""
+    return "input" if kind == runstate.INPUT_FAILURE else None
 
 
 def _reason(outcome) -> str:
