@@ -13,6 +13,14 @@ from typing import Annotated
 from harness import FromData, hookimpl
 
 
+def _at_least(**values) -> None:
+    from harness import ConfigError
+
+    for name, (value, least) in values.items():
+        if value < least:
+            raise ConfigError(name, value, f"must be >= {least}")
+
+
 def unet(in_channels: Annotated[int, FromData], width: int = 16, depth: int = 4,
          residual: bool = False):
     """Low-light raw U-Net (SID/ELD: conv3x3-LeakyReLU pairs, max-pool, transposed-conv skips).
@@ -20,8 +28,7 @@ def unet(in_channels: Annotated[int, FromData], width: int = 16, depth: int = 4,
     ``width``: channels of the first level (SID uses 32), doubled per level;
     ``depth``: number of down-sampling steps; ``residual``: predict the noise
     and subtract it instead of predicting the clean image."""
-    if width < 1 or depth < 1:
-        raise ValueError(f"unet needs width >= 1 and depth >= 1 (got {width}, {depth})")
+    _at_least(width=(width, 1), depth=(depth, 1))
     return _unet(in_channels, width, depth, residual)
 
 
@@ -70,8 +77,7 @@ def dncnn(in_channels: Annotated[int, FromData], depth: int = 10, width: int = 3
     """DnCNN (Zhang et al. 2017): conv-BN-ReLU stack predicting the noise (residual learning)."""
     import torch.nn as nn
 
-    if depth < 2 or width < 1:
-        raise ValueError(f"dncnn needs depth >= 2 and width >= 1 (got {depth}, {width})")
+    _at_least(depth=(depth, 2), width=(width, 1))
     layers: list = [nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU()]
     for _ in range(depth - 2):
         layers += [nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
@@ -118,7 +124,9 @@ def bm3d(in_channels: Annotated[int, FromData], sigma: float | None = None):
     import torch.nn as nn
 
     if sigma is not None and sigma <= 0:
-        raise ValueError(f"bm3d sigma = {sigma}: must be > 0 (or null to estimate it)")
+        from harness import ConfigError
+
+        raise ConfigError("sigma", sigma, "must be > 0 (or null to estimate it)")
 
     class BM3D(nn.Module):
         trainable = False

@@ -87,8 +87,11 @@ def ssim():
 
 @metric(inputs=("clean", "noisy"), greater_is_better=True)
 def psnr_noisy():
-    """PSNR of the noisy input itself (no denoising), a reference for the denoisers' gain."""
-    return lambda clean, noisy: _mean_over_images(psnr_value, clean, noisy)
+    """PSNR of the noisy input clipped to [0, 1] (no denoising): the reference for the gain."""
+    import numpy as np
+
+    return lambda clean, noisy: _mean_over_images(
+        psnr_value, clean, [np.clip(x, 0.0, 1.0) for x in noisy])
 
 
 @metric(inputs=("dark_real", "dark_generated"), greater_is_better=False)

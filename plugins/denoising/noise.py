@@ -154,7 +154,9 @@ def eld(gain_spread: float = 1.0, sigma_jitter: float = 0.0) -> NoiseModel:
     and ``sigma_jitter`` the spread s of log sigma ~ N(log sigma_0 + log(K/K0), s),
     ELD's per-gain sampling (read and row sigmas scale with the gain)."""
     if gain_spread < 1:
-        raise ValueError(f"gain_spread = {gain_spread}: must be >= 1 (1 = the calibrated gain)")
+        from harness import ConfigError
+
+        raise ConfigError("gain_spread", gain_spread, "must be >= 1 (1 = the calibrated gain)")
     return ELD(gain_spread, sigma_jitter)
 
 

@@ -35,8 +35,11 @@ def pnnp(hidden: int = 16, steps: int = 400, lr: float = 0.02, batch: int = 4096
     ``hidden``: tanh units of the read-noise quantile network; ``steps``,
     ``lr``, ``batch``: its training with the quantile L1 loss; ``fixed_pattern``:
     add the learned dark-shading map (random crops) to generated noise."""
-    if hidden < 1 or steps < 1 or batch < 16:
-        raise ValueError("pnnp needs hidden >= 1, steps >= 1 and batch >= 16")
+    from harness import ConfigError
+
+    for name, value, least in (("hidden", hidden, 1), ("steps", steps, 1), ("batch", batch, 16)):
+        if value < least:
+            raise ConfigError(name, value, f"must be >= {least}")
     return PNNP(hidden, steps, lr, batch, fixed_pattern, seed)
 
 

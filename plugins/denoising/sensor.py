@@ -35,14 +35,16 @@ def simulated(gain: float = 1.0, read_lambda: float = -0.15, read_scale: float =
     ``size``: packed frame side (images are cropped to it); ``n_dark`` dark
     frames for fitting, ``n_heldout`` for distribution distances,
     ``flat_levels`` flat-field pairs for the gain."""
+    from harness import ConfigError
+
     for name, value in (("gain", gain), ("size", size), ("n_dark", n_dark),
                         ("n_heldout", n_heldout)):
         if value <= 0:
-            raise ValueError(f"sensor parameter {name} = {value}: must be > 0")
+            raise ConfigError(name, value, "must be > 0")
     if flat_levels < 2:
-        raise ValueError(f"sensor parameter flat_levels = {flat_levels}: needs >= 2")
+        raise ConfigError("flat_levels", flat_levels, "the gain needs flat frames at >= 2 levels")
     if len(bias) != 4:
-        raise ValueError(f"sensor parameter bias = {list(bias)}: needs 4 values (R, G1, G2, B)")
+        raise ConfigError("bias", list(bias), "needs 4 values (R, G1, G2, B)")
     return SimulatedSensor(gain, read_lambda, read_scale, row_sigma, pattern_sigma,
                            list(bias), black, white, size, n_dark, n_heldout, flat_levels, seed)
 

@@ -95,8 +95,12 @@ def _build(kind: str, spec: dict, path: str, **offered):
 
     try:
         return get_registry().create(kind, spec, path, **offered)
-    except ConfigError:
-        raise
+    except ConfigError as exc:
+        if exc.path == path or exc.path.startswith(f"{path}."):
+            raise
+        # raised by the factory about one of its parameters
+        raise ConfigError(f"{path}.{exc.path}" if exc.path else path, exc.value,
+                          exc.message) from None
     except (ValueError, TypeError) as exc:
         raise ConfigError(path, spec, str(exc)) from None
 

@@ -124,7 +124,7 @@ def train_denoiser(ctx, net, model, data, white: float, cfg: dict, max_side: int
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * len(clean)
+            total += float(loss.detach()) * len(clean)
             count += len(clean)
         if sched is not None:
             sched.step()
