@@ -36,20 +36,26 @@ def cmd_plugins(args) -> int:
     """List installed plugins with their distribution and hooks."""
     from tabulate import tabulate
 
-    reg = _registry(args)
+    from harness.plugins import make_plugin_manager
+
+    # tolerant: a broken plugin is listed (marked), not fatal, so the others show
+    pm = make_plugin_manager(_blocked(args) or None, strict=False)
     rows = []
-    for name, plugin in sorted(reg.pm.list_name_plugin(), key=lambda x: str(x[0])):
+    for name, plugin in sorted(pm.list_name_plugin(), key=lambda x: str(x[0])):
         if plugin is None:
             continue
-        dist, version = reg.pm.harness_dists.get(name, (None, None))
-        hooks = sorted(h.name for h in reg.pm.get_hookcallers(plugin) or [])
+        dist, version = pm.harness_dists.get(name, (None, None))
+        hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
         rows.append([name, dist or "-", version or "-", ", ".join(hooks)])
+    for name, (dist, _module, message) in sorted(pm.harness_broken.items()):
+        rows.append([name, dist or "-", "-", f"BROKEN: {message}"])
     if args.json:
         print(json.dumps([dict(zip(["name", "distribution", "version", "hooks"],
                                    [r[0], r[1], r[2], r[3].split(", ")])) for r in rows], indent=2))
     else:
-        print(tabulate(rows, headers=["plugin", "distribution", "version", "hooks"]))
-    return 0
+        print(tabulate(rows, headers=["plugin", "distribution", "version", "hooks"],
+                       maxcolwidths=[None, None, None, 80]))
+    return 1 if pm.harness_broken else 0
 
 
 def cmd_list(args) -> int:

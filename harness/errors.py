@@ -26,14 +26,13 @@ class ConfigError(UserError):
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        where = self.file or "<config>"
-        if self.line is not None:
-            where += f":{self.line}"
-        if not self.path:  # the file as a whole (not found, not YAML): no key to name
-            value = "" if self.value is _MISSING else f" {self.value!r}:"
-            return f"{where}:{value} {self.message}"
+        # no file: a component spec given in Python or on the command line
+        where = f"{self.file}{'' if self.line is None else f':{self.line}'}: " if self.file else ""
+        if not self.path:  # the file as a whole (not found, not YAML), or a bare value
+            value = "" if self.value is _MISSING else f"{self.value!r}: "
+            return f"{where}{value}{self.message}"
         value = "" if self.value is _MISSING else f" = {self.value!r}"
-        return f"{where}: {self.path}{value}: {self.message}"
+        return f"{where}{self.path}{value}: {self.message}"
 
 
 class _Missing:

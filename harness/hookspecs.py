@@ -133,7 +133,9 @@ def register_transforms(register):
     working on numpy arrays with integer-encoded labels.  An optional
     ``bind_classes(classes) -> classes`` is called first with the original
     class values (``one_vs_rest`` resolves its positive class there and
-    returns the new class list).
+    returns the new class list).  The factory is also called once at suite
+    validation: raise ``ValueError`` there for a value out of range, so the
+    suite stops before any run.
     """
 
 

@@ -316,8 +316,9 @@ def normalize_dataset(src: YamlSource, i: int, entry: dict, registry) -> list[di
         elif key == "split":
             split = _split(src, (*path, key), value)
         elif key in transforms:
-            out_transforms.append([key, _component_params(src, registry, "transforms", key, value,
-                                                          (*path, key))])
+            tparams = _component_params(src, registry, "transforms", key, value, (*path, key))
+            _build_transform(src, transforms[key], tparams, value, (*path, key))
+            out_transforms.append([key, tparams])
         else:
             raise src.error((*path, key), value, f"unknown dataset key {key!r}"
                             f"{did_you_mean(key, [*transforms, *DATASET_KEYS])}; transforms: "
@@ -349,6 +350,16 @@ def _one_dataset(src, path, info, source, params, transforms, split, label, base
         label = _default_label(info, source, params, transforms)
     return {"source": source, "params": params, "transforms": [list(t) for t in transforms],
             "split": dict(split), "label": label, "base_dir": base_dir}
+
+
+def _build_transform(src, info, params: dict, written, path) -> None:
+    """Build a transform once at validation: its factory checks its ranges
+    (``label_noise: {rate: 1.5}``), and a transform is cheap to build."""
+    try:
+        info.factory(**params)
+    except (ValueError, ConfigError) as exc:
+        message = exc.message if isinstance(exc, ConfigError) else str(exc)
+        raise src.error(path, written, message) from None
 
 
 def _call_source_hook(src, path, written, hook, params):

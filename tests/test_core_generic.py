@@ -230,3 +230,27 @@ def test_quickstart_metrics_are_unchanged(tmp_path, monkeypatch):
         for key, value in metrics.items():
             if key != "run_key":
                 assert runs[name].data.metrics[key] == pytest.approx(value, abs=1e-6), (name, key)
+
+
+@pytest.mark.parametrize("transform, message", [
+    ("label_noise: {rate: 1.5}", "label_noise rate must be in [0.0, 1.0], got 1.5"),
+    ("subsample: {}", "subsample needs exactly one of n and fraction"),
+])
+def test_transform_ranges_stop_at_validation(tmp_path, capsys, transform, message):
+    suite = write(tmp_path, f"""\
+        name: tr
+        datasets:
+          - sklearn: iris
+            {transform}
+        methods: {{ce: {{}}}}
+        """)
+    assert main(["plan", suite]) == 2
+    err = capsys.readouterr().err
+    assert "datasets[0]." in err and message in err
+
+
+def test_plugins_lists_the_others_and_marks_the_broken_one(monkeypatch, capsys):
+    monkeypatch.setenv("HARNESS_PLUGINS", "harness_brokenimport")
+    assert main(["plugins"]) == 1
+    out = capsys.readouterr().out
+    assert "losses" in out and "harness_brokenimport" in out and "BROKEN" in out
