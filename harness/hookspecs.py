@@ -236,12 +236,22 @@ def register_nas_selectors(register):
 
 @hookspec
 def register_denoisers(register):
-    """Register denoisers (image-to-image ``torch.nn.Module`` factories)."""
+    """Register denoisers for the ``denoising`` task.  ``factory(in_channels:
+    Annotated[int, FromData], **params)`` returns a ``torch.nn.Module`` mapping
+    packed raw ``(B, in_channels, h, w)`` in [0, 1] to a denoised image of the
+    same shape (any ``h``, ``w``).  A module with ``trainable = False``
+    (``bm3d``, ``identity``) is applied as it is; others are trained."""
 
 
 @hookspec
 def register_noise_models(register):
-    """Register sensor noise models for the denoising task."""
+    """Register sensor noise models for the ``denoising`` task.
+    ``factory(**params)`` returns an object with ``fit(calibration) -> self``
+    (a ``harness_plugins.denoising.calibration.Calibration``: dark frames,
+    flat-field pairs, white level; never test images), ``sample(signal,
+    generator) -> noisy`` (torch ``(B, 4, h, w)``, DN above the black level)
+    and ``params() -> dict[str, float]`` (fitted values, logged as
+    ``noise/<name>``)."""
 
 
 @hookspec
