@@ -264,8 +264,12 @@ def register_executors(register):
     """Register executors: where runs execute (this process, a pool, Ray, SLURM).
 
     :param register: ``register(name, factory)``; ``factory(**params)`` returns
-        an executor.  Its parameters are the ``--executor`` options (validated
-        from the signature like any component).
+        an executor.  Its parameters are the executor's options: each becomes a
+        ``harness run --<param>`` flag (``gpus_per_run`` -> ``--gpus-per-run``;
+        names ``harness run`` uses itself stay ``--executor-opt KEY=VALUE``
+        only), validated from the signature like any component; raise
+        ``harness.ConfigError("executor.<param>", value, msg)`` for a value
+        out of range and the CLI names the flag.
 
     Contract of the returned object:
 
@@ -283,6 +287,10 @@ def register_executors(register):
       process of its own (``--timeout``/``--memory-limit``/``--retries``);
       a local executor may then drive calls from threads.
     - Optional ``name`` attribute: recorded as the ``harness.executor`` tag.
+    - Optional ``slots`` attribute (default 1): how many runs it trains at
+      once on this machine; the runner spreads the runs over this machine's
+      GPUs round-robin by slot.  An executor whose scheduler gives each run
+      its GPUs (Ray, SLURM) says 1.
     """
 
 
