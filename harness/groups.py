@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from harness.plan import RunSpec
@@ -127,7 +128,6 @@ def execute_group(specs_data: list[dict], uri: str | None, device: str = "auto",
         _one_line,
         _seed_everything,
         direction_tags,
-        is_infrastructure_error,
         pick_device,
         provenance_tags,
     )
@@ -136,64 +136,129 @@ def execute_group(specs_data: list[dict], uri: str | None, device: str = "auto",
     start = time.time()
     gid, n = group_id(specs), len(specs)
     outcomes: dict[int, Outcome] = {}
-    registry = None
-    loggers = {}
-    for i, spec in enumerate(specs):
-        try:
-            registry = registry or get_registry(set(blocked) or None)
-            loggers[i] = RunLogger(uri, spec, {**provenance_tags(spec, registry),
-                                               **direction_tags(spec, registry)},
-                                   {"harness.attempt": attempt, "harness.executor": executor,
-                                    GROUP_TAG: f"{gid} {i + 1}/{n}"})
-        except Exception as exc:  # the tracking store is unreachable: no run to record into
-            outcomes[i] = Outcome(spec.run_key, spec.run_name, "failed", error=_one_line(exc),
-                                  attempt=attempt, retryable=is_infrastructure_error(exc),
-                                  error_type=type(exc).__name__)
-    live = sorted(loggers)
-    if not live:
-        return [outcomes[i] for i in range(n)]
+    try:
+        registry = get_registry(set(blocked) or None)
+    except Exception as exc:  # noqa: BLE001 - every run fails the same way
+        return [Outcome(s.run_key, s.run_name, "failed", error=_one_line(exc), attempt=attempt,
+                        error_type=type(exc).__name__) for s in specs]
+
+    def open_run(i: int):
+        spec = specs[i]
+        logger = RunLogger(uri, spec, {**provenance_tags(spec, registry),
+                                       **direction_tags(spec, registry)},
+                           {"harness.attempt": attempt, "harness.executor": executor,
+                            GROUP_TAG: f"{gid} {i + 1}/{n}"})
+        logger.log_text(yaml.safe_dump(spec.to_dict(), sort_keys=False), "config.yaml")
+        return logger
+
+    # the group's MLflow runs are created by a thread while it trains: their
+    # writes (sqlite commits) overlap the training instead of preceding it
+    pool = ThreadPoolExecutor(1, thread_name_prefix="harness-group-runs")
+    deferred = {i: DeferredLogger(pool.submit(open_run, i)) for i in range(n)}
+    pool.shutdown(wait=False)
     hook = registry.pm.hook
     try:
-        for i in live:
-            loggers[i].log_text(yaml.safe_dump(specs[i].to_dict(), sort_keys=False),
-                                "config.yaml")
-        first = specs[live[0]]
+        first = specs[0]
         dev = pick_device(getattr(first, "device", "auto") if device == "auto" else device)
         _seed_everything(first.seeds["init"])
-        for i in live:
-            hook.before_run(spec=specs[i])
+        for spec in specs:
+            hook.before_run(spec=spec)
         task = registry.get("tasks", first.task).factory()
-        ctxs = [RunContext(specs[i], loggers[i], registry, dev, task) for i in live]
+        ctxs = [RunContext(spec, deferred[i], registry, dev, task) for i, spec in enumerate(specs)]
         results = task.run_group(ctxs)
         if len(results) != len(ctxs):
             raise RuntimeError(f"task {first.task!r}: run_group returned {len(results)} "
                                f"results for {len(ctxs)} runs")
     except KeyboardInterrupt:
-        for i in live:
-            loggers[i].end("interrupted", "interrupted by the user (Ctrl-C)")
+        for i in range(n):
+            logger, _ = _resolve(deferred[i], specs[i], attempt)
+            if logger is not None:
+                logger.end("interrupted", "interrupted by the user (Ctrl-C)")
         raise
     except Exception as exc:
-        if type(exc).__name__ == "OutOfMemoryError" and len(live) > 1:
-            return _split_after_oom(specs_data, live, loggers, outcomes, exc, uri, device,
-                                    blocked, attempt, executor)
-        results = [exc] * len(live)
+        if type(exc).__name__ == "OutOfMemoryError" and n > 1:
+            return _split_after_oom(specs_data, deferred, specs, exc, uri, device, blocked,
+                                    attempt, executor)
+        results = [exc] * n
     share = (time.time() - start) / n
-    for i, result in zip(live, results):
-        outcomes[i] = _record(specs[i], loggers[i], hook, result, share, attempt)
+    for i, result in enumerate(results):
+        logger, failed = _resolve(deferred[i], specs[i], attempt)
+        outcomes[i] = failed or _record(specs[i], logger, hook, result, share, attempt)
     return [outcomes[i] for i in range(n)]
 
 
-def _split_after_oom(specs_data, live, loggers, outcomes, exc, uri, device, blocked,
-                     attempt, executor) -> list:
+class DeferredLogger:
+    """A run's ``RunLogger`` while a thread is still creating it: calls are
+    kept and replayed in order by ``resolve()``; ``log_artifact`` (a file
+    that may not outlive the call) waits for the real logger.  Per-epoch
+    flushes are left to the end of the group (``flush_due`` is false)."""
+
+    def __init__(self, future):
+        self._future = future
+        self._calls: list = []
+        self._logger = None
+
+    def flush_due(self) -> bool:
+        """Never: the group writes each run's metrics once, when it ends."""
+        return False
+
+    def resolve(self):
+        """The real ``RunLogger`` with every kept call replayed (raises what
+        creating the run raised)."""
+        if self._logger is None:
+            self._logger = self._future.result()
+            for name, args, kwargs in self._calls:
+                getattr(self._logger, name)(*args, **kwargs)
+            self._calls.clear()
+        return self._logger
+
+    @property
+    def run_id(self) -> str:
+        """The MLflow run id (waits for the run to exist)."""
+        return self.resolve().run_id
+
+    def log_artifact(self, *args, **kwargs) -> None:
+        """Store an artifact now (the file may be gone by the end of the group)."""
+        self.resolve().log_artifact(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if self._logger is not None:
+            return getattr(self._logger, name)
+
+        def keep(*args, **kwargs):
+            self._calls.append((name, args, kwargs))
+
+        return keep
+
+
+def _resolve(deferred: DeferredLogger, spec: RunSpec, attempt: int):
+    """(logger, None), or (None, a failed Outcome) when the run could not be created."""
+    from harness.worker import Outcome, _one_line, is_infrastructure_error
+
+    try:
+        return deferred.resolve(), None
+    except Exception as exc:  # e.g. the tracking store is unreachable: no run to record into
+        return None, Outcome(spec.run_key, spec.run_name, "failed", error=_one_line(exc),
+                             attempt=attempt, retryable=is_infrastructure_error(exc),
+                             error_type=type(exc).__name__)
+
+
+def _split_after_oom(specs_data, deferred, specs, exc, uri, device, blocked, attempt,
+                     executor) -> list:
     """Close the group's runs and run its two halves as groups of their own
     (each half opens new MLflow runs; resume counts the newest per key)."""
     import gc
 
-    half = len(live) // 2
-    note = (f"the group of {len(live)} ran out of memory ({type(exc).__name__}); "
-            f"retrained in groups of {half} and {len(live) - half}")
-    for i in live:
-        loggers[i].end("interrupted", note)
+    n = len(specs)
+    half = n // 2
+    note = (f"the group of {n} ran out of memory ({type(exc).__name__}); "
+            f"retrained in groups of {half} and {n - half}")
+    for i in range(n):
+        logger, _ = _resolve(deferred[i], specs[i], attempt)
+        if logger is not None:
+            logger.end("interrupted", note)
     del exc
     gc.collect()
     try:
@@ -202,15 +267,10 @@ def _split_after_oom(specs_data, live, loggers, outcomes, exc, uri, device, bloc
         torch.cuda.empty_cache()
     except Exception:  # no CUDA: nothing cached
         pass
-    parts = [[specs_data[i] for i in live[:half]], [specs_data[i] for i in live[half:]]]
-    results = {}
-    for part in parts:
-        for outcome in execute_item(part, uri, device, blocked, attempt=attempt,
-                                    executor=executor):
-            results[outcome.run_key] = outcome
-    for i in live:
-        outcomes[i] = results[specs_data[i]["run_key"]]
-    return [outcomes[i] for i in range(len(specs_data))]
+    out = []
+    for part in (specs_data[:half], specs_data[half:]):
+        out += execute_item(part, uri, device, blocked, attempt=attempt, executor=executor)
+    return out
 
 
 def _record(spec: RunSpec, logger, hook, result, seconds: float, attempt: int):
@@ -265,3 +325,57 @@ def lost_outcomes(lost, uri: str | None, suite: str) -> list:
     specs_data, dev, attempt = (*lost.item, 1)[:3]
     return [_lost_outcome(Lost((d, dev, attempt), lost.error, lost.infrastructure), uri, suite)
             for d in specs_data]
+
+
+def batch_items(todo: list[RunSpec], registry, devices: list[str],
+                max_group: int | None = None) -> list[tuple]:
+    """The runner's work items in batch mode: ``(spec dicts, device, attempt)``
+    per group or run training alone, devices round-robin over items."""
+    grouping = group_runs(todo, registry, max_group)
+    return [([s.to_dict() for s in item], devices[i % len(devices)], 1)
+            for i, item in enumerate(grouping.items)]
+
+
+def call_item(item: tuple, uri: str | None, blocked: tuple[str, ...] = (),
+              executor: str = "local", env: dict | None = None) -> list:
+    """Execute one batch-mode item in whatever process the executor chose
+    (the counterpart of ``harness.runner._call``)."""
+    from harness.runner import _apply_env
+
+    if env is not None:
+        _apply_env(env)
+    specs_data, device, attempt = (*item, 1)[:3]
+    return execute_item(specs_data, uri, device, blocked, attempt=attempt, executor=executor)
+
+
+def flat_outcomes(results, uri: str | None, suite: str):
+    """An executor's results for batch-mode items, one ``Outcome`` per run
+    (an item whose worker died gives one ``interrupted`` outcome per run)."""
+    from harness.worker import Lost
+
+    for result in results:
+        yield from (lost_outcomes(result, uri, suite) if isinstance(result, Lost) else result)
+
+
+def describe(grouping: Grouping) -> list[str]:
+    """Lines for ``harness plan --batch``: each group and its size, then the
+    runs that train alone and why (one line per reason)."""
+    lines = []
+    for item in grouping.groups:
+        methods = sorted({s.method for s in item})
+        shown = ", ".join(methods[:4]) + (f", ... ({len(methods)} methods)"
+                                          if len(methods) > 4 else "")
+        lines.append(f"group {group_id(item)}: {len(item)} runs on {item[0].dataset_label}: "
+                     f"{shown}")
+    reasons: dict[str, list[str]] = {}
+    for item in grouping.items:
+        if len(item) == 1:
+            spec = item[0]
+            reasons.setdefault(grouping.alone.get(spec.run_key, ""), []).append(spec.run_name)
+    for reason, names in reasons.items():
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        lines.append(f"alone ({len(names)} runs): {reason}: {shown}")
+    n_grouped = sum(len(g) for g in grouping.groups)
+    lines.append(f"{len(grouping.items)} work items: {len(grouping.groups)} groups "
+                 f"({n_grouped} runs), {len(grouping.items) - len(grouping.groups)} runs alone")
+    return lines

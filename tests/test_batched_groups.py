@@ -130,3 +130,28 @@ def test_batched_suite_logs_what_unbatched_logs(tmp_path, batch_plugin, monkeypa
                                                                  rel=1e-6, abs=1e-6), name
     assert grouped == 8  # the sam runs trained alone, untagged
     assert stacked == [4, 4]
+
+
+def test_plan_lines_and_lost_items(tmp_path):
+    from harness.groups import describe, flat_outcomes
+    from harness.worker import Lost
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    plan = make_plan(suite_file(tmp_path), uri)
+    lines = describe(group_runs(plan.todo, get_registry()))
+    assert sum(line.startswith("group ") and ": 4 runs on breast_cancer: " in line
+               for line in lines) == 2
+    assert any(line.startswith("alone (2 runs): scheme `sam` is not batchable: ")
+               for line in lines)
+    assert lines[-1] == "4 work items: 2 groups (8 runs), 2 runs alone"
+
+    # a worker that died with a group: every run of it is interrupted, once
+    specs = [s.to_dict() for s in plan.todo[:2]]
+    done = plan.todo[2].to_dict()
+    from harness.worker import Outcome
+
+    finished = [Outcome(done["run_key"], "x", "finished")]
+    out = list(flat_outcomes([Lost((specs, "cpu", 1), "worker died"), finished], uri,
+                             "batched"))
+    assert [(o.run_key, o.status) for o in out] == \
+        [(s["run_key"], "interrupted") for s in specs] + [(done["run_key"], "finished")]

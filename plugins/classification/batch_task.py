@@ -129,9 +129,13 @@ def run_group(task, ctxs: list) -> list[dict | BaseException]:
     results: list[Any] = [None] * len(ctxs)
     sets: dict[tuple, list[int]] = {}
     datas: dict[int, Any] = {}
+    prepared: dict[str, Any] = {}  # runs of one seed share their split: prepare it once
     for i, ctx in enumerate(ctxs):
         try:
-            datas[i] = ctx.data
+            key = json.dumps([ctx.spec.dataset, ctx.seeds["split"]], sort_keys=True, default=str)
+            if key not in prepared:
+                prepared[key] = ctx.data
+            datas[i] = prepared[key]
             sig, _ = _runtime_signature(ctx, datas[i])
         except KeyboardInterrupt:
             raise
