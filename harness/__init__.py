@@ -12,6 +12,9 @@ Public API (kept import-light so ``harness --help`` starts fast):
 - ``FromData``: ``Annotated`` marker for a factory parameter the task fills
   from the data (a model's ``in_shape``), not the suite.
 - ``metric(inputs=..., greater_is_better=...)``: declares a metric factory.
+- ``run_suite(path, ...)``, ``build_report(suite_or_experiment, ...)``: what
+  ``harness run`` and ``harness report`` do, from Python (``harness.api``,
+  imported on first use).
 """
 
 from __future__ import annotations
@@ -33,11 +36,25 @@ __all__ = [
     "FromData",
     "UserError",
     "__version__",
+    "build_report",
     "components",
     "create",
     "hookimpl",
     "metric",
+    "run_suite",
 ]
+
+#: Names served from ``harness.api`` on first access (``__getattr__``).
+_API = ("run_suite", "build_report", "SuiteSummary")
+
+
+def __getattr__(name: str):
+    # importing harness.api only when used keeps `harness --help` fast
+    if name in _API:
+        from harness import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'harness' has no attribute {name!r}")
 
 
 def create(kind: str, spec):

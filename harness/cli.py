@@ -275,24 +275,13 @@ def cmd_status(args) -> int:
 
 def _leaderboard(suite, uri: str, counts) -> None:
     """Print the leaderboard; log the full report to a suite-level MLflow run."""
-    import tempfile
-
-    from harness.report import build_report, console_leaderboard
-    from harness.tracking import log_suite_run
+    from harness.report import console_leaderboard, log_suite_report
 
     try:
         print(console_leaderboard(suite.name, tracking_uri=uri, metric=suite.rank_by))
     except Exception as exc:  # a report problem must not hide the finished runs
         print(f"warning: no leaderboard: {type(exc).__name__}: {exc}", file=sys.stderr)
-    if not counts["finished"] + counts["diverged"]:
-        return  # nothing new: the last suite run already holds this report
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            out = build_report(suite.file, tracking_uri=uri, out=tmp)
-        except Exception as exc:  # a report problem must not hide the finished runs
-            print(f"warning: report not built: {type(exc).__name__}: {exc}", file=sys.stderr)
-            return
-        log_suite_run(uri, suite.name, str(out), dict(counts), suite.rank_by)
+    log_suite_report(suite, uri, counts)
 
 
 def cmd_report(args) -> int:

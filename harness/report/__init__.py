@@ -21,7 +21,7 @@ from pathlib import Path
 
 from harness.errors import UserError
 
-__all__ = ["build_report", "console_leaderboard"]
+__all__ = ["build_report", "console_leaderboard", "log_suite_report"]
 
 
 def build_report(suite: str | Path | None = None, *, experiment: str | None = None,
@@ -104,6 +104,29 @@ def _build(suite: str | Path | None = None, *, experiment: str | None = None,
     render.write(data, figs, out_dir, formats)
     lap("render")
     return out_dir
+
+
+def log_suite_report(suite, uri: str | None, counts: dict) -> str | None:
+    """What ``harness run`` does at its end: build the full report of
+    ``suite`` (a validated ``harness.suite.Suite``) and log it, with the
+    status ``counts``, as a suite-level MLflow run (``harness.kind=suite``,
+    ``harness.rank_by``).  Return that run's id; ``None`` when no run finished
+    or diverged now (the last suite run already holds this report) or the
+    report could not be built (a warning: a report problem must not hide the
+    finished runs)."""
+    import tempfile
+
+    from harness.tracking import log_suite_run
+
+    if not counts.get("finished", 0) + counts.get("diverged", 0):
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            out = build_report(suite.file, tracking_uri=uri, out=tmp)
+        except Exception as exc:
+            _warn(f"report not built: {type(exc).__name__}: {exc}")
+            return None
+        return log_suite_run(uri, suite.name, str(out), dict(counts), suite.rank_by)
 
 
 def _warn(message: str) -> None:
