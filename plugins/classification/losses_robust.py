@@ -268,9 +268,10 @@ def aldr_kl(lam0: float = 10.0, alpha: float = 2.0, margin: float = 0.1, softplu
     softmax(f / previous lambda_i), detached; kept per train sample (via the
     ``index`` extra) and started at lam0.  alpha must be > 1.  lam0 = 10,
     alpha = 2 are what the authors' experiment script runs (their loss class
-    defaults to lam0 = 1; the paper tunes over 0.1, 1, 10).  At lam0 = 10
-    softmax(f / lambda_i) is near uniform, lambda_i stays within a few percent
-    of lam0 and the loss is close to LDR-KL's: sweep lam0."""
+    defaults to lam0 = 1; the grid is 0.1, 1, 10).  At lam0 = 10
+    softmax(f / lambda_i) is near uniform and lambda_i stays within 2 % of
+    lam0 (10-class MLP, 30 epochs: 0.983-0.998 lam0; at lam0 = 1: 0.50-0.95),
+    so the loss is close to LDR-KL's: sweep lam0."""
     return ALDRKL(lam0, alpha, margin, softplus)
 
 
