@@ -331,3 +331,36 @@ def test_baseline_without_results_is_reported_not_fatal():
     with pytest.raises(UserError, match="baseline method 'zz' not found"):
         analysis.analyse(LoadedRuns("x", runs, 2), title="x", metric="accuracy",
                          tracking_uri="u", baseline="zz", greater=True)
+
+
+def test_many_failures_read_well_and_no_local_paths(tmp_path, monkeypatch):
+    """Issue #12.3: the per-run failure table is cut to its first rows with a
+    count, failures.csv beside it has them all, and a published report shows
+    no directories of the machine that produced it."""
+    from harness.report import figures, render
+    from harness.report.load import LoadedRuns
+
+    monkeypatch.setattr(figures, "load_histories", lambda ids, key, uri: {})
+    spec = [(d, m, s, "finished", 0.5 + 0.01 * i)
+            for i, (d, m) in enumerate([("a", "m"), ("a", "n"), ("b", "m"), ("b", "n")])
+            for s in (0, 1)]
+    spec += [(f"d{i}", "m", 0, "failed", np.nan) for i in range(25)]
+    runs = _runs(spec)
+    runs.loc[runs.status == "failed", "error"] = [
+        f"FileNotFoundError: /home/alice/proj/data/set{i}.csv: no such file" for i in range(25)]
+    data = analysis.analyse(LoadedRuns("x", runs, len(runs)), title="x", metric="accuracy",
+                            tracking_uri="sqlite:////home/alice/proj/mlflow.db", greater=True)
+    render.write(data, figures.make_figures(data, tmp_path, "u"), tmp_path, render.FORMATS)
+    md = (tmp_path / "index.md").read_text()
+    assert "**25 runs that did not finish (the first 20; all of them in failures.csv)**" in md
+    table = md.split("25 runs that did not finish")[1].split("## Leaderboard")[0]
+    assert table.count("| failed ") == render.FAILURE_ROWS
+    # failures are also grouped by cause, one line per (dataset, status, error)
+    assert "1 run(s) failed on `d7` (1 method(s)): FileNotFoundError: …/set7.csv" in md
+    bad = pd.read_csv(tmp_path / "failures.csv")
+    assert len(bad) == 25 and list(bad.columns) == ["dataset", "method", "seed", "status",
+                                                    "error", "run_id"]
+    assert bad.set_index("dataset").error["d3"] == "FileNotFoundError: …/set3.csv: no such file"
+    assert "tracking URI `sqlite:///mlflow.db`" in md
+    for name in ("index.md", "index.html", "failures.csv", "leaderboard.tex"):
+        assert "/home/alice" not in (tmp_path / name).read_text(), name
