@@ -70,9 +70,12 @@ def config(optimizer, loss="cross_entropy", epochs=6, **training):
                          **training}}
 
 
+METRICS = ("accuracy", "log_loss")
+
+
 def metrics():
     reg = get_registry()
-    return {m: reg.create("metrics", m, m) for m in ("accuracy", "log_loss")}
+    return {m: reg.create("metrics", m, m) for m in METRICS}
 
 
 def alone(cfg, seed):
@@ -194,3 +197,26 @@ def test_reasons_to_train_alone():
     assert model_reason(mk()) is None
     assert "batch norm" in model_reason(mk(batchnorm=True))
     assert "dropout" in model_reason(mk(dropout=0.5))
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "gelu"])
+def test_direct_forward_is_the_vmapped_module(float64, activation):
+    """The bmm path of plain MLPs computes what vmap(functional_call) does;
+    other models take the vmap path."""
+    from torch.func import functional_call, vmap
+
+    from harness_plugins.classification.batched import direct_forward
+
+    reg = get_registry()
+    models = [reg.create("models", {"name": "mlp", "hidden": [5, 3], "activation": activation},
+                         "models", in_shape=(2, 2), n_classes=3) for _ in range(4)]
+    names = [k for k, _ in models[0].named_parameters()]
+    ps = [torch.stack([dict(m.named_parameters())[k].detach() for m in models]) for k in names]
+    x = torch.randn(4, 6, 2, 2)
+    want = vmap(lambda p, xb: functional_call(models[0], dict(zip(names, p)), (xb,)))(ps, x)
+    torch.testing.assert_close(direct_forward(models[0], names)(ps, x), want)
+    for r, m in enumerate(models):
+        torch.testing.assert_close(want[r], m(x[r]))
+    cnn = reg.create("models", {"name": "cnn", "channels": [2]}, "models", in_shape=(1, 4, 4),
+                     n_classes=2)
+    assert direct_forward(cnn, [k for k, _ in cnn.named_parameters()]) is None

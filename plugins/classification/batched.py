@@ -61,6 +61,50 @@ def model_reason(model) -> str | None:
     return None
 
 
+def direct_forward(model, names: list[str]):
+    """A batched forward with ``bmm`` for an ``nn.Sequential`` of Flatten,
+    Linear, ReLU, Tanh, GELU and Identity layers (the mlp), or None for any
+    other model, which then goes through ``vmap(functional_call)``.  The same
+    arithmetic as the layers; it skips vmap's per-call dispatch, which costs
+    more than the matmuls of a small MLP."""
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    if type(model) is not nn.Sequential:
+        return None
+    steps = []
+    for prefix, layer in model.named_children():
+        kind = type(layer)
+        if kind is nn.Linear:
+            bias = names.index(f"{prefix}.bias") if layer.bias is not None else None
+            steps.append(("linear", names.index(f"{prefix}.weight"), bias))
+        elif kind is nn.Flatten and layer.start_dim == 1 and layer.end_dim == -1:
+            steps.append(("flatten",))
+        elif kind is nn.ReLU:
+            steps.append(("act", F.relu))
+        elif kind is nn.Tanh:
+            steps.append(("act", torch.tanh))
+        elif kind is nn.GELU:
+            steps.append(("act", lambda x, a=layer.approximate: F.gelu(x, approximate=a)))
+        elif kind is not nn.Identity:
+            return None
+
+    def forward(ps: list, x):
+        for step in steps:
+            if step[0] == "linear":
+                w = ps[step[1]].transpose(1, 2)
+                x = torch.bmm(x, w) if step[2] is None else torch.baddbmm(
+                    ps[step[2]].unsqueeze(1), x, w)
+            elif step[0] == "flatten":
+                x = x.flatten(2)
+            else:
+                x = step[1](x)
+        return x
+
+    return forward
+
+
 class StackedLoss:
     """The runs' losses on stacked logits ``(R, b, C)`` -> per-run batch means ``(R,)``.
 
@@ -192,17 +236,25 @@ def train_group(ctxs: list, datas: list, metric_fns: dict, *, phase: str = "trai
                           if sched else None)
     R = len(ctxs)
     base = copy.deepcopy(models[0]).to("meta")
+    # one (R, P) leaf holding every run's parameters: the optimizer updates it
+    # with a few whole-tensor ops per step instead of a few per parameter
     names = [k for k, _ in models[0].named_parameters()]
-    params = [torch.stack([dict(m.named_parameters())[k].detach() for m in models])
-              .requires_grad_() for k in names]
-    opt = StackedOptimizer(probes, params)
+    shapes = [p.shape for _, p in models[0].named_parameters()]
+    sizes_p = [p.numel() for _, p in models[0].named_parameters()]
+    flat = torch.stack([torch.cat([p.detach().reshape(-1) for p in m.parameters()])
+                        for m in models]).requires_grad_()
+    opt = StackedOptimizer(probes, [flat])
     lr_now = RunSchedules(probes, schedulers)
     loss_fn = StackedLoss(losses)
 
     def forward(ps, x):
         return functional_call(base, dict(zip(names, ps)), (x,))
 
-    stacked_forward = vmap(forward)
+    batched = direct_forward(models[0], names) or vmap(forward)
+
+    def stacked_forward(flat, x):
+        parts = flat.split(sizes_p, 1)
+        return batched([t.view(R, *shape) for t, shape in zip(parts, shapes)], x)
     X = _stack([d.X_train for d in datas], dev)
     y = _stack([d.y_train for d in datas], dev)
     Xv = _stack([d.X_val for d in datas], dev)
@@ -217,7 +269,7 @@ def train_group(ctxs: list, datas: list, metric_fns: dict, *, phase: str = "trai
     sign = monitor_sign(monitor, metric_fns)
     per_epoch = epoch_metrics(metric_fns)
     select_best = tr.get("select_best", True)
-    best = [p.detach().clone() for p in params] if select_best else None
+    best = flat.detach().clone() if select_best else None
     runs = [_Run(ctx, ctx.seeds["order"]) for ctx in ctxs]
     active = torch.ones(R, dtype=torch.float64, device=dev)
     eval_bs = tr["eval_batch_size"]
@@ -230,18 +282,16 @@ def train_group(ctxs: list, datas: list, metric_fns: dict, *, phase: str = "trai
         sizes = []
         for s, i in enumerate(range(0, n, bs)):
             idx = order[:, i:i + bs]
-            for p in params:
-                p.grad = None
-            value = loss_fn(stacked_forward(params, X[rows, idx]), y[rows, idx], epoch)
+            flat.grad = None
+            value = loss_fn(stacked_forward(flat, X[rows, idx]), y[rows, idx], epoch)
             value.sum().backward()
-            opt.step(params, lr)
+            opt.step([flat], lr)
             step_loss[s] = value.detach()
             sizes.append(idx.shape[1])
         lr_now.step()
         with torch.no_grad():
             base.eval()
-            detached = [p.detach() for p in params]
-            logits = torch.cat([stacked_forward(detached, Xv[:, j:j + eval_bs])
+            logits = torch.cat([stacked_forward(flat.detach(), Xv[:, j:j + eval_bs])
                                 for j in range(0, Xv.shape[1], eval_bs)], 1)
             C = logits.shape[-1]
             vloss = F.cross_entropy(logits.reshape(-1, C), yv.reshape(-1),
@@ -286,12 +336,11 @@ def train_group(ctxs: list, datas: list, metric_fns: dict, *, phase: str = "trai
         if improved and best is not None:
             mask = torch.zeros(R, dtype=torch.bool, device=dev)
             mask[improved] = True
-            for b, p in zip(best, params):
-                b.copy_(torch.where(mask.view(-1, *([1] * (p.dim() - 1))), p.detach(), b))
+            best.copy_(torch.where(mask[:, None], flat.detach(), best))
         if not any(r.active for r in runs):
             break
     train_s = (time.perf_counter() - start) / R
-    final = best if best is not None else [p.detach() for p in params]
+    final = (best if best is not None else flat.detach()).split(sizes_p, 1)
     out: list = []
     for r, (run, model) in enumerate(zip(runs, models)):
         if run.error is not None:
@@ -299,7 +348,7 @@ def train_group(ctxs: list, datas: list, metric_fns: dict, *, phase: str = "trai
             continue
         with torch.no_grad():
             for (k, p) in model.named_parameters():
-                p.copy_(final[names.index(k)][r])
+                p.copy_(final[names.index(k)][r].view(p.shape))
         out.append((model, FitResult(run.best_epoch, train_s, run.epochs_run, run.history)))
     return out
 
