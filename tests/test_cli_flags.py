@@ -202,3 +202,18 @@ def test_yaml_indentation_gets_a_hint(tmp_path, capsys, text, line, hint):
     path.write_text(textwrap.dedent(text))
     err = one_line_exit_2(capsys, ["plan", str(path)])
     assert err.startswith(f"error: {path}:{line}: malformed YAML: ") and hint in err
+
+
+@pytest.mark.slow
+def test_run_output_opens_with_the_plan_not_mlflow_logs(tmp_path):
+    """A fresh store makes MLflow log `INFO ... Creating initial MLflow database
+    tables...`; `harness run` keeps such lines out of its output."""
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "run", suite(tmp_path),
+                           "--tracking-uri", f"sqlite:///{tmp_path / 'fresh.db'}"],
+                          capture_output=True, text=True, timeout=300,
+                          env={k: v for k, v in os.environ.items()
+                               if k != "MLFLOW_LOGGING_LEVEL"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("suite flags: 1 runs, 1 to run")
+    assert " INFO " not in proc.stdout + proc.stderr
+    assert "leaderboard:" in proc.stdout
