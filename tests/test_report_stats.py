@@ -244,7 +244,11 @@ def test_read_suite(tmp_path):
     with pytest.raises(UserError, match=r"nope\.yaml: suite file not found"):
         resolve_source(str(tmp_path / "nope.yaml"))
     p.write_text("name: [unclosed\n")
-    with pytest.raises(UserError, match=r"s\.yaml:\d+: suite file is not valid YAML"):
+    with pytest.raises(UserError, match=r"s\.yaml:\d+: malformed YAML"):
+        read_suite(p)
+    p.write_text("name: a\nname: b\n")
+    with pytest.raises(UserError, match=r"s\.yaml:2: name: duplicate key 'name' \(first at "
+                                        r"line 1\)"):
         read_suite(p)
     p.write_text("task: x\n")
     with pytest.raises(UserError, match="no 'name' key"):

@@ -19,12 +19,10 @@ from pathlib import Path
 
 from harness import runstate
 from harness.errors import UserError
+from harness.metrics import DIRECTION_TAG
 
 TAG_COLUMNS = ("suite", "run_key", "dataset", "method", "seed", "task", "status", "error",
                "host", "version", "git_commit", "torch", "gpu", "executor", "failure_kind")
-#: Tag prefix of a metric's direction: ``harness.direction.<logged name>`` =
-#: ``max`` or ``min`` (e.g. ``harness.direction.ece:bins-25 = min``).
-DIRECTION_TAG = "harness.direction."
 #: The tracking URI rule is ``harness.runstate``'s.
 resolve_tracking_uri = runstate.resolve_uri
 
@@ -41,21 +39,12 @@ class SuiteInfo:
 def read_suite(path: str | Path) -> SuiteInfo:
     """Read ``name`` and ``rank_by`` from a suite YAML file.
 
-    A missing or unreadable file, or one without a ``name``, raises
-    ``UserError`` with a one-line message naming the file."""
-    import yaml
+    A missing or unreadable file, malformed YAML, a duplicate key or a file
+    without a ``name`` raises ``UserError`` with a one-line message naming the
+    file (and line), as ``harness run`` would say it."""
+    from harness.yamlsource import load_yaml
 
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: suite file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read suite file ({exc.__class__.__name__})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        raise UserError(f"{path}{where}: suite file is not valid YAML") from None
+    data = load_yaml(path).data
     if not isinstance(data, dict) or not data.get("name"):
         raise UserError(f"{path}: suite file has no 'name' key")
     rank_by = data.get("rank_by")
