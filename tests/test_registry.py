@@ -181,6 +181,9 @@ def test_misspelled_hook_in_installed_plugin_exits_2(tmp_path):
     (site / "badplug").mkdir(parents=True)
     (site / "badplug" / "__init__.py").write_text(
         "from harness import hookimpl\n@hookimpl\ndef register_lossez(register):\n    pass\n")
-    out = harness_cli(["plugins"], site, HARNESS_PLUGINS="badplug")
+    out = harness_cli(["list", "losses"], site, HARNESS_PLUGINS="badplug")
     assert out.returncode == 2
     assert "register_lossez" in out.stderr and "Traceback" not in out.stderr
+    assert "did you mean 'register_losses'" in out.stderr and "-p no:badplug" in out.stderr
+    listed = harness_cli(["plugins"], site, HARNESS_PLUGINS="badplug")
+    assert listed.returncode == 1 and "BROKEN" in listed.stdout
