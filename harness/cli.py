@@ -10,9 +10,18 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import dataclass
 
 from harness.errors import UserError
+from harness.runflags import (
+    ExecutorOption,
+    check_device,
+    executor_from_args,
+    executor_options,
+    limit_type,
+    number_type,
+)
+
+__all__ = ["build_parser", "check_device", "main"]
 
 
 def _blocked(args) -> set[str]:
@@ -114,109 +123,6 @@ def cmd_plan(args) -> int:
     return 0
 
 
-#: Options of ``harness run`` itself; an executor parameter of the same name
-#: is reachable through ``--executor-opt`` only.
-_RUN_OPTIONS = {"tracking_uri", "only", "force", "rerun_failed", "device", "executor",
-                "executor_opt", "timeout", "memory_limit", "retries", "help"}
-
-
-@dataclass
-class ExecutorOption:
-    """One ``harness run`` flag generated from executor factory parameters."""
-
-    name: str  # the factory parameter
-    executors: list[str]  # executors that take it
-    types: list[str]  # their type hints, as ``harness list`` shows them
-
-    @property
-    def flag(self) -> str:
-        """``gpus_per_run`` -> ``--gpus-per-run``."""
-        return "--" + self.name.replace("_", "-")
-
-
-def executor_options(registry) -> dict[str, ExecutorOption]:
-    """The flags the registered executors declare: each parameter of an
-    executor factory becomes ``--<param>`` (one flag for a name that several
-    executors share), except the names ``harness run`` uses itself.  The CLI
-    knows no executor by name: a plugin's executor gets its flags the same way."""
-    out: dict[str, ExecutorOption] = {}
-    for name, info in sorted(registry.components("executors").items()):
-        for param in info.params:
-            if param.name in _RUN_OPTIONS:
-                continue
-            opt = out.setdefault(param.name, ExecutorOption(param.name, [], []))
-            opt.executors.append(name)
-            described = param.describe().partition(": ")[2].partition(" = ")[0]
-            if described and described not in opt.types:
-                opt.types.append(described)
-    return out
-
-
-def _executor(args, reg):
-    """Build the executor once from ``--executor``, the flags its factory
-    declares and ``--executor-opt KEY=VALUE``; an option it does not take, or
-    a value it rejects, is one line and exit 2."""
-    import yaml
-
-    from harness.errors import ConfigError
-    from harness.runner import build_executor
-
-    options = executor_options(reg)
-    params, flags = {}, {}  # flags: option -> how the user spelled it
-    for opt in options.values():
-        value = getattr(args, f"x_{opt.name}", None)
-        if value is not None:
-            params[opt.name], flags[opt.name] = yaml.safe_load(value), f"{opt.flag} {value}"
-    for opt in args.executor_opt or []:
-        key, sep, value = opt.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--executor-opt {opt}: expected KEY=VALUE")
-        params[key.strip()] = yaml.safe_load(value) if value.strip() else None
-        flags[key.strip()] = f"--executor-opt {opt}"
-    try:
-        info = reg.get("executors", args.executor, "--executor")
-        known = [p.name for p in info.params]
-        for key in params:
-            if key not in known and not info.var_kw:
-                takers = options[key].executors if key in options else []
-                hint = f" (an option of {', '.join(takers)})" if takers else ""
-                raise UserError(f"{flags[key]}: executor {args.executor!r} has no option "
-                                f"{key!r}{hint}; its options: {', '.join(known) or 'none'}")
-        return build_executor(reg, args.executor, params)
-    except ConfigError as exc:
-        key = exc.path.rpartition(".")[2]
-        raise UserError(f"{flags.get(key) or '--executor ' + args.executor}: "
-                        f"{exc.message}") from None
-
-
-def check_device(device: str) -> str:
-    """``--device``: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``, and
-    present on this machine.  torch is imported only for ``cuda``/``mps``."""
-    import re
-
-    if device in ("auto", "cpu"):
-        return device
-    m = re.fullmatch(r"cuda(?::(\d+))?|mps", device)
-    if not m:
-        raise UserError(f"--device {device}: unknown device; use auto, cpu, cuda, cuda:N "
-                        "or mps")
-    import torch
-
-    if device == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if not (mps and mps.is_available()):
-            raise UserError("--device mps: this torch has no MPS (Apple GPU) support")
-        return device
-    if not torch.cuda.is_available():
-        raise UserError(f"--device {device}: torch {torch.__version__} has no CUDA "
-                        "(a CPU build, or no GPU/driver); use --device cpu or auto")
-    n = torch.cuda.device_count()
-    if m.group(1) is not None and int(m.group(1)) >= n:
-        raise UserError(f"--device {device}: this machine has {n} CUDA device(s) "
-                        f"(cuda:0 to cuda:{n - 1})")
-    return device
-
-
 def cmd_run(args) -> int:
     """Run a suite (resuming), then print the summary and the leaderboard."""
     from rich.console import Console
@@ -228,7 +134,7 @@ def cmd_run(args) -> int:
     uri = resolve_uri(args.tracking_uri)
     device = check_device(args.device)
     reg = _registry(args)
-    executor = _executor(args, reg)
+    executor = executor_from_args(args, reg)
     limits = Limits(args.timeout, args.memory_limit)
     console = Console(stderr=True)
     plan = make_plan(args.suite, uri, only=args.only, force=args.force,
@@ -295,40 +201,6 @@ def cmd_report(args) -> int:
     return 0
 
 
-def _parsed(name: str):
-    """An argparse type from ``harness.limits.<name>`` (bad value: exit 2)."""
-
-    def parse(text: str):
-        from harness import limits
-
-        try:
-            return getattr(limits, name)(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    parse.__name__ = name
-    return parse
-
-
-def _number(kind: type, low: float, inclusive: bool = True):
-    """An argparse type: a ``kind`` number at least ``low`` (above it when
-    not ``inclusive``)."""
-
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            what = "an integer" if kind is int else "a number"
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if value < low or (value == low and not inclusive):
-            raise argparse.ArgumentTypeError(
-                f"must be {'at least' if inclusive else 'greater than'} {low}, got {text}")
-        return value
-
-    parse.__name__ = kind.__name__
-    return parse
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse whose errors are ``UserError``s: one line, ``error: <why> (see
     harness run --help)``, exit status 2, like every other input mistake."""
@@ -376,11 +248,11 @@ def build_parser(executor_opts: dict[str, ExecutorOption] | None = None
                         help=f"{', '.join(opt.executors)}"
                         + (f" ({' | '.join(opt.types)})" if opt.types else ""))
     lim = run.add_argument_group("limits", "each run then gets its own supervised process")
-    lim.add_argument("--timeout", type=_parsed("parse_duration"), metavar="DURATION",
+    lim.add_argument("--timeout", type=limit_type("parse_duration"), metavar="DURATION",
                      help="per run, e.g. 90s, 30m, 2h (killed: status timeout)")
-    lim.add_argument("--memory-limit", type=_parsed("parse_memory"), metavar="SIZE",
+    lim.add_argument("--memory-limit", type=limit_type("parse_memory"), metavar="SIZE",
                      help="RSS cap per run, e.g. 500M, 8G (killed: status oom)")
-    lim.add_argument("--retries", type=_number(int, 0), default=0, metavar="N",
+    lim.add_argument("--retries", type=number_type(int, 0), default=0, metavar="N",
                      help="retry infrastructure failures (worker died, CUDA error, tracking "
                      "unreachable) up to N times; method errors are not retried")
     plan = suite_cmd("plan", cmd_plan, "dry run: the expanded runs and their state")
@@ -391,7 +263,7 @@ def build_parser(executor_opts: dict[str, ExecutorOption] | None = None
     sp.add_argument("--tracking-uri")
     sp.add_argument("--only", metavar="GLOB")
     sp.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
-    sp.add_argument("--interval", type=_number(float, 0, inclusive=False), default=2.0,
+    sp.add_argument("--interval", type=number_type(float, 0, inclusive=False), default=2.0,
                     help="seconds between refreshes")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(fn=cmd_status)

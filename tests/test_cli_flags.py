@@ -129,7 +129,7 @@ def test_plugin_executor_declares_its_flags_and_slots(tmp_path, lanes_plugin, ca
     assert opts["jobs"].executors == ["local"]
     assert "device" not in opts and "timeout" not in opts  # harness run's own names
     args = cli._parse(["run", suite(tmp_path), "--executor", "lanes", "--lanes", "3"])
-    executor = cli._executor(args, args.registry)
+    executor = cli.executor_from_args(args, args.registry)
     assert executor.slots == 3
     # --help lists the plugin's flag with the executor that takes it
     with pytest.raises(SystemExit):
