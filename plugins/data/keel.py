@@ -117,9 +117,9 @@ def _summary(collection: str) -> dict[str, dict]:
     return out
 
 
-@functools.cache
 def _load(collection: str, key: str) -> dict:
-    """The package loader's dict for one set (cached: each loads in 0.02-8 s)."""
+    """The package loader's dict for one set (0.02-8 s; not cached here, the
+    core caches the dataset per process)."""
     import pandas as pd
 
     module = _package(collection)
