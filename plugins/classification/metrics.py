@@ -266,7 +266,11 @@ class Sharpness:
             X = X.to(params[0].dtype)
         y = torch.as_tensor(y[:self.n_samples], device=device).long()
         if loss_fn is None:
-            loss_fn = lambda logits, t, **_: torch.nn.functional.cross_entropy(logits, t)  # noqa: E731
+            from harness_plugins.classification.losses import two_class_logits
+
+            # a single-logit model's f as logits [0, f]: cross-entropy is then its BCE
+            loss_fn = lambda logits, t, **_: torch.nn.functional.cross_entropy(  # noqa: E731
+                two_class_logits(logits), t)
         gen = torch.Generator().manual_seed(0)
         v = [torch.randn(p.shape, generator=gen).to(p) for p in params]
         was = model.training

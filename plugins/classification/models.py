@@ -13,6 +13,31 @@ NClasses = Annotated[int, FromData]
 _ACTIVATIONS = ("relu", "tanh", "gelu")
 
 
+def outputs(n_classes: int, head: int | None) -> int:
+    """The number of outputs: ``n_classes``, or 1 for a binary problem when ``head=1`` (the
+    single logit f of the binary losses, whose probability of class 1 is sigmoid(f))."""
+    if head is None or head == n_classes:
+        return n_classes
+    if head == 1 and n_classes == 2:
+        return 1
+    from harness import ConfigError
+
+    raise ConfigError("model.head", head, f"the data has {n_classes} classes: head is "
+                      f"{n_classes} (one logit per class), or 1 for two classes")
+
+
+def spec_with_head(spec, loss, registry):
+    """The model ``spec`` with ``head`` set to what ``loss`` asks for (its ``logit_head``,
+    1 for the binary losses, as in their papers) when the suite left it unset and the
+    model takes a ``head``; otherwise ``spec`` unchanged."""
+    want = getattr(loss, "logit_head", None)
+    if want is None or not isinstance(spec, dict) or spec.get("head") is not None:
+        return spec
+    if not any(p.name == "head" for p in registry.get("models", spec["name"]).params):
+        return spec
+    return {**spec, "head": want}
+
+
 def _activation(name: str):
     import torch.nn as nn
 
@@ -21,8 +46,11 @@ def _activation(name: str):
 
 def mlp(in_shape: InShape, n_classes: NClasses, hidden: list[int] = (64, 64),
         activation: Literal["relu", "tanh", "gelu"] = "relu", dropout: float = 0.0,
-        batchnorm: bool = False):
-    """Multi-layer perceptron on flattened inputs (Linear-[BN]-act-[dropout] blocks)."""
+        batchnorm: bool = False, head: int | None = None):
+    """Multi-layer perceptron on flattened inputs (Linear-[BN]-act-[dropout] blocks).
+
+    ``head``: outputs of the last layer; None = one per class, or what the loss
+    asks for (1 for the binary losses); 1 on two classes = a single logit."""
     import math
 
     import torch.nn as nn
@@ -37,14 +65,15 @@ def mlp(in_shape: InShape, n_classes: NClasses, hidden: list[int] = (64, 64),
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
         width = h
-    layers.append(nn.Linear(width, n_classes))
+    layers.append(nn.Linear(width, outputs(n_classes, head)))
     return nn.Sequential(*layers)
 
 
 def cnn(in_shape: InShape, n_classes: NClasses, channels: list[int] = (16, 32), hidden: int = 64,
-        dropout: float = 0.0):
+        dropout: float = 0.0, head: int | None = None):
     """Small conv net for images: conv3x3-BN-ReLU blocks, 2x2 pooling while the
-    image is larger than 4x4, global average pooling, then an MLP head."""
+    image is larger than 4x4, global average pooling, then an MLP head
+    (``head`` outputs, as for mlp)."""
     import torch.nn as nn
 
     if len(in_shape) != 3:
@@ -61,16 +90,17 @@ def cnn(in_shape: InShape, n_classes: NClasses, channels: list[int] = (16, 32), 
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, hidden), nn.ReLU()]
     if dropout > 0:
         layers.append(nn.Dropout(dropout))
-    layers.append(nn.Linear(hidden, n_classes))
+    layers.append(nn.Linear(hidden, outputs(n_classes, head)))
     return nn.Sequential(*layers)
 
 
 def auto(in_shape: InShape, n_classes: NClasses, hidden: list[int] = (64, 64),
-         channels: list[int] = (16, 32)):
+         channels: list[int] = (16, 32), head: int | None = None):
     """The cnn for image data (C, H, W), the mlp otherwise, so one suite can mix both."""
     if len(in_shape) == 3:
-        return cnn(in_shape, n_classes, channels=channels, hidden=hidden[-1] if hidden else 64)
-    return mlp(in_shape, n_classes, hidden=hidden)
+        return cnn(in_shape, n_classes, channels=channels, hidden=hidden[-1] if hidden else 64,
+                   head=head)
+    return mlp(in_shape, n_classes, hidden=hidden, head=head)
 
 
 @hookimpl

@@ -163,12 +163,14 @@ class Useful:
         import torch.nn.functional as F
         from sklearn.cluster import KMeans
 
+        from harness_plugins.classification.losses import two_class_logits
+
         X, y = self.info.X_train, self.info.y_train
         was = self.model.training
         self.model.eval()
         with torch.no_grad():
-            logits = torch.cat([self.model(X[i:i + 1024]).float().cpu()
-                                for i in range(0, len(X), 1024)])
+            logits = two_class_logits(torch.cat([self.model(X[i:i + 1024]).float().cpu()
+                                                 for i in range(0, len(X), 1024)]))
         self.model.train(was)
         y = torch.as_tensor(y).cpu().long()
         losses = F.cross_entropy(logits, y, reduction="none")

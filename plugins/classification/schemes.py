@@ -13,6 +13,7 @@ import copy
 from typing import Literal
 
 from harness import hookimpl
+from harness_plugins.classification.losses import two_class_logits
 from harness_plugins.classification.optimizers import PlainScheme, Scheme, as_scheme
 
 __all__ = ["PlainScheme", "Scheme", "as_scheme", "ema_decay_for", "fd_hvp",
@@ -155,15 +156,17 @@ class _Distill(PlainScheme):
         self.optimizer.zero_grad(set_to_none=True)
         logits = self.model(batch["x"])
         total = self.loss(batch, logits)
-        target = self.target(batch, logits)
+        # a single-logit model distils its two-class softmax [1 - sigmoid f, sigmoid f]
+        wide = two_class_logits(logits)
+        target = self.target(batch, wide)
         self.last_penalty = torch.zeros(())
         if target is not None:
-            penalty = self.lam * _distill(logits, target, self.tau)
+            penalty = self.lam * _distill(wide, target, self.tau)
             total = total + penalty
             self.last_penalty = penalty.detach()
         total.backward()
         self.optimizer.step()
-        self.after_step(batch, logits.detach())
+        self.after_step(batch, wide.detach())
         return total.item()
 
 
@@ -233,7 +236,7 @@ class MESA(_Distill):
         if self.epoch <= self.e_start:
             return None
         with torch.no_grad():
-            return self.teacher(batch["x"])
+            return two_class_logits(self.teacher(batch["x"]))
 
     def after_step(self, batch, logits) -> None:
         """EMA update of the teacher's weights and buffers."""
@@ -267,8 +270,9 @@ class MESA(_Distill):
             return {}
         device = self.params[0].device if self.params else None
         with torch.no_grad():
-            logits = torch.cat([self.teacher(torch.as_tensor(X[i:i + 4096], device=device))
-                                for i in range(0, len(X), 4096)])
+            logits = two_class_logits(torch.cat([
+                self.teacher(torch.as_tensor(X[i:i + 4096], device=device))
+                for i in range(0, len(X), 4096)]))
             y = torch.as_tensor(y, device=logits.device)
             acc = float((logits.argmax(1) == y).float().mean())
             conf = float(torch.softmax(logits.double() / self.tau, 1).amax(1).mean())

@@ -74,15 +74,19 @@ def build_components(ctx, config: dict, data, X, y, *, model=None) -> Components
     on the train tensors ``X``, ``y`` (already on ``ctx.device``)."""
     import torch
 
+    from harness_plugins.classification.models import spec_with_head
     from harness_plugins.classification.optimizers import as_scheme
 
     tr = config["training"]
     dev = torch.device(ctx.device)
+    # the loss first (it draws no random numbers): binary losses ask for a
+    # single-logit model (``logit_head``)
+    loss_fn = ctx.create("losses", config["loss"])
     if model is None:
         torch.manual_seed(ctx.seeds["init"])
-        model = ctx.create("models", config["model"], **model_inputs(data))
+        model = ctx.create("models", spec_with_head(config["model"], loss_fn, ctx.registry),
+                           **model_inputs(data))
     model = model.to(dev)
-    loss_fn = ctx.create("losses", config["loss"])
     if hasattr(loss_fn, "setup"):
         loss_fn.setup(n_classes=data.n_classes, class_counts=data.class_counts(),
                       n_train=len(y))
@@ -96,7 +100,8 @@ def build_components(ctx, config: dict, data, X, y, *, model=None) -> Components
 
     scheme.setup(model, loss_fn, SimpleNamespace(
         n_train=n, n_classes=data.n_classes, epochs=tr["epochs"], steps_per_epoch=steps,
-        device=dev, X_train=X, y_train=y))
+        device=dev, X_train=X, y_train=y, X_val=getattr(data, "X_val", None),
+        y_val=getattr(data, "y_val", None)))
     scheduler = None
     if tr.get("scheduler"):
         scheduler = ctx.create("schedulers", tr["scheduler"])(scheme.optimizer, tr["epochs"])
@@ -180,13 +185,17 @@ def fit(ctx, parts: Components, X, y, training: dict,
 
 
 def predict_logits(model, X, batch_size: int = 8192):
-    """Logits of ``model`` on tensor ``X`` in eval mode, in batches."""
+    """Logits of ``model`` on tensor ``X`` in eval mode, in batches; a single-logit
+    model's ``(N, 1)`` output f comes back as ``(N, 2)`` logits ``[0, f]`` (softmax
+    ``[1 - sigmoid(f), sigmoid(f)]``), so metrics and calibrators always see two classes."""
     import torch
+
+    from harness_plugins.classification.losses import two_class_logits
 
     model.eval()
     with torch.no_grad():
         out = torch.cat([model(X[i:i + batch_size]) for i in range(0, len(X), batch_size)])
-    return out
+    return two_class_logits(out)
 
 
 def prediction_inputs(logits, labels) -> dict[str, Any]:
