@@ -31,19 +31,6 @@ metrics: [accuracy, log_loss]
 """
 
 
-@pytest.fixture(autouse=True)
-def _task_batches(monkeypatch):
-    """Until task.py delegates to batch_task (pending the core refactor)."""
-    from harness_plugins.classification import batch_task
-    from harness_plugins.classification.task import ClassificationTask
-
-    if not hasattr(ClassificationTask, "batch_key"):
-        monkeypatch.setattr(ClassificationTask, "batch_key", lambda self, spec:
-                            batch_task.batch_key(spec, get_registry()), raising=False)
-        monkeypatch.setattr(ClassificationTask, "run_group", lambda self, ctxs:
-                            batch_task.run_group(self, ctxs), raising=False)
-
-
 @pytest.fixture
 def batch_plugin(monkeypatch, fresh_registry):
     """The float64 mlp of tests/plugins/harness_batchplugin.py."""

@@ -95,6 +95,19 @@ class ClassificationTask:
 
         return prepare_dataset(entry, seed, registry=ctx.registry)
 
+    def batch_key(self, spec) -> tuple[str | None, str]:
+        """Batch mode: runs with equal keys train together (``batch_task``)."""
+        from harness.plugins import get_registry
+        from harness_plugins.classification.batch_task import batch_key
+
+        return batch_key(spec, get_registry())
+
+    def run_group(self, ctxs: list) -> list:
+        """Batch mode: train one group's runs stacked (``batch_task``)."""
+        from harness_plugins.classification.batch_task import run_group
+
+        return run_group(self, ctxs)
+
     def run(self, ctx) -> dict[str, float]:
         """Train, select the best epoch, return test metrics."""
         from harness_plugins.classification.trainer import train_classifier
