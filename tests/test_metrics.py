@@ -112,6 +112,25 @@ def test_g_mean_does_not_underflow_with_many_classes():
     assert m("g_mean")(y, p) == pytest.approx(0.02, rel=1e-12)
 
 
+def test_classwise_ece_by_hand():
+    p = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.2, 0.8]])
+    y = np.array([0, 1, 1, 1])
+    # class 0, two equal-mass bins {.2, .3} (freq 0, conf .25) and {.6, .9} (freq .5,
+    # conf .75): (2 * .25 + 2 * .25) / 4 = .25; class 1 likewise; the mean is .25
+    ace = m({"name": "classwise_ece", "bins": 2})
+    assert ace.greater_is_better is False
+    assert ace(y, p) == pytest.approx(0.25)
+    # three samples, all of class 1: class 0 bins {.2, .3} and {.6} (3 samples in 2 bins),
+    # errors 2 * .25 + .6; class 1 bins {.4, .7} and {.8}, errors 2 * |1 - .55| + .2
+    p3, y3 = np.array([[0.2, 0.8], [0.3, 0.7], [0.6, 0.4]]), np.array([1, 1, 1])
+    assert ace(y3, p3) == pytest.approx((1.1 / 3 + 1.1 / 3) / 2)
+    # equal-width bins (SCE) split at .5: class 1 bins {.4} and {.7, .8}
+    sce = m({"name": "classwise_ece", "bins": 2, "adaptive": False})
+    assert sce(y3, p3) == pytest.approx((1.1 / 3 + (0.6 + 2 * 0.25) / 3) / 2)
+    # the top-label adaptive ECE is another quantity
+    assert m({"name": "adaptive_ece", "bins": 2})(y, p) != pytest.approx(ace(y, p))
+
+
 def test_auroc_and_adaptive_ece_say_what_they_compute():
     # one-vs-rest macro (not Hand & Till's one-vs-one); top-label equal-mass bins
     doc = harness.components("metrics")["auroc"].factory.__doc__

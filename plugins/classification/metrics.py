@@ -235,6 +235,32 @@ def mce(bins: int = 15):
     return _metric(mce, False)
 
 
+@metric(LABELS_PROBS, greater_is_better=False)
+def classwise_ece(bins: int = 15, adaptive: bool = True):
+    """Class-wise calibration error: every class's probability binned, mean over classes (Nixon et al., CVPRW 2019).
+
+    ``adaptive=True`` (equal-mass bins per class) is Nixon et al.'s adaptive
+    calibration error ACE, ``adaptive=False`` (equal-width bins) their static
+    calibration error SCE; per class ``sum_b |b|/n |freq_b - conf_b|``."""  # noqa: E501
+    import numpy as np
+
+    def classwise_ece(y, p):
+        inner = np.linspace(0, 1, bins + 1)[1:-1]
+        errors = []
+        for k in range(p.shape[1]):
+            pk, hit = p[:, k], (y == k).astype(float)
+            if adaptive:
+                groups = np.array_split(np.argsort(pk, kind="stable"), bins)
+            else:
+                which = np.searchsorted(inner, pk, side="left")
+                groups = [np.flatnonzero(which == b) for b in range(bins)]
+            errors.append(sum(len(g) * abs(hit[g].mean() - pk[g].mean())
+                              for g in groups if len(g)) / len(y))
+        return float(np.mean(errors))
+
+    return _metric(classwise_ece, False)
+
+
 def _norm(tensors):
     import torch
 
@@ -328,5 +354,5 @@ def sharpness(iters: int = 20, n_samples: int = 512):
 def register_metrics(register):
     """Register the classification and calibration metrics."""
     for factory in (accuracy, balanced_accuracy, f1, f1_macro, g_mean, auroc, log_loss, nll,
-                    brier, ece, adaptive_ece, mce, sharpness):
+                    brier, ece, adaptive_ece, mce, classwise_ece, sharpness):
         register(factory.__name__, factory)
