@@ -205,3 +205,34 @@ def test_pip_installed_package_runs_its_suite(tmp_path):
             assert metrics["test/accuracy"] == 1.0 and metrics["test/prototype_margin"] > 0
         else:
             assert 0.25 < metrics["test/accuracy"] < 1.0
+
+
+def _blocks(text: str, lang: str) -> list[str]:
+    import re
+
+    return re.findall(rf"```{lang}\n(.*?)```", text, flags=re.S)
+
+
+def test_the_guide_shows_the_example_as_it_is():
+    """docs/plugins.md quotes the package: its pyproject tables, its suite and
+    the classification task's metric inputs must not drift from the code."""
+    import yaml
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    from harness_plugins.classification.task import ClassificationTask
+
+    guide = (EXAMPLE.parent.parent / "docs" / "plugins.md").read_text()
+    shown = tomllib.loads(_blocks(guide, "toml")[0])
+    real = tomllib.loads((EXAMPLE / "pyproject.toml").read_text())
+    assert shown["build-system"] == real["build-system"]
+    assert shown["project"]["entry-points"] == real["project"]["entry-points"]
+    suites = [yaml.safe_load(b) for b in _blocks(guide, "yaml")]
+    assert yaml.safe_load(SUITE.read_text()) in suites
+    for name in ClassificationTask.metric_inputs:
+        assert f"`{name}`" in guide, name
+    for line in ("def poly1(epsilon: float = 1.0):",
+                 "@metric(inputs=(\"labels\", \"probs\"), greater_is_better=True)",
+                 "metric_inputs = (\"labels\", \"probs\", \"distances\")"):
+        assert line in guide
+        assert line in "".join(p.read_text() for p in (EXAMPLE / "harness_example").glob("*.py"))
