@@ -90,7 +90,7 @@ def register_tasks(register):
       ``params``, ``transforms``, ``split``, ``label``) and split seed;
       ``ctx.load_raw(entry)`` gives the source's ``RawDataset`` (loaded and
       cached by the core).  ``ctx.data`` calls it once per run.
-    - ``run(ctx: harness.RunContext) -> dict[str, float]``: train and
+    - ``run(ctx: harness.worker.RunContext) -> dict[str, float]``: train and
       evaluate one run; return the final test metrics (``{"accuracy": ..}``,
       logged as ``test/<name>``).  Raise ``harness.Diverged`` when the loss
       becomes NaN/inf, ``harness.UserError`` when the data does not suit the
