@@ -118,6 +118,19 @@ def test_batched_suite_logs_what_unbatched_logs(tmp_path, batch_plugin, monkeypa
     assert grouped == 8  # the sam runs trained alone, untagged
     assert stacked == [4, 4]
 
+    # the store's history: groups from the batched shares, sam from its runs
+    from harness.estimate import estimate, history
+
+    hist = history(batch_uri)
+    (sig, known), = hist.items()
+    assert len(known["batched"]) == 8 and len(known["alone"]) == 2
+    est = estimate(grouping.items, batch_uri)
+    import statistics
+
+    assert est.seconds == pytest.approx(8 * statistics.median(known["batched"])
+                                        + 2 * statistics.median(known["alone"]))
+    assert not est.unknown and est.upper_bound_groups == 0
+
 
 def test_plan_lines_and_lost_items(tmp_path):
     from harness.groups import describe, flat_outcomes
@@ -142,3 +155,29 @@ def test_plan_lines_and_lost_items(tmp_path):
                              "batched"))
     assert [(o.run_key, o.status) for o in out] == \
         [(s["run_key"], "interrupted") for s in specs] + [(done["run_key"], "finished")]
+
+
+def test_estimate_from_history(tmp_path, monkeypatch):
+    """Groups are estimated from batched shares, runs alone from unbatched
+    runs, with the same dataset, model and epochs; the rest is named."""
+    from harness import estimate as est_mod
+
+    plan = make_plan(suite_file(tmp_path), f"sqlite:///{tmp_path / 'm.db'}")
+    items = group_runs(plan.todo, get_registry()).items
+    spec = plan.todo[0]
+    sig = est_mod.signature(spec.dataset_label, spec.config["model"], 4)
+    assert sig == ("breast_cancer", (("model.hidden", "[8]"), ("model.name", "mlp")), "4")
+    monkeypatch.setattr(est_mod, "history", lambda uri: {
+        sig: {"alone": [10.0, 30.0, 20.0], "batched": [1.0, 3.0]}})
+    est = est_mod.estimate(items, None)
+    # two groups of 4 at 2 s per run, two sam runs alone at 20 s
+    assert est.groups_s == [8.0, 8.0] and est.alone_s == 40.0 and est.seconds == 56.0
+    assert est.unknown == [] and est.upper_bound_groups == 0
+
+    monkeypatch.setattr(est_mod, "history", lambda uri: {sig: {"alone": [5.0], "batched": []}})
+    est = est_mod.estimate(items, None)
+    assert est.seconds == 50.0 and est.upper_bound_groups == 2
+    monkeypatch.setattr(est_mod, "history", lambda uri: {})
+    est = est_mod.estimate(items, None)
+    assert est.seconds == 0 and len(est.unknown) == 10
+    assert est_mod.describe(est, 10)[1].startswith("no history for 10 of 10 runs")

@@ -1,0 +1,117 @@
+"""Cost before launch: the training time of a plan's work items, estimated
+from the ``time/train_s`` of earlier runs in the store.
+
+A run's history is the finished runs (any experiment of the store) with the
+same dataset, model parameters and epochs.  A run training alone is
+estimated by the median of unbatched history; a group of n runs by n times
+the median per-run share of earlier batched runs (``harness.group`` tag:
+their ``time/train_s`` is already the group's time over its size), else by n
+times the unbatched median (an upper bound: stacking is faster).  Runs
+without history are named, not guessed.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Estimate:
+    """Seconds of training per work item and what had no history."""
+
+    seconds: float = 0.0
+    groups_s: list[float] = field(default_factory=list)
+    alone_s: float = 0.0
+    #: run names without history to estimate from
+    unknown: list[str] = field(default_factory=list)
+    #: groups estimated from unbatched history only (upper bounds)
+    upper_bound_groups: int = 0
+
+
+def signature(dataset: str, model: dict, epochs) -> tuple:
+    """What makes two runs' training times comparable."""
+    from harness.tracking import flatten
+
+    return dataset, tuple(sorted(flatten(model, "model").items())), str(epochs)
+
+
+def history(uri: str | None) -> dict[tuple, dict[str, list[float]]]:
+    """signature -> {"alone": [train_s ...], "batched": [per-run share ...]}
+    of the store's finished runs (sqlite is read directly: importing mlflow
+    costs seconds and ``harness plan`` must stay fast; other stores give none)."""
+    import os
+    import sqlite3
+
+    from harness.runstate import resolve_uri
+    from harness.tracking import _sqlite_path
+
+    path = _sqlite_path(resolve_uri(uri))
+    out: dict = defaultdict(lambda: {"alone": [], "batched": []})
+    if path is None or not os.path.exists(path):
+        return out
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    try:
+        rows = con.execute(
+            """SELECT r.run_uuid, m.value, d.value, g.value FROM runs r
+               JOIN latest_metrics m ON m.run_uuid = r.run_uuid AND m.key = 'time/train_s'
+               JOIN tags d ON d.run_uuid = r.run_uuid AND d.key = 'harness.dataset'
+               LEFT JOIN tags g ON g.run_uuid = r.run_uuid AND g.key = 'harness.group'
+               WHERE r.lifecycle_stage = 'active' AND r.status = 'FINISHED'""").fetchall()
+        params: dict = defaultdict(dict)
+        for run, key, value in con.execute(
+                "SELECT run_uuid, key, value FROM params "
+                "WHERE key LIKE 'model.%' OR key = 'training.epochs'"):
+            params[run][key] = value
+    except sqlite3.Error:  # a store without MLflow's tables yet
+        return out
+    finally:
+        con.close()
+    for run, seconds, dataset, group in rows:
+        p = params.get(run, {})
+        model = tuple(sorted((k, v) for k, v in p.items() if k.startswith("model.")))
+        sig = (dataset, model, p.get("training.epochs", ""))
+        out[sig]["batched" if group else "alone"].append(float(seconds))
+    return out
+
+
+def estimate(items: list, uri: str | None) -> Estimate:
+    """Estimate the training time of batch-mode ``items`` (lists of RunSpecs;
+    one spec = a run alone; see ``harness.groups.Grouping.items``)."""
+    hist = history(uri)
+    est = Estimate()
+    for item in items:
+        spec = item[0]
+        sig = signature(spec.dataset_label, spec.config.get("model", {}),
+                        spec.config.get("training", {}).get("epochs", ""))
+        known = hist.get(sig, {"alone": [], "batched": []})
+        if len(item) > 1 and known["batched"]:
+            seconds = len(item) * statistics.median(known["batched"])
+        elif known["alone"]:
+            seconds = len(item) * statistics.median(known["alone"])
+            est.upper_bound_groups += len(item) > 1
+        else:
+            est.unknown += [s.run_name for s in item]
+            continue
+        est.seconds += seconds
+        if len(item) > 1:
+            est.groups_s.append(seconds)
+        else:
+            est.alone_s += seconds
+    return est
+
+
+def describe(est: Estimate, n_runs: int) -> list[str]:
+    """Lines for ``harness plan``."""
+    lines = [f"estimated training time: {est.seconds:.0f} s"
+             + (f" ({len(est.groups_s)} groups {sum(est.groups_s):.0f} s, runs alone "
+                f"{est.alone_s:.0f} s)" if est.groups_s else "")
+             + (f"; {est.upper_bound_groups} group(s) from unbatched runs only (upper bound)"
+                if est.upper_bound_groups else "")]
+    if est.unknown:
+        shown = ", ".join(est.unknown[:3])
+        more = f" and {len(est.unknown) - 3} more" if len(est.unknown) > 3 else ""
+        lines.append(f"no history for {len(est.unknown)} of {n_runs} runs (same dataset, "
+                     f"model and epochs): {shown}{more}")
+    return lines
