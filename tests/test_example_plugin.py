@@ -236,3 +236,25 @@ def test_the_guide_shows_the_example_as_it_is():
                  "metric_inputs = (\"labels\", \"probs\", \"distances\")"):
         assert line in guide
         assert line in "".join(p.read_text() for p in (EXAMPLE / "harness_example").glob("*.py"))
+
+
+def test_another_plugin_can_register_components_of_the_added_kind(tmp_path, monkeypatch,
+                                                                  fresh_registry):
+    (tmp_path / "harness_moredistances.py").write_text(textwrap.dedent('''
+        from harness import hookimpl
+
+        def manhattan():
+            """L1 distance to each prototype."""
+            return lambda X, P: (X[:, None, :] - P[None]).abs().sum(-1)
+
+        @hookimpl
+        def register_prototype_distances(register):
+            register("manhattan", manhattan)
+    '''))
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("HARNESS_PLUGINS", "harness_moredistances,harness_example.task")
+    registry = fresh_registry()
+    table = registry.components("prototype_distances")
+    assert set(table) == {"euclidean", "cosine", "manhattan"}
+    assert table["manhattan"].plugin == "harness_moredistances"
