@@ -120,3 +120,14 @@ def test_an_overflowing_exponential_loss_ends_the_run_as_diverged():
     # non-finite check turns that into harness.Diverged ("diverged" status)
     with pytest.raises(harness.Diverged, match="train loss became (inf|nan)"):
         train("exponential", optimizer={"name": "sgd", "lr": 1e3, "momentum": 0.0}, epochs=5)
+
+
+def test_useful_probe_epochs_count_in_the_training_time():
+    ctx = Ctx({"model": {"name": "mlp", "hidden": [16]}, "loss": "cross_entropy",
+               "training": {"epochs": 4, "batch_size": 64, "scheduler": "cosine",
+                            "optimizer": {"name": "useful", "t_frac": 0.5,
+                                          "base": {"name": "sgd", "lr": 0.05}}}})
+    _, parts, result = train_classifier(ctx, ctx.config, ctx.data, {})
+    assert parts.setup_s > 0 and result.train_s > parts.setup_s
+    assert len(ctx.logged) == 4  # the full schedule after the 2-epoch probe
+    assert ctx.logged[0]["train/useful_upsampled"] > 0

@@ -44,6 +44,8 @@ class Components:
     scheduler: Any
     batch_size: int
     steps_per_epoch: int
+    #: seconds the scheme's setup trained (USEFUL's probe epochs), counted in train_s
+    setup_s: float = 0.0
 
 
 @dataclass
@@ -98,14 +100,16 @@ def build_components(ctx, config: dict, data, X, y, *, model=None) -> Components
     scheme = as_scheme(ctx.create("optimizers", tr["optimizer"]))
     from types import SimpleNamespace
 
+    setup_start = time.perf_counter()
     scheme.setup(model, loss_fn, SimpleNamespace(
         n_train=n, n_classes=data.n_classes, epochs=tr["epochs"], steps_per_epoch=steps,
         device=dev, X_train=X, y_train=y, X_val=getattr(data, "X_val", None),
         y_val=getattr(data, "y_val", None)))
+    setup_s = time.perf_counter() - setup_start
     scheduler = None
     if tr.get("scheduler"):
         scheduler = ctx.create("schedulers", tr["scheduler"])(scheme.optimizer, tr["epochs"])
-    return Components(model, loss_fn, scheme, scheduler, bs, steps)
+    return Components(model, loss_fn, scheme, scheduler, bs, steps, setup_s)
 
 
 def monitor_sign(monitor: str, metric_fns: dict) -> float:
@@ -178,7 +182,7 @@ def fit(ctx, parts: Components, X, y, training: dict,
             waited += 1
             if patience and waited >= patience:
                 break
-    train_s = time.perf_counter() - start
+    train_s = time.perf_counter() - start + parts.setup_s
     if best_state is not None and select_best:
         model.load_state_dict(best_state)
     return FitResult(best_epoch, train_s, epoch + 1, history)
