@@ -40,24 +40,25 @@ def _mean_over_images(fn, clean, denoised) -> float:
     return float(np.mean([fn(c, d) for c, d in zip(clean, denoised)]))
 
 
-def _edges(real, generated, bins: int):
+def _edges(real, width: float):
+    """Bins of ``width`` centred on multiples of it (on whole DN for width 1, so
+    integer ADC output and continuous samples are binned alike) over the real
+    data's 0.05-99.95 % range, plus one bin for each tail."""
     import numpy as np
 
-    lo = float(np.quantile(real, 0.0005))
-    hi = float(np.quantile(real, 0.9995))
-    if hi <= lo:
-        hi = lo + 1.0
-    return np.concatenate([[-np.inf], np.linspace(lo, hi, bins + 1), [np.inf]])
+    lo = np.floor(np.quantile(real, 0.0005) / width) - 0.5
+    hi = np.ceil(np.quantile(real, 0.9995) / width) + 0.5
+    return np.concatenate([[-np.inf], np.arange(lo, hi + 0.5) * width, [np.inf]])
 
 
-def histogram_kl(real, generated, bins: int = 64, eps: float = 1e-6) -> float:
-    """KL(real || generated) of histograms on the real data's 0.05-99.95 % range
-    (plus two tail bins), with ``eps`` added to every bin so it stays finite."""
+def histogram_kl(real, generated, bin_width: float = 1.0, eps: float = 1e-6) -> float:
+    """KL(real || generated) of histograms with ``bin_width`` (DN) bins, with
+    ``eps`` added to every bin so it stays finite."""
     import numpy as np
 
     real = np.asarray(real, np.float64).ravel()
     generated = np.asarray(generated, np.float64).ravel()
-    edges = _edges(real, generated, bins)
+    edges = _edges(real, bin_width)
     p = np.histogram(real, edges)[0] + eps
     q = np.histogram(generated, edges)[0] + eps
     p, q = p / p.sum(), q / q.sum()
@@ -95,9 +96,13 @@ def psnr_noisy():
 
 
 @metric(inputs=("dark_real", "dark_generated"), greater_is_better=False)
-def noise_kl(bins: int = 64):
-    """KL divergence of held-out real dark frames to the noise model's dark frames (histograms)."""
-    return lambda real, generated: histogram_kl(real, generated, bins)
+def noise_kl(bin_width: float = 1.0):
+    """KL divergence of held-out real dark frames to the noise model's dark frames (1 DN bins)."""
+    if bin_width <= 0:
+        from harness import ConfigError
+
+        raise ConfigError("bin_width", bin_width, "must be > 0")
+    return lambda real, generated: histogram_kl(real, generated, bin_width)
 
 
 @metric(inputs=("dark_real", "dark_generated"), greater_is_better=False)
