@@ -230,8 +230,22 @@ def register_calibrators(register):
 
 @hookspec
 def register_nas_selectors(register):
-    """Register NAS operation selectors for DARTS-style supernets.
-    ``factory(**params)`` returns a selector used by the ``nas`` task."""
+    """Register NAS selectors: turn a searched supernet (or nothing) into one
+    architecture for the ``nas`` task.
+
+    ``factory(**params)`` returns an object with ``needs_supernet`` (bool;
+    suite validation rejects such a selector after a search strategy that
+    trains no supernet) and ``select(job) -> genotype``, a sequence of op
+    names, one per edge of ``job.space``.  ``job`` is a
+    ``harness_plugins.nas.selectors.SelectionJob``: ``space`` (the search
+    space: ``ops``, ``edges``, ``parse``, ``format``), ``supernet`` (the
+    trained ``harness_plugins.nas.supernet.Network`` with ``alphas``,
+    ``projected``, ``masked(edge, op)``, ``argmax_genotype()``; None without
+    one), ``rng`` (numpy Generator from the run's seed), ``accuracy()`` (the
+    supernet's validation accuracy as it stands), ``fine_tune(epochs)``
+    (trains its weights, alpha fixed) and ``log(values, step)``.  A selector
+    may project edges and fine-tune; the task times it as ``time/select_s``.
+    """
 
 
 @hookspec

@@ -1,0 +1,181 @@
+"""Task ``nas``: search a cell, select an architecture, evaluate it.
+
+Three phases per run, each logged apart:
+
+- *search*: the search strategy (``search``, kind ``search_strategies``)
+  trains the supernet of the space (``space``, kind ``search_spaces``), its
+  weights on one half of the train split and alpha on the other, for
+  ``search_training.epochs``; per epoch ``search/train/loss`` and the
+  supernet's ``search/val/accuracy``; alpha per epoch as the artifact table
+  ``nas/alphas.csv``.  Strategy ``none`` trains nothing.
+- *select*: the selector (``selector``, kind ``nas_selectors``) turns the
+  supernet (or nothing) into a genotype; the genotype is the param
+  ``nas.genotype`` and the artifact ``nas/genotype.txt``.
+- *evaluate*: the genotype's network is trained from scratch with the run's
+  seeds by the shared classification trainer (``evaluate.loss``,
+  ``evaluate.training``; epochs logged under ``evaluate/``), then scored on
+  the test split (``test/<metric>``).
+
+On spaces with at most ``MAX_GROUND_TRUTH`` genotypes the ground truth
+(every genotype trained with the evaluate budget and seeds, shared between
+runs through MLflow) gives the metrics ``regret`` and ``arch_rank``.
+Timings: ``time/search_s``, ``time/select_s``, ``time/evaluate_s``,
+``time/ground_truth_s`` (0 when the table was reused).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from harness import ConfigError, hookimpl
+from harness_plugins.classification.task import Training, config_error
+
+Spec = str | dict[str, Any]
+
+
+class SearchTraining(BaseModel):
+    """The search phase's budget (``search_training:``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    epochs: int = Field(default=10, ge=0)
+    batch_size: int = Field(default=64, ge=1)
+    eval_batch_size: int = Field(default=1024, ge=1)
+
+
+class Evaluate(BaseModel):
+    """How the selected architecture is trained from scratch (``evaluate:``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    loss: Spec = "cross_entropy"
+    training: Training = Training()
+
+
+class NasConfig(BaseModel):
+    """The method config of the ``nas`` task."""
+
+    model_config = ConfigDict(extra="forbid")
+    space: Spec = "tiny"
+    search: Spec = "darts"
+    selector: Spec = "magnitude"
+    search_training: SearchTraining = SearchTraining()
+    evaluate: Evaluate = Evaluate()
+    #: auto: on spaces of at most MAX_GROUND_TRUTH genotypes; true: required; false: never
+    ground_truth: Literal["auto"] | bool = "auto"
+
+
+def _build(kind: str, spec: dict, path: str):
+    """Build a validated component; a ValueError of its factory becomes a
+    ConfigError at ``path``."""
+    import harness
+
+    try:
+        return harness.create(kind, spec)
+    except ValueError as exc:
+        raise ConfigError(path, spec, str(exc)) from None
+
+
+class NasTask:
+    """Search, select, evaluate; regret and rank against the ground truth."""
+
+    #: Classification's inputs plus the ground-truth values of small spaces.
+    metric_inputs = ("labels", "probs", "logits", "model", "train_x", "train_y",
+                     "train_labels", "train_probs", "regret", "arch_rank")
+
+    def validate(self, config: dict, check) -> dict:
+        """Check the config and components; reject a selector that needs a
+        supernet after a search that trains none, a fixed genotype the space
+        does not have, and ground truth forced on a space too large for it."""
+        from harness_plugins.nas.ground_truth import MAX_GROUND_TRUTH
+
+        try:
+            cfg = NasConfig.model_validate(config).model_dump()
+        except ValidationError as exc:
+            raise config_error(exc, config, NasConfig) from None
+        for path, kind in (("space", "search_spaces"), ("search", "search_strategies"),
+                           ("selector", "nas_selectors"), ("evaluate.loss", "losses"),
+                           ("evaluate.training.optimizer", "optimizers"),
+                           ("evaluate.training.scheduler", "schedulers")):
+            parent, _, key = path.rpartition(".")
+            node = cfg
+            for part in filter(None, parent.split(".")):
+                node = node[part]
+            if node.get(key) is None:
+                continue
+            name, params = check(kind, node[key], path)
+            node[key] = {"name": name, **params}
+        space = _build("search_spaces", cfg["space"], "space")
+        strategy = _build("search_strategies", cfg["search"], "search")
+        selector = _build("nas_selectors", cfg["selector"], "selector")
+        if selector.needs_supernet and not strategy.trains_supernet:
+            raise ConfigError("selector", cfg["selector"]["name"],
+                              f"selector {cfg['selector']['name']!r} needs a supernet, but search "
+                              f"{cfg['search']['name']!r} trains none; use search darts, rarts "
+                              f"or sd_darts, or selector random or fixed")
+        if "genotype" in cfg["selector"]:
+            try:
+                space.parse(cfg["selector"]["genotype"])
+            except ValueError as exc:
+                raise ConfigError("selector.genotype", cfg["selector"]["genotype"],
+                                  str(exc)) from None
+        if cfg["ground_truth"] is True and space.size > MAX_GROUND_TRUTH:
+            raise ConfigError("ground_truth", True, f"space {space.name!r} has {space.size} "
+                              f"genotypes; ground truth trains at most {MAX_GROUND_TRUTH}")
+        monitor = cfg["evaluate"]["training"]["early_stopping"]["monitor"]
+        allowed = ["val/loss", *(f"val/{m}" for m in getattr(check, "metrics", []))]
+        if monitor not in allowed:
+            raise ConfigError("evaluate.training.early_stopping.monitor", monitor,
+                              f"not a logged quantity; use one of {', '.join(allowed)}")
+        return cfg
+
+    def prepare(self, entry: dict, seed: int, ctx):
+        """The classification preparation (images keep their (C, H, W) shape)."""
+        from harness_plugins.classification.prepare import prepare_dataset
+
+        return prepare_dataset(entry, seed, registry=ctx.registry)
+
+    def run(self, ctx) -> dict[str, float]:
+        """Search, select, evaluate; return the test metrics."""
+        from harness.metrics import compute_metrics
+        from harness_plugins.classification.task import test_metrics
+        from harness_plugins.nas.ground_truth import regret_and_rank
+        from harness_plugins.nas.phases import evaluate, ground_truth_table, search, select
+
+        cfg, data = ctx.config, ctx.data
+        if len(data.in_shape) != 3:
+            raise ConfigError("datasets", ctx.spec.dataset_label,
+                              f"the nas task needs image data (C, H, W); this dataset has "
+                              f"shape {tuple(data.in_shape)} (e.g. sklearn digits with "
+                              f"as_image: true)")
+        space = ctx.create("search_spaces", cfg["space"])
+        fns = ctx.metrics()
+        times = {}
+        start = time.perf_counter()
+        found = search(ctx, cfg, space, data)
+        times["time/search_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        genotype = select(ctx, cfg, space, data, found)
+        times["time/select_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        model, result = evaluate(ctx, cfg, space, data, genotype, fns)
+        out = test_metrics(ctx, model, data, fns, cfg["evaluate"]["training"]["eval_batch_size"])
+        times["time/evaluate_s"] = time.perf_counter() - start
+        table, times["time/ground_truth_s"] = ground_truth_table(ctx, cfg, space, data)
+        if table is not None:
+            regret, rank = regret_and_rank(table["test_accuracy"], space.index(genotype))
+            out.update(compute_metrics(fns, {"regret": regret, "arch_rank": rank}))
+        ctx.log_metrics({**times, "time/train_s": result.train_s,
+                         "evaluate/best_epoch": result.best_epoch})
+        return out
+
+
+def nas():
+    """Neural architecture search: search a cell, select a genotype, train and test it."""
+    return NasTask()
+
+
+@hookimpl
+def register_tasks(register):
+    register("nas", nas)
