@@ -76,9 +76,9 @@ def run_suite(path: str | Path, *, tracking_uri: str | None = None, only: str | 
 
     Raises ``harness.ConfigError`` for a mistake in the suite and
     ``harness.UserError`` for a bad argument, before anything runs."""
-    from harness.cli import check_device
     from harness.plugins import get_registry
     from harness.report import log_suite_report
+    from harness.runflags import check_device
     from harness.runner import build_executor, make_plan, run_plan
     from harness.runstate import resolve_uri
 
