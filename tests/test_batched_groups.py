@@ -63,7 +63,8 @@ def test_groups_and_reasons(tmp_path):
 
 
 def _logged(uri):
-    """run_key -> (status, params, harness tags, metric histories)."""
+    """run_key -> (status, params, harness tags, metric histories, group tag)
+    of the runs not interrupted."""
     from mlflow.tracking import MlflowClient
 
     cl = MlflowClient(uri)
@@ -72,7 +73,7 @@ def _logged(uri):
     skip = {"harness.pid", "harness.heartbeat", "harness.group"}
     for run in cl.search_runs([exp.experiment_id]):
         t = run.data.tags
-        if "harness.run_key" not in t:
+        if "harness.run_key" not in t or t.get("harness.status") == "interrupted":
             continue
         hist = {k: [(m.step, m.value) for m in cl.get_metric_history(run.info.run_id, k)]
                 for k in run.data.metrics if not k.startswith("time/")}
@@ -181,3 +182,34 @@ def test_estimate_from_history(tmp_path, monkeypatch):
     est = est_mod.estimate(items, None)
     assert est.seconds == 0 and len(est.unknown) == 10
     assert est_mod.describe(est, 10)[1].startswith("no history for 10 of 10 runs")
+
+
+def test_out_of_memory_group_retrains_in_halves(tmp_path, batch_plugin):
+    """A group too big for the device: its runs are closed as interrupted and
+    the halves train as groups of their own; resume sees them finished."""
+    from harness.tracking import existing_runs
+
+    path = tmp_path / "oom.yaml"
+    path.write_text(SUITE.format(model="mlp").replace("name: batched", "name: batched\n"
+                                                       "task: small_memory")
+                    .replace("epochs: 4", "epochs: 2"))
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    plan = make_plan(str(path), uri, only="*/fast/*")
+    plan.todo += make_plan(str(path), uri, only="*/ce/*").todo
+    items = group_runs(plan.todo, get_registry()).items
+    assert [len(i) for i in items] == [4]
+    outcomes = execute_item([s.to_dict() for s in items[0]], uri)
+    assert [o.status for o in outcomes] == ["finished"] * 4
+    assert [o.run_key for o in outcomes] == [s.run_key for s in items[0]]
+    runs = _logged(uri)
+    assert len(runs) == 4 and {v[0] for v in runs.values()} == {"FINISHED"}
+    assert {v["status"] for v in existing_runs(uri, "batched").values()} == {"finished"}
+    from mlflow.tracking import MlflowClient
+
+    cl = MlflowClient(uri)
+    exp = cl.get_experiment_by_name("batched")
+    killed = cl.search_runs([exp.experiment_id], "tags.`harness.status` = 'interrupted'")
+    assert len(killed) == 4
+    assert "ran out of memory" in killed[0].data.tags["harness.error"]
+    assert sorted(r.data.tags["harness.group"][-3:] for r in cl.search_runs(
+        [exp.experiment_id], "tags.`harness.status` = 'finished'")) == ["1/2", "1/2", "2/2", "2/2"]

@@ -23,3 +23,25 @@ def mlp64(in_shape: Annotated[tuple, FromData], n_classes: Annotated[int, FromDa
 @hookimpl
 def register_models(register):
     register("mlp64", mlp64)
+
+
+class OutOfMemoryError(RuntimeError):
+    """Named as torch.cuda's: harness matches the out-of-memory error by name."""
+
+
+def small_memory(max_group: int = 2):
+    """The classification task on a device that holds at most ``max_group`` runs."""
+    from harness_plugins.classification.task import ClassificationTask
+
+    class SmallMemory(ClassificationTask):
+        def run_group(self, ctxs):
+            if len(ctxs) > max_group:
+                raise OutOfMemoryError(f"{len(ctxs)} runs do not fit")
+            return super().run_group(ctxs)
+
+    return SmallMemory()
+
+
+@hookimpl
+def register_tasks(register):
+    register("small_memory", small_memory)
