@@ -100,6 +100,13 @@ def cmd_datasets(args) -> int:
     return 0
 
 
+def input_retries(plan) -> list[str]:
+    """Run keys planned again because their last run failed on its input."""
+    from harness.runstate import is_input_failure
+
+    return [s.run_key for s in plan.todo if is_input_failure(plan.existing.get(s.run_key, {}))]
+
+
 def cmd_plan(args) -> int:
     """Show the expanded runs of a suite and which are already done."""
     from tabulate import tabulate
@@ -110,6 +117,7 @@ def cmd_plan(args) -> int:
     plan = make_plan(args.suite, args.tracking_uri, only=args.only, force=args.force,
                      rerun_failed=args.rerun_failed, registry=reg)
     state = {s.run_key: "run" for s in plan.todo}
+    state.update({k: "run (its input failed earlier)" for k in input_retries(plan)})
     state.update({s.run_key: "done" for s in plan.done})
     state.update({s.run_key: "failed (use --rerun-failed)" for s in plan.failed})
     state.update({s.run_key: "running" for s in plan.running})
@@ -141,6 +149,9 @@ def cmd_run(args) -> int:
                      rerun_failed=args.rerun_failed, registry=reg)
     running = f", {len(plan.running)} running in another process (not started twice)" \
         if plan.running else ""
+    retried = len(input_retries(plan))
+    if retried:
+        running += f", {retried} of those to run failed earlier on their input"
     print(f"suite {plan.suite.name}: {len(plan.runs)} runs, {len(plan.todo)} to run, "
           f"{len(plan.done)} already done (skipped), {len(plan.failed)} failed earlier"
           f"{' (use --rerun-failed)' if plan.failed else ''}{running}; tracking {uri}",

@@ -2,9 +2,9 @@
 
 Counts per method: done, diverged, running, failed, timeout, oom,
 interrupted (incl. runs left RUNNING by a dead process), pending (never
-started); then the failed runs with their one-line errors.  Reads MLflow the
-same way ``harness plan`` does (the sqlite fast path when it can), so it is
-cheap enough to refresh every few seconds with ``--watch``.
+started); then the failures, one row per (status, error) with its count.
+Reads MLflow the same way ``harness plan`` does (the sqlite fast path when it
+can), so it is cheap enough to refresh every few seconds with ``--watch``.
 """
 
 from __future__ import annotations
@@ -100,14 +100,27 @@ def render(status: SuiteStatus):
                   end_section=True)
     parts = [table]
     if status.failures:
-        fails = Table(title="failures", box=box.SIMPLE_HEAD)
-        fails.add_column("run", no_wrap=True)
+        # a dataset that cannot be loaded fails every run on it the same way:
+        # one row per (status, error), not hundreds of identical rows
+        fails = Table(title="failures (--json lists every run)", box=box.SIMPLE_HEAD)
+        fails.add_column("runs", justify="right", no_wrap=True)
         fails.add_column("status", no_wrap=True)
-        fails.add_column("error", overflow="fold")
-        for run, state, error in status.failures:
-            fails.add_row(Text(run), Text(state, style=_STYLE[state]), Text(error))
+        fails.add_column("error", overflow="fold", min_width=40)
+        fails.add_column("e.g.", overflow="fold", max_width=60)
+        for (state, error), runs in group_failures(status.failures).items():
+            example = runs[0] + (f" (+{len(runs) - 1})" if len(runs) > 1 else "")
+            fails.add_row(str(len(runs)), Text(state, style=_STYLE[state]), Text(error),
+                          Text(example))
         parts.append(fails)
     return Group(*parts)
+
+
+def group_failures(failures: list[tuple[str, str, str]]) -> dict[tuple[str, str], list[str]]:
+    """``(status, error) -> run names``, most frequent first."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for run, state, error in failures:
+        groups.setdefault((state, error), []).append(run)
+    return dict(sorted(groups.items(), key=lambda kv: -len(kv[1])))
 
 
 def needed_width(status: SuiteStatus) -> int:

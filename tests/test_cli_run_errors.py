@@ -89,11 +89,19 @@ def test_input_error_said_once_and_retried_once_fixed(tmp_path, tracking_uri, fr
               if i["status"] == "failed"]
     assert len(failed) == 4 and {i["failure_kind"] for i in failed} == {"input"}
 
+    # plan and status say so: planned again, and one row for the one cause
+    assert main(["plan", suite]) == 0
+    assert capsys.readouterr().out.count("run (its input failed earlier)") == 4
+    assert main(["status", suite]) == 1
+    rows = [ln.split() for ln in capsys.readouterr().out.splitlines()]
+    assert [r[:3] for r in rows if r[1:2] == ["failed"]] == [["4", "failed", "UserError:"]]
+
     marker.parent.mkdir()
     marker.write_text("fixed")
     assert main(["run", suite]) == 0  # no --rerun-failed: the input was the problem
     out = capsys.readouterr().out
     assert "4 to run, 4 already done" in out and "4 finished" in out
+    assert "4 of those to run failed earlier on their input" in out
 
     # the suite-level run remembers rank_by, so a report by experiment ranks by it
     out_dir = tmp_path / "report"
@@ -128,3 +136,12 @@ def test_status_table_keeps_names_on_one_line():
     header = next(ln for ln in lines if ln.lstrip().startswith("method"))
     assert header.split() == ["method", *STATES]
     assert any(ln.split()[:2] == [name, "2"] for ln in lines)
+
+
+def test_status_groups_failures_by_cause():
+    from harness.status import group_failures
+
+    failures = [("a/m/0", "failed", "E: x"), ("b/m/0", "oom", "E: y"),
+                ("a/m/1", "failed", "E: x"), ("a/n/0", "failed", "E: x")]
+    assert group_failures(failures) == {("failed", "E: x"): ["a/m/0", "a/m/1", "a/n/0"],
+                                        ("oom", "E: y"): ["b/m/0"]}
