@@ -165,12 +165,13 @@ class StackedOptimizer:
                     p.mul_(1 - (lr * self.wd).to(p.dtype).view(-1, *([1] * (p.dim() - 1))))
                 else:
                     g = g + self._view("wd", self.wd, p) * p
-            b1 = self._view("beta1", self.beta1, p)
-            b2 = self._view("beta2", self.beta2, p)
             m, v = self.exp_avg[i], self.exp_avg_sq[i]
-            m.lerp_(g, 1 - b1)
-            v.mul_(b2).add_((1 - b2) * g * g)
-            shape = b1.shape
-            denom = (v.sqrt() / bc2_sqrt.to(p.dtype).view(shape)).add_(
+            m.lerp_(g, self._view("1-beta1", 1 - self.beta1, p))
+            # torch: v * beta2 + (1 - beta2) * g * g, in that order; in-place ops
+            # on the (R, P) tensors, as few passes over them as possible
+            v.mul_(self._view("beta2", self.beta2, p)).addcmul_(
+                g * self._view("1-beta2", 1 - self.beta2, p), g)
+            shape = (-1, *([1] * (p.dim() - 1)))
+            denom = v.sqrt().div_(bc2_sqrt.to(p.dtype).view(shape)).add_(
                 self._view("eps", self.eps, p))
-            p.sub_(step_size.to(p.dtype).view(shape) * m / denom)
+            p.addcdiv_(step_size.to(p.dtype).view(shape) * m, denom, value=-1)
