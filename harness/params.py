@@ -69,6 +69,17 @@ def _type_name(ann: Any) -> str:
     """``Literal['a'] | list[float] | None`` rather than typing's repr."""
     if ann is Any or ann is inspect.Parameter.empty:
         return ""
+    if typing.get_origin(ann) is typing.Annotated:
+        bounds = [f"{op} {getattr(m, attr)}" for m in ann.__metadata__
+                  for attr, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+                  if getattr(m, attr, None) is not None]
+        for m in ann.__metadata__:  # pydantic's Field() keeps bounds in its metadata
+            for c in getattr(m, "metadata", []):
+                bounds += [f"{op} {getattr(c, attr)}" for attr, op in
+                           (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+                           if getattr(c, attr, None) is not None]
+        base = _type_name(ann.__origin__)
+        return f"{base} ({', '.join(bounds)})" if bounds else base
     if ann is type(None):
         return "None"
     origin, args = typing.get_origin(ann), typing.get_args(ann)
@@ -113,7 +124,9 @@ def signature_params(factory: Callable) -> tuple[list[Param], bool, list[str]]:
                 continue
             marks = [m for m in ann.__metadata__ if isinstance(m, Component)]
             component = marks[0].kind if marks else None
-            ann = ann.__origin__
+            # other metadata (pydantic's Field(ge=0, le=1)) stays: validation checks it
+            rest = tuple(m for m in ann.__metadata__ if not isinstance(m, Component))
+            ann = typing.Annotated[(ann.__origin__, *rest)] if rest else ann.__origin__
         params.append(Param(p.name, ann, default, component))
     return params, var_kw, from_data
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import textwrap
 from pathlib import Path
+from typing import Annotated
 
 import pytest
+from pydantic import Field
 
 from harness.cli import main
 from harness.errors import ConfigError
@@ -254,3 +256,31 @@ def test_plugins_lists_the_others_and_marks_the_broken_one(monkeypatch, capsys):
     assert main(["plugins"]) == 1
     out = capsys.readouterr().out
     assert "losses" in out and "harness_brokenimport" in out and "BROKEN" in out
+
+
+def test_a_loss_that_is_not_a_scalar_is_named(tmp_path, tracking_uri, test_plugin, capsys):
+    suite = write(tmp_path, """\
+        name: nonscalar
+        seeds: 1
+        datasets: [{sklearn: iris}]
+        model: {name: mlp, hidden: [4]}
+        training: {epochs: 1}
+        methods: {bad: {loss: per_sample}}
+        """)
+    main(["run", suite])
+    captured = capsys.readouterr()
+    assert "loss 'per_sample' returned a tensor of shape" in captured.out + captured.err
+
+
+def bounded(rate: Annotated[float, Field(ge=0, le=1)] = 0.5):
+    """A component with a bounded parameter."""
+
+
+def test_field_bounds_in_a_signature_are_validated():
+    from harness.params import signature_params, validate_params
+
+    params, var_kw, _ = signature_params(bounded)
+    assert params[0].describe() == "rate: float (>= 0, <= 1) = 0.5"
+    assert validate_params(params, var_kw, {"rate": 0.25}, "x", "c") == {"rate": 0.25}
+    with pytest.raises(ConfigError, match="x.rate = 1.5"):
+        validate_params(params, var_kw, {"rate": 1.5}, "x", "c")

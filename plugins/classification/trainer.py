@@ -94,6 +94,7 @@ def build_components(ctx, config: dict, data, X, y, *, model=None) -> Components
                       n_train=len(y))
     if hasattr(loss_fn, "to"):
         loss_fn = loss_fn.to(dev)
+    loss_fn = ScalarLoss(loss_fn, config["loss"])
     n = len(y)
     bs = batch_size_of(tr["batch_size"], n)
     steps = math.ceil(n / bs)
@@ -110,6 +111,30 @@ def build_components(ctx, config: dict, data, X, y, *, model=None) -> Components
     if tr.get("scheduler"):
         scheduler = ctx.create("schedulers", tr["scheduler"])(scheme.optimizer, tr["epochs"])
     return Components(model, loss_fn, scheme, scheduler, bs, steps, setup_s)
+
+
+class ScalarLoss:
+    """A loss that must return a scalar: a plugin's loss returning per-sample
+    values would otherwise fail inside autograd with torch's "grad can be
+    implicitly created only for scalar outputs", naming nothing.  Other
+    attributes are the wrapped loss's."""
+
+    def __init__(self, loss, spec):
+        self.loss = loss
+        self.name = spec.get("name") if isinstance(spec, dict) else str(spec)
+
+    def __call__(self, *args, **kwargs):
+        out = self.loss(*args, **kwargs)
+        if getattr(out, "ndim", 0) != 0:
+            from harness.errors import UserError
+
+            raise UserError(f"loss {self.name!r} returned a tensor of shape "
+                            f"{tuple(out.shape)}; a loss must return a scalar (the batch "
+                            f"mean, see `harness list losses` and register_losses)")
+        return out
+
+    def __getattr__(self, attr):
+        return getattr(self.loss, attr)
 
 
 def monitor_sign(monitor: str, metric_fns: dict) -> float:
