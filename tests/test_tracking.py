@@ -36,3 +36,38 @@ def test_metric_batches_stay_within_mlflow_limits(n, tracking_uri):
     assert len(client.get_metric_history(logger.run_id, "val/loss")) == n
     assert run.data.metrics["test/accuracy"] == 0.5
     assert BATCH + 2 <= 1000  # harness.status and harness.error next to a full chunk
+
+
+def test_existing_runs_fast_path_and_client_agree(tracking_uri):
+    """`harness plan`/`status` read sqlite directly; any other store goes
+    through MLflow.  Both give the same rows, and one run speaks for each key
+    by harness.runstate's rules."""
+    from mlflow import MlflowClient
+    from mlflow.entities import RunTag
+
+    from harness import tracking
+
+    cl = MlflowClient(tracking_uri)
+    exp = cl.create_experiment("agree")
+
+    def run(key, status, mlflow_status, start, **tags):
+        r = cl.create_run(exp, start_time=start)
+        all_tags = {"harness.run_key": key, **({"harness.status": status} if status else {}),
+                    **{f"harness.{k}": v for k, v in tags.items()}}
+        cl.log_batch(r.info.run_id, tags=[RunTag(k, v) for k, v in all_tags.items()])
+        if mlflow_status != "RUNNING":
+            cl.set_terminated(r.info.run_id, mlflow_status)
+        return r.info.run_id
+
+    done = run("a", "finished", "FINISHED", 1)
+    run("a", "interrupted", "KILLED", 2)  # a later non-result never hides a result
+    run("b", "failed", "FAILED", 1, failure_kind="input", error="UserError: x.csv: missing")
+    run("c", None, "KILLED", 1)  # no status tag: MLflow's status decides
+    run("d", "preempted", "FAILED", 1)  # a word this version does not know
+    fast = tracking._existing_runs_sqlite(tracking._sqlite_path(tracking_uri), "agree")
+    slow = tracking._existing_runs_client(tracking_uri, "agree")
+    assert sorted(fast, key=str) == sorted(slow, key=str)
+    got = tracking.existing_runs(tracking_uri, "agree")
+    assert got["a"]["run_id"] == done and got["a"]["status"] == "finished"
+    assert (got["b"]["status"], got["b"]["failure_kind"]) == ("failed", "input")
+    assert got["c"]["status"] == "interrupted" and got["d"]["status"] == "interrupted"
