@@ -78,15 +78,17 @@ def _runtime_signature(ctx, data) -> tuple[tuple | None, str]:
 
     from harness_plugins.classification.batched import component_reason, model_reason
     from harness_plugins.classification.batched_optim import probe, signature
+    from harness_plugins.classification.models import spec_with_head
     from harness_plugins.classification.trainer import model_inputs
 
     cfg = ctx.config
+    loss = ctx.create("losses", cfg["loss"])
     torch.manual_seed(ctx.seeds["init"])
-    model = ctx.create("models", cfg["model"], **model_inputs(data))
+    model = ctx.create("models", spec_with_head(cfg["model"], loss, ctx.registry),
+                       **model_inputs(data))
     reason = model_reason(model)
     if reason:
         return None, reason
-    loss = ctx.create("losses", cfg["loss"])
     opt_obj = ctx.create("optimizers", cfg["training"]["optimizer"])
     reason = (component_reason("losses", _spec_name(cfg["loss"]), loss)
               or component_reason("optimizers", _spec_name(cfg["training"]["optimizer"]),

@@ -208,6 +208,7 @@ def train_group(ctxs: list, datas: list, metric_fns: dict, *, phase: str = "trai
         StackedOptimizer,
         probe,
     )
+    from harness_plugins.classification.models import spec_with_head
     from harness_plugins.classification.trainer import (
         FitResult,
         batch_size_of,
@@ -222,9 +223,11 @@ def train_group(ctxs: list, datas: list, metric_fns: dict, *, phase: str = "trai
     dev = torch.device(ctx0.device)
     models, losses, probes, schedulers = [], [], [], []
     for ctx, data in zip(ctxs, datas):
-        torch.manual_seed(ctx.seeds["init"])
-        models.append(ctx.create("models", ctx.config["model"], **model_inputs(data)).to(dev))
+        # as the single-run trainer: the loss first (it may ask for the model's head)
         fn = ctx.create("losses", ctx.config["loss"])
+        torch.manual_seed(ctx.seeds["init"])
+        models.append(ctx.create("models", spec_with_head(ctx.config["model"], fn, ctx.registry),
+                                 **model_inputs(data)).to(dev))
         if hasattr(fn, "setup"):
             fn.setup(n_classes=data.n_classes, class_counts=data.class_counts(),
                      n_train=len(data.y_train))
