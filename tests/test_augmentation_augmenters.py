@@ -86,12 +86,12 @@ def test_instance_noise_inflates_the_fitted_variance():
 
 
 @pytest.mark.parametrize("make", [
-    lambda: cvae(train_steps=300, hidden=32),
-    lambda: ddpm(train_steps=400, hidden=64, steps=50),
-    lambda: ddpm(train_steps=400, hidden=64, steps=50, sampler="ddim", sample_steps=10),
+    lambda: cvae(train_steps=200, hidden=16),
+    lambda: ddpm(train_steps=200, hidden=32, depth=2, steps=20),
+    lambda: ddpm(train_steps=200, hidden=32, depth=2, steps=20, sampler="ddim", sample_steps=5),
 ])
 def test_deep_generators_learn_class_means_and_are_reproducible(make):
-    X, y = two_blobs(n=(200, 200), d=2)
+    X, y = two_blobs(n=(100, 100), d=2)
     X = X * np.float32(0.5)  # class means at -1 and +1
     out = [make().fit(X, y, np.random.default_rng(3)).sample({0: 300, 1: 200},
                                                             np.random.default_rng(4))
