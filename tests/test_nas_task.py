@@ -123,6 +123,11 @@ def test_end_to_end_ground_truth_shared_and_consistent(tmp_path, tracking_uri, c
         for key in ("time/search_s", "time/select_s", "time/evaluate_s",
                     "evaluate/val/loss"):
             assert np.isfinite(row[f"metrics.{key}"]), (method, key)
+    # the method's cost includes its search, not the ground truth's training
+    assert (df["metrics.time/train_s"] >= df["metrics.time/search_s"]
+            + df["metrics.time/select_s"]).all()
+    assert (df["metrics.time/train_s"] < df["metrics.time/search_s"] + df["metrics.time/select_s"]
+            + df["metrics.time/evaluate_s"] + 1e-6).all()
     for method in ("darts", "pt"):
         assert 0 <= df.loc[method, "metrics.search/val/accuracy"] <= 1
         arts = {a.path for a in client.list_artifacts(df.loc[method, "run_id"], "nas")}
