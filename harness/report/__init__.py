@@ -33,8 +33,10 @@ def build_report(suite: str | Path | None = None, *, experiment: str | None = No
     return the report directory (default ``reports/<suite name>``).
 
     ``experiment`` overrides the MLflow experiment (default: the suite name);
-    ``metric`` the ranked metric (default: the suite's ``rank_by``, else
-    ``accuracy``); ``baseline`` adds wins/ties/losses against that method;
+    ``metric`` the ranked metric (default: the suite's ``rank_by``, else the
+    ``rank_by`` the last ``harness run`` logged with the experiment, else
+    ``accuracy``); its direction comes from the runs' ``harness.direction.*``
+    tags (``aggregate.direction``); ``baseline`` adds wins/ties/losses against that method;
     ``compare`` adds the methods of other suite files or experiments on the
     datasets they share with this one.  Raises ``UserError`` for a missing
     suite file, an unknown experiment, baseline or format, or no runs."""
