@@ -11,8 +11,9 @@ column.  ``ctgan`` samples each class through its conditional vector
 (``condition_column``); ``tvae`` has no conditional sampler, so rows are
 drawn unconditionally and kept per generated label until each class has
 its count (at most ``max_rounds`` draws, then the run fails naming the
-class).  Both draw their randomness from torch and numpy's global state,
-which is seeded from the run's generator inside a forked torch RNG.
+class).  Their random state is set from the run's generator with the
+package's ``set_random_state`` before fitting and before sampling, which
+also keeps the global numpy and torch states untouched.
 """
 
 from __future__ import annotations
@@ -56,18 +57,13 @@ class CTGANFamily(Augmenter):
         return frame
 
     def _fit(self, X, y, rng) -> None:
-        import numpy as np
-        import torch
-
         ctgan = _require(self.name)
-        self.n_features_ = X.shape[1]
         cls = ctgan.CTGAN if self.name == "ctgan" else ctgan.TVAE
         batch = max(10, min(self.batch_size, len(X) // 10 * 10))
-        self.model = cls(epochs=self.epochs, batch_size=batch, cuda=self.device != "cpu")
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_seed(rng))
-            np.random.seed(_seed(rng))
-            self.model.fit(self._frame(X, y), discrete_columns=[LABEL])
+        self.model = cls(epochs=self.epochs, batch_size=batch,
+                         enable_gpu=str(self.device).startswith("cuda"))
+        self.model.set_random_state(_seed(rng))
+        self.model.fit(self._frame(X, y), discrete_columns=[LABEL])
 
     def _draw(self, n: int, c: int):
         if self.name == "ctgan":
@@ -76,26 +72,23 @@ class CTGANFamily(Augmenter):
 
     def _sample(self, n_per_class, rng):
         import numpy as np
-        import torch
 
+        self.model.set_random_state(_seed(rng))
         Xs, ys = [], []
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_seed(rng))
-            np.random.seed(_seed(rng))
-            for c, n in n_per_class.items():
-                kept = []
-                for _ in range(self.max_rounds):
-                    frame = self._draw(max(n, 100), c)
-                    kept.append(frame[frame[LABEL] == str(c)])
-                    if sum(len(k) for k in kept) >= n:
-                        break
-                rows = np.concatenate([k.drop(columns=LABEL).to_numpy(np.float64)
-                                       for k in kept])[:n]
-                if len(rows) < n:
-                    raise UserError(f"augmenter {self.name!r} generated {len(rows)} of {n} "
-                                    f"rows of class {c} in {self.max_rounds} draws")
-                Xs.append(rows)
-                ys.append(np.full(n, c))
+        for c, n in n_per_class.items():
+            kept = []
+            for _ in range(self.max_rounds):
+                frame = self._draw(max(n, 100), c)
+                kept.append(frame[frame[LABEL].astype(str) == str(c)])
+                if sum(len(k) for k in kept) >= n:
+                    break
+            rows = np.concatenate([k.drop(columns=LABEL).to_numpy(np.float64)
+                                   for k in kept])[:n]
+            if len(rows) < n:
+                raise UserError(f"augmenter {self.name!r} generated {len(rows)} of {n} "
+                                f"rows of class {c} in {self.max_rounds} draws")
+            Xs.append(rows)
+            ys.append(np.full(n, c))
         return np.concatenate(Xs), np.concatenate(ys)
 
 
