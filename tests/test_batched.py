@@ -220,3 +220,24 @@ def test_direct_forward_is_the_vmapped_module(float64, activation):
     cnn = reg.create("models", {"name": "cnn", "channels": [2]}, "models", in_shape=(1, 4, 4),
                      n_classes=2)
     assert direct_forward(cnn, [k for k, _ in cnn.named_parameters()]) is None
+
+
+@pytest.mark.parametrize("spec", [
+    {"name": "sgd", "lr": 0.3, "momentum": 0.5, "nesterov": True, "weight_decay": 0.01},
+    {"name": "sgd", "momentum": 0.0},
+    {"name": "adam", "lr": 0.02, "betas": [0.8, 0.9], "weight_decay": 0.1},
+    {"name": "adamw", "lr": 0.004, "weight_decay": 0.2}])
+def test_declared_batch_form_is_the_built_optimizer(spec):
+    """What batch mode reads without building an optimizer equals what the
+    torch optimizer built by the same factory holds."""
+    from harness_plugins.classification.batched_optim import kind_of, probe, signature
+
+    build = get_registry().create("optimizers", spec)
+    declared, _ = probe(build)
+    real, _ = probe(build, real=True)
+    assert kind_of(declared) == type(real).__name__ == kind_of(real)
+    assert signature(declared) == signature(real)
+    group = real.param_groups[0]
+    for key, value in declared.param_groups[0].items():
+        assert group[key] == (tuple(value) if isinstance(value, list) else value), key
+    assert set(declared.param_groups[0]) >= {"lr", "weight_decay"}

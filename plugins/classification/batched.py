@@ -232,9 +232,10 @@ def train_group(ctxs: list, datas: list, metric_fns: dict, *, phase: str = "trai
             fn.setup(n_classes=data.n_classes, class_counts=data.class_counts(),
                      n_train=len(data.y_train))
         losses.append(fn.to(dev) if hasattr(fn, "to") else fn)
-        opt, _ = probe(ctx.create("optimizers", ctx.config["training"]["optimizer"]))
-        probes.append(opt)
         sched = ctx.config["training"].get("scheduler")
+        opt, _ = probe(ctx.create("optimizers", ctx.config["training"]["optimizer"]),
+                       real=bool(sched))
+        probes.append(opt)
         schedulers.append(ctx.create("schedulers", sched)(opt, ctx.config["training"]["epochs"])
                           if sched else None)
     R = len(ctxs)

@@ -24,10 +24,31 @@ _SUPPORTED = {
 }
 
 
-def probe(build) -> tuple[Any, str | None]:
-    """Build ``build`` (an optimizer factory's ``build(parameters)``) on a dummy
-    parameter; return (that torch optimizer, None) or (None, why it cannot be
-    batched)."""
+class Declared:
+    """An optimizer factory's declared ``batch_form`` (kind, hyperparameters),
+    read like the torch optimizer it stands for (``param_groups[0]``)."""
+
+    def __init__(self, kind: str, group: dict):
+        self.kind = kind
+        self.param_groups = [dict(group)]
+
+
+def kind_of(opt) -> str:
+    """``SGD``, ``Adam``, ``AdamW`` ...: of a torch optimizer or a ``Declared`` form."""
+    return getattr(opt, "kind", None) or type(opt).__name__
+
+
+def probe(build, *, real: bool = False) -> tuple[Any, str | None]:
+    """What a run's optimizer factory ``build(parameters)`` makes: its declared
+    ``batch_form`` (unless ``real``: a scheduler needs a torch optimizer to
+    step), else the torch optimizer built on a dummy parameter.  Returns
+    (that, None) or (None, why it cannot be batched)."""
+    form = getattr(build, "batch_form", None)
+    if form is not None and not real:
+        kind, group = form
+        if kind not in _SUPPORTED:
+            return None, f"optimizer {kind} has no batched form (SGD, Adam, AdamW do)"
+        return Declared(kind, group), None
     import torch
 
     dummy = torch.nn.Parameter(torch.zeros(1))
@@ -49,12 +70,11 @@ def signature(opt) -> tuple:
     """What must be equal for two runs' optimizers to share a stacked update
     (the kind and its boolean switches; numeric hyperparameters may differ)."""
     group = opt.param_groups[0]
-    return (type(opt).__name__, bool(group.get("nesterov", False)),
-            _decoupled(opt))
+    return (kind_of(opt), bool(group.get("nesterov", False)), _decoupled(opt))
 
 
 def _decoupled(opt) -> bool:
-    return type(opt).__name__ == "AdamW" or bool(
+    return kind_of(opt) == "AdamW" or bool(
         opt.param_groups[0].get("decoupled_weight_decay", False))
 
 

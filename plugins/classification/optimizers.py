@@ -204,6 +204,10 @@ def sgd(lr: float = 0.01, momentum: float = 0.9, nesterov: bool = False,
         return torch.optim.SGD(parameters, lr=lr, momentum=momentum, nesterov=nesterov,
                                weight_decay=weight_decay)
 
+    # batch mode reads this instead of building an optimizer (torch's first one
+    # imports torch._dynamo, seconds); tests keep it equal to the built one
+    build.batch_form = ("SGD", {"lr": lr, "momentum": momentum, "dampening": 0.0,
+                                "nesterov": nesterov, "weight_decay": weight_decay})
     return build
 
 
@@ -217,6 +221,8 @@ def adam(lr: float = 1e-3, weight_decay: float = 0.0,
         return torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay,
                                 betas=tuple(betas))
 
+    build.batch_form = ("Adam", {"lr": lr, "betas": tuple(betas), "eps": 1e-8,
+                                 "weight_decay": weight_decay})
     return build
 
 
@@ -230,6 +236,8 @@ def adamw(lr: float = 1e-3, weight_decay: float = 0.01,
         return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay,
                                  betas=tuple(betas))
 
+    build.batch_form = ("AdamW", {"lr": lr, "betas": tuple(betas), "eps": 1e-8,
+                                  "weight_decay": weight_decay})
     return build
 
 
