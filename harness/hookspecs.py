@@ -281,9 +281,10 @@ def register_executors(register):
         an executor.  Its parameters are the executor's options: each becomes a
         ``harness run --<param>`` flag (``gpus_per_run`` -> ``--gpus-per-run``;
         names ``harness run`` uses itself stay ``--executor-opt KEY=VALUE``
-        only), validated from the signature like any component; raise
-        ``harness.ConfigError("executor.<param>", value, msg)`` for a value
-        out of range and the CLI names the flag.
+        only), validated from the signature like any component (bounds as
+        ``Annotated[int, pydantic.Field(ge=1)]``, or raise
+        ``harness.ConfigError("executor.<param>", value, msg)``); the CLI
+        names the flag in the message.
 
     Contract of the returned object:
 

@@ -69,10 +69,12 @@ def one_line_exit_2(capsys, argv) -> str:
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--jobs", "0"], "error: --jobs 0: must be at least 1"),
-    (["--jobs", "-2"], "error: --jobs -2: must be at least 1"),
+    (["--jobs", "0"], "error: --jobs 0: executors 'local' parameter 'jobs' expects int (>= 1): "
+                      "Input should be greater than or equal to 1"),
+    (["--jobs", "-2"], "error: --jobs -2: executors 'local' parameter 'jobs' expects int"),
     (["--jobs", "two"], "--jobs two: executors 'local' parameter 'jobs' expects int"),
-    (["--threads", "0"], "error: --threads 0: must be at least 1"),
+    (["--threads", "0"], "error: --threads 0: executors 'local' parameter 'threads' expects "
+                         "int (>= 1) | None"),
     (["--retries", "-1"], "argument --retries: must be at least 0, got -1"),
     (["--retries", "x"], "argument --retries: expected an integer, got 'x'"),
     (["--device", "gpu"], "--device gpu: unknown device; use auto, cpu, cuda, cuda:N or mps"),

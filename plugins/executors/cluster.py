@@ -14,7 +14,9 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from harness import ConfigError, hookimpl
 
@@ -95,27 +97,15 @@ class RayExecutor:
                 ray.shutdown()
 
 
-def _check_resources(cpus_per_run: float, gpus_per_run: float, max_parallel: int) -> None:
-    """Resource options a scheduler would reject later, or silently misread."""
-    if cpus_per_run <= 0:
-        raise ConfigError("executor.cpus_per_run", cpus_per_run, "must be greater than 0")
-    if gpus_per_run < 0:
-        raise ConfigError("executor.gpus_per_run", gpus_per_run, "must be at least 0")
-    if max_parallel < 0:
-        raise ConfigError("executor.max_parallel", max_parallel, "must be at least 0 "
-                          "(0: no limit)")
-
-
-def ray(address: str | None = None, cpus_per_run: float = 1, gpus_per_run: float = 0,
-        max_parallel: int = 0, local_cpus: int | None = None):
+def ray(address: str | None = None, cpus_per_run: Annotated[float, Field(gt=0)] = 1,
+        gpus_per_run: Annotated[float, Field(ge=0)] = 0,
+        max_parallel: Annotated[int, Field(ge=0)] = 0,
+        local_cpus: Annotated[int, Field(ge=1)] | None = None):
     """Ray: one task per run, on a cluster, the running one or a local one.
 
     ``address``: a cluster; ``auto`` or none: the running cluster, else a
     local Ray with ``local_cpus`` CPUs.  ``cpus_per_run``/``gpus_per_run``:
     the Ray resources of each task; ``max_parallel``: tasks in flight (0: all)."""
-    _check_resources(cpus_per_run, gpus_per_run, max_parallel)
-    if local_cpus is not None and local_cpus < 1:
-        raise ConfigError("executor.local_cpus", local_cpus, "must be at least 1")
     return RayExecutor(address, cpus_per_run, gpus_per_run, max_parallel, local_cpus)
 
 
@@ -168,8 +158,11 @@ class SlurmExecutor:
                 job.cancel(check=False)
 
 
-def slurm(partition: str | None = None, gpus_per_run: int = 0, cpus_per_run: int = 1,
-          max_parallel: int = 0, mem_gb: float | None = None, timeout_min: int = 24 * 60,
+def slurm(partition: str | None = None, gpus_per_run: Annotated[int, Field(ge=0)] = 0,
+          cpus_per_run: Annotated[int, Field(ge=1)] = 1,
+          max_parallel: Annotated[int, Field(ge=0)] = 0,
+          mem_gb: Annotated[float, Field(gt=0)] | None = None,
+          timeout_min: Annotated[int, Field(ge=1)] = 24 * 60,
           folder: str = "submitit/%j", cluster: str | None = None, poll_s: float = 1.0,
           **slurm_options):
     """SLURM through submitit: one job array, one array task per run.
@@ -179,9 +172,6 @@ def slurm(partition: str | None = None, gpus_per_run: int = 0, cpus_per_run: int
     ``cluster``: ``local`` runs the jobs on this machine (submitit's local
     executor), none detects SLURM; ``slurm_*`` options pass through to
     submitit (e.g. ``slurm_account``)."""
-    _check_resources(cpus_per_run, gpus_per_run, max_parallel)
-    if timeout_min < 1:
-        raise ConfigError("executor.timeout_min", timeout_min, "must be at least 1")
     import submitit
 
     valid = submitit.SlurmExecutor._valid_parameters()

@@ -18,8 +18,11 @@ import threading
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from typing import Annotated
 
-from harness import ConfigError, hookimpl
+from pydantic import Field
+
+from harness import hookimpl
 
 
 def _exit_with_parent(alive) -> None:
@@ -201,14 +204,12 @@ class LocalExecutor:
             _shutdown(workers, 5.0 if any(w.item is not None for w in workers) else 30.0)
 
 
-def local(jobs: int = 1, threads: int | None = None):
+def local(jobs: Annotated[int, Field(ge=1)] = 1,
+          threads: Annotated[int, Field(ge=1)] | None = None):
     """Local: sequential in this process, or ``jobs`` worker processes.
 
-    ``threads``: torch threads per worker (default: cores / jobs)."""
-    if jobs < 1:
-        raise ConfigError("executor.jobs", jobs, "must be at least 1")
-    if threads is not None and threads < 1:
-        raise ConfigError("executor.threads", threads, "must be at least 1")
+    ``threads``: torch threads per worker (default: cores / jobs).  The
+    bounds are checked with the flags, before anything runs."""
     return LocalExecutor(jobs, threads)
 
 
