@@ -4,8 +4,9 @@
 batch size, early stopping and the loss and optimizer by name (and their
 boolean switches, such as Nesterov); they may differ in seed (split, init,
 order), numeric hyperparameters (lr, weight decay, betas, momentum, focal's
-gamma ...) and scheduler.  It is called at plan time, so it builds only the
-cheap component objects (never the data or the model).
+gamma ...) and scheduler.  It is called at plan time, so it never loads
+data: it builds the loss and optimizer objects and the model on a stand-in
+shape (batch norm or dropout make a run train alone).
 
 ``run_group(task, ctxs)`` re-checks at run time what planning cannot see
 (data shapes, the model's batch norm or dropout, the torch optimizer class),
@@ -58,6 +59,9 @@ def batch_key(spec, registry) -> tuple[str | None, str]:
         reason = component_reason(kind, name, obj)
         if reason:
             return None, reason
+    reason = _model_reason_at_plan_time(cfg["model"], registry)
+    if reason:
+        return None, reason
     dataset = {k: v for k, v in spec.dataset.items() if k not in ("label",)}
     key = {"dataset": dataset, "model": cfg["model"], "epochs": tr["epochs"],
            "batch_size": tr["batch_size"], "early_stopping": tr.get("early_stopping"),
@@ -68,6 +72,27 @@ def batch_key(spec, registry) -> tuple[str | None, str]:
            "optimizer": [opt_name, _switches(tr["optimizer"])],
            "rest": {k: v for k, v in cfg.items() if k not in ("model", "loss", "training")}}
     return json.dumps(key, sort_keys=True, default=str), ""
+
+
+#: Stand-in data shapes for building a model at plan time (no data yet):
+#: tabular first, then a small image.
+_PLAN_SHAPES = ((4,), (1, 8, 8))
+
+
+def _model_reason_at_plan_time(model_spec, registry) -> str | None:
+    """Why the model cannot be stacked, judged on the first stand-in shape
+    it builds for (batch norm, dropout); the real data is checked again when
+    the group runs."""
+    from harness_plugins.classification.batched import model_reason
+
+    for shape in _PLAN_SHAPES:
+        try:
+            model = registry.create("models", model_spec, "model", in_shape=shape, n_classes=2)
+        except Exception:  # noqa: BLE001 - not this kind of data: try the next shape
+            continue
+        reason = model_reason(model)
+        return f"model `{_spec_name(model_spec)}`: {reason}" if reason else None
+    return None
 
 
 def _runtime_signature(ctx, data) -> tuple[tuple | None, str]:
