@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.errors import DatasetUnavailable, Diverged, UserError
+from harness.errors import Diverged, UserError
 from harness.plan import RunSpec
 
 #: Tag on a failed run whose failure was its input's (a bad file, a dataset
@@ -262,8 +262,10 @@ def execute_run(spec_data: dict, uri: str | None, device: str = "auto",
             pass
         try:
             # the input's fault, not the method's: the next `harness run` retries
-            # it once the input is fixed (DatasetUnavailable: once the network is back)
-            if isinstance(exc, (UserError, DatasetUnavailable)):
+            # it once the input is fixed.  Not DatasetUnavailable: an offline
+            # dataset would add a failed run to the store at every `harness run`;
+            # `--rerun-failed` retries it once the network is back.
+            if isinstance(exc, UserError):
                 logger.set_tags({FAILURE_KIND_TAG: "input"})
             logger.end(status, error)
         except Exception as track_exc:  # the tracking store went away mid-run
