@@ -95,6 +95,13 @@ def register_tasks(register):
       logged as ``test/<name>``).  Raise ``harness.Diverged`` when the loss
       becomes NaN/inf, ``harness.UserError`` when the data does not suit the
       config (such runs are retried once the input is fixed).
+    - batch mode (optional; ``harness run --batch``, ``harness.groups``):
+      ``batch_key(spec) -> (key | None, reason)``: runs with equal keys may
+      train together; ``(None, why)`` for a run that must train alone
+      (called at plan time: cheap, no data); and ``run_group(ctxs) ->
+      list[dict | BaseException]``: train one group (a ``RunContext`` per
+      run) and return per run its test metrics or the exception that ended
+      it.  Each run must log exactly what ``run`` would log for it.
     """
 
 
