@@ -23,7 +23,7 @@ Batchability is declared by the plugins: a loss with ``batchable = True``
 such as ``index``); an optimizer whose factory builds a torch SGD, Adam or
 AdamW (training schemes are not batchable); a model without buffers (batch
 norm) or dropout, whose per-run randomness would differ from the single run's.
-``why_alone`` says why a run must train alone.
+``component_reason`` and ``model_reason`` say why a run must train alone.
 """
 
 from __future__ import annotations
@@ -188,7 +188,7 @@ class _Run:
 
 
 def train_group(ctxs: list, datas: list, metric_fns: dict, *, phase: str = "train"
-                ) -> list[tuple[Any, dict] | BaseException]:
+                ) -> list[tuple[Any, Any] | BaseException]:
     """Train the runs of ``ctxs`` (whose configs differ only in per-run values)
     as one stacked model; per run return (its model with the selected epoch's
     weights, its ``trainer.FitResult``; ``train_s`` is the group's time over R)
@@ -196,8 +196,9 @@ def train_group(ctxs: list, datas: list, metric_fns: dict, *, phase: str = "trai
     an unknown monitor).
 
     ``datas``: each run's prepared split (same shapes); ``metric_fns``: name ->
-    metric on (labels, probs), logged as ``val/<name>`` every epoch.  The
-    caller has checked batchability (``why_alone``) and equal shapes."""
+    metric, those computable from predictions logged as ``val/<name>`` every
+    epoch.  The caller has checked that the runs stack (``component_reason``,
+    ``model_reason``, equal shapes: ``batch_task``)."""
     import torch
     import torch.nn.functional as F
     from torch.func import functional_call, vmap
