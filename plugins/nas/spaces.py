@@ -132,7 +132,7 @@ def nb201(channels: int = 16, cells: int = 5, stages: int = 3,
 
 def tiny(channels: int = 8, cells: int = 1, stages: int = 2, nodes: int = 3,
          ops: list[str] = ("skip", "conv3x3", "avgpool3")) -> SearchSpace:
-    """A space small enough to train every member (3 nodes x 3 ops = 27 cells by default)."""
+    """A space small enough to train every member (3 ops on 3 edges = 27 cells by default)."""
     space = _check("tiny", ops, nodes, channels, cells, stages)
     if space.size > 4096:
         raise ValueError(f"tiny space has {space.size} genotypes ({len(space.ops)} ops ^ "
