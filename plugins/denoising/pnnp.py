@@ -28,7 +28,7 @@ from harness import hookimpl
 from harness_plugins.denoising.noise import NoiseModel, row_noise, shot
 
 
-def pnnp(hidden: int = 16, steps: int = 400, lr: float = 0.02, batch: int = 4096,
+def pnnp(hidden: int = 16, steps: int = 1000, lr: float = 0.02, batch: int = 4096,
          fixed_pattern: bool = True, seed: int = 0) -> NoiseModel:
     """PNNP-style learned noise model: decoupled dark-frame components, monotone proxy network.
 
@@ -43,14 +43,21 @@ def pnnp(hidden: int = 16, steps: int = 400, lr: float = 0.02, batch: int = 4096
     return PNNP(hidden, steps, lr, batch, fixed_pattern, seed)
 
 
+#: Tukey-lambda shapes of the proxy network's tail terms (lambda < 0: heavier than logistic).
+TAILS = (-0.1, -0.2, -0.3)
+
+
 def _quantile_net(hidden: int):
     import torch
     import torch.nn as nn
     import torch.nn.functional as F
 
     class QuantileNet(nn.Module):
-        """Q(u) = b + a t + sum_k w_k tanh(s_k t + c_k), t = logit(u); a, w, s >= 0
-        make Q increasing, i.e. a quantile function."""
+        """Q(u) = b + a t + sum_k w_k tanh(s_k t + c_k) + sum_j v_j T_j(u), t = logit(u),
+        T_j the Tukey-lambda quantile functions of TAILS; a, w, s, v >= 0 make Q
+        increasing, i.e. a quantile function.  The tanh units shape the body;
+        tanh saturates, so heavy tails (read noise is heavier-tailed than
+        logistic, the ELD finding) come from the Tukey-lambda terms."""
 
         def __init__(self):
             super().__init__()
@@ -59,11 +66,16 @@ def _quantile_net(hidden: int):
             self.w = nn.Parameter(torch.zeros(hidden))
             self.s = nn.Parameter(torch.linspace(-1.0, 0.5, hidden))
             self.c = nn.Parameter(torch.linspace(-3.0, 3.0, hidden))
+            self.v = nn.Parameter(torch.full((len(TAILS),), -4.0))
 
         def forward(self, u):
-            t = torch.logit(u.clamp(1e-6, 1 - 1e-6))[..., None]
+            u = u.clamp(1e-6, 1 - 1e-6)
+            t = torch.logit(u)[..., None]
             body = (F.softplus(self.w) * torch.tanh(F.softplus(self.s) * t + self.c)).sum(-1)
-            return self.b + F.softplus(self.a) * t[..., 0] + body
+            lam = torch.tensor(TAILS, device=u.device)
+            tails = (u[..., None] ** lam - (1 - u[..., None]) ** lam) / lam
+            return (self.b + F.softplus(self.a) * t[..., 0] + body
+                    + (F.softplus(self.v) * tails).sum(-1))
 
     return QuantileNet()
 
@@ -73,7 +85,7 @@ class PNNP(NoiseModel):
 
     learned = True
 
-    def __init__(self, hidden=16, steps=400, lr=0.02, batch=4096, fixed_pattern=True, seed=0):
+    def __init__(self, hidden=16, steps=1000, lr=0.02, batch=4096, fixed_pattern=True, seed=0):
         self.hidden, self.steps, self.lr, self.batch = hidden, steps, lr, batch
         self.use_pattern, self.seed = fixed_pattern, seed
         self.gain, self.row_sigma, self.loss = 1.0, 0.0, float("nan")
