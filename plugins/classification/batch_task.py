@@ -79,10 +79,21 @@ def batch_key(spec, registry) -> tuple[str | None, str]:
 _PLAN_SHAPES = ((4,), (1, 8, 8))
 
 
+#: (registry id, model spec) -> reason: a plan builds each model spec once.
+_PLAN_REASONS: dict[tuple[int, str], str | None] = {}
+
+
 def _model_reason_at_plan_time(model_spec, registry) -> str | None:
     """Why the model cannot be stacked, judged on the first stand-in shape
     it builds for (batch norm, dropout); the real data is checked again when
     the group runs."""
+    key = (id(registry), json.dumps(model_spec, sort_keys=True, default=str))
+    if key not in _PLAN_REASONS:
+        _PLAN_REASONS[key] = _build_and_judge(model_spec, registry)
+    return _PLAN_REASONS[key]
+
+
+def _build_and_judge(model_spec, registry) -> str | None:
     from harness_plugins.classification.batched import model_reason
 
     for shape in _PLAN_SHAPES:
