@@ -222,10 +222,13 @@ class DeferredLogger:
         self.resolve().log_artifact(*args, **kwargs)
 
     def __getattr__(self, name: str):
+        from harness.tracking import RunLogger
+
         if name.startswith("_"):
             raise AttributeError(name)
-        if self._logger is not None:
-            return getattr(self._logger, name)
+        if self._logger is not None or not callable(getattr(RunLogger, name, None)):
+            # a data attribute (``client``, ``exp_id``) needs the real run
+            return getattr(self.resolve(), name)
 
         def keep(*args, **kwargs):
             self._calls.append((name, args, kwargs))
