@@ -226,7 +226,7 @@ def test_sd_darts_keeps_the_last_k_steps_as_teachers():
     strat.snapshots = [clone_supernet(net)]
     net.eval()
     strat.snapshots[0].eval()
-    assert float(strat.weight_loss(*batch)) == pytest.approx(
+    assert float(strat.weight_loss(*batch).detach()) == pytest.approx(
         float(F.cross_entropy(net(batch[0]), batch[1])), abs=1e-6)
 
 
@@ -275,3 +275,18 @@ def test_build_table_trains_every_genotype_in_index_order():
     assert seen == space.all_genotypes()
     assert table["test_accuracy"][5] == pytest.approx(0.05)
     assert table["val_accuracy"].shape == (8,)
+
+
+def test_nas_cell_model_is_the_genotype_network():
+    from harness.plugins import get_registry
+
+    registry = get_registry()
+    model = registry.create("models", {
+        "name": "nas_cell", "space": {"name": "tiny", "channels": 4},
+        "genotype": "|conv3x3~0|+|skip~0|avgpool3~1|"}, "model", in_shape=(1, 8, 8), n_classes=3)
+    assert model.genotype == ("conv3x3", "skip", "avgpool3")
+    assert model(torch.randn(2, 1, 8, 8)).shape == (2, 3)
+    with pytest.raises(ValueError, match="not in space 'tiny'"):
+        registry.create("models", {"name": "nas_cell", "space": "tiny",
+                                   "genotype": ["none", "skip", "skip"]},
+                        "model", in_shape=(1, 8, 8), n_classes=3)

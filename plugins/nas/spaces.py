@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import Annotated
 
-from harness import hookimpl
+from harness import Component, FromData, hookimpl
 
 #: The operation vocabulary (NAS-Bench-201's); :mod:`.ops` builds each.
 OP_NAMES: tuple[str, ...] = ("none", "skip", "conv1x1", "conv3x3", "avgpool3")
@@ -140,6 +141,16 @@ def tiny(channels: int = 8, cells: int = 1, stages: int = 2, nodes: int = 3,
     return space
 
 
+def nas_cell(in_shape: Annotated[tuple, FromData], n_classes: Annotated[int, FromData],
+             genotype: str | list[str],
+             space: Annotated[str | dict, Component("search_spaces")] = "nb201"):
+    """The network of one cell genotype of a NAS space (e.g. a nas run's nas.genotype)."""
+    import harness
+
+    built = harness.create("search_spaces", space)
+    return built.build(tuple(in_shape), n_classes, built.parse(genotype))
+
+
 @hookimpl
 def register_kinds(register):
     register("search_spaces", "NAS cell search spaces (nodes, edges, candidate operations)")
@@ -149,3 +160,8 @@ def register_kinds(register):
 def register_search_spaces(register):
     register("nb201", nb201)
     register("tiny", tiny)
+
+
+@hookimpl
+def register_models(register):
+    register("nas_cell", nas_cell)
