@@ -49,23 +49,25 @@ def float64():
     torch.set_default_dtype(old)
 
 
+DIGITS = {**ENTRY, "params": {"name": "digits", "as_image": True}, "label": "digits"}
 _DATA: dict = {}
 
 
-def data64(seed: int):
-    """breast_cancer split by ``seed``, features in float64."""
-    if seed not in _DATA:
+def data64(seed: int, entry: dict = ENTRY):
+    """``entry`` (breast_cancer) split by ``seed``, features in float64."""
+    key = (entry["label"], seed)
+    if key not in _DATA:
         from harness_plugins.classification.prepare import prepare_dataset
 
-        d = prepare_dataset(ENTRY, seed, registry=get_registry())
-        _DATA[seed] = dataclasses.replace(
+        d = prepare_dataset(entry, seed, registry=get_registry())
+        _DATA[key] = dataclasses.replace(
             d, X_train=d.X_train.astype(np.float64), X_val=d.X_val.astype(np.float64),
             X_test=d.X_test.astype(np.float64))
-    return _DATA[seed]
+    return _DATA[key]
 
 
-def config(optimizer, loss="cross_entropy", epochs=6, **training):
-    return {"model": {"name": "mlp", "hidden": [16, 16]}, "loss": loss,
+def config(optimizer, loss="cross_entropy", epochs=6, model=None, **training):
+    return {"model": model or {"name": "mlp", "hidden": [16, 16]}, "loss": loss,
             "training": {"epochs": epochs, "batch_size": 32, "optimizer": optimizer,
                          **training}}
 
@@ -78,8 +80,8 @@ def metrics():
     return {m: reg.create("metrics", m, m) for m in METRICS}
 
 
-def alone(cfg, seed):
-    ctx = Ctx(cfg, seed, data64(seed))
+def alone(cfg, seed, entry=ENTRY):
+    ctx = Ctx(cfg, seed, data64(seed, entry))
     try:
         model, _, result = train_classifier(ctx, ctx.config, ctx.data, metrics())
     except Exception as exc:  # noqa: BLE001 - compared with the batched outcome
@@ -87,18 +89,18 @@ def alone(cfg, seed):
     return ctx, (model, result)
 
 
-def together(cfgs_seeds):
-    ctxs = [Ctx(c, s, data64(s)) for c, s in cfgs_seeds]
+def together(cfgs_seeds, entry=ENTRY):
+    ctxs = [Ctx(c, s, data64(s, entry)) for c, s in cfgs_seeds]
     out = train_group(ctxs, [c.data for c in ctxs], metrics())
     return ctxs, out
 
 
-def assert_same(cfgs_seeds):
+def assert_same(cfgs_seeds, entry=ENTRY):
     """Every logged value, the best epoch and the selected weights' test
     logits agree between the single and the stacked trainer."""
-    ctxs, results = together(cfgs_seeds)
+    ctxs, results = together(cfgs_seeds, entry)
     for (cfg, seed), ctx, result in zip(cfgs_seeds, ctxs, results):
-        ref_ctx, ref = alone(cfg, seed)
+        ref_ctx, ref = alone(cfg, seed, entry)
         assert [e for e, _ in ctx.logged] == [e for e, _ in ref_ctx.logged]
         for (_, got), (_, want) in zip(ctx.logged, ref_ctx.logged):
             assert got.keys() == want.keys()
@@ -112,6 +114,8 @@ def assert_same(cfgs_seeds):
         Xt = torch.as_tensor(ctx.data.X_test)
         np.testing.assert_allclose(predict_logits(model, Xt).numpy(),
                                    predict_logits(ref[0], Xt).numpy(), atol=1e-6)
+        for (k, b), (_, want) in zip(model.named_buffers(), ref[0].named_buffers()):
+            torch.testing.assert_close(b, want, msg=k)
     return ctxs, results
 
 
@@ -195,7 +199,7 @@ def test_reasons_to_train_alone():
     mk = lambda **kw: reg.create("models", {"name": "mlp", **kw}, "models",  # noqa: E731
                                  in_shape=(4,), n_classes=2)
     assert model_reason(mk()) is None
-    assert "batch norm" in model_reason(mk(batchnorm=True))
+    assert model_reason(mk(batchnorm=True)) is None  # its statistics are stacked
     assert "dropout" in model_reason(mk(dropout=0.5))
 
 
@@ -241,3 +245,25 @@ def test_declared_batch_form_is_the_built_optimizer(spec):
     for key, value in declared.param_groups[0].items():
         assert group[key] == (tuple(value) if isinstance(value, list) else value), key
     assert set(declared.param_groups[0]) >= {"lr", "weight_decay"}
+
+
+@pytest.mark.parametrize("select_best", [True, False])
+def test_batch_norm_statistics_are_per_run(float64, select_best):
+    """The cnn (batch norm) on digits images: each run's running statistics
+    evolve as alone, including after it stops early (masked runs keep theirs)."""
+    es = {"monitor": "val/accuracy", "patience": 1}
+    runs = [({"model": {"name": "cnn", "channels": [4], "hidden": 8}, "loss": "cross_entropy",
+              "training": {"epochs": 5, "batch_size": 64, "select_best": select_best,
+                           "early_stopping": es, "optimizer": {"name": "adam", "lr": lr}}}, seed)
+            for seed, lr in ((0, 0.05), (1, 0.002), (2, 0.01))]
+    ctxs, _ = assert_same(runs, DIGITS)
+    if select_best:  # stopped at different epochs
+        assert len({len(c.logged) for c in ctxs}) > 1
+    else:  # as trainer.fit: without a kept best state, patience never runs out
+        assert {len(c.logged) for c in ctxs} == {5}
+
+
+def test_mlp_with_batch_norm(float64):
+    assert_same([(config({"name": "sgd", "lr": lr}, model={"name": "mlp", "hidden": [8],
+                                                            "batchnorm": True}), s)
+                 for s, lr in ((0, 0.1), (1, 0.01))])

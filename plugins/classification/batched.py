@@ -21,8 +21,9 @@ What each run logs is what it would log alone (``train/loss``, ``val/loss``,
 Batchability is declared by the plugins: a loss with ``batchable = True``
 (its ``per_sample`` works on any ``(N, C)`` rows and uses no per-sample state
 such as ``index``); an optimizer whose factory builds a torch SGD, Adam or
-AdamW (training schemes are not batchable); a model without buffers (batch
-norm) or dropout, whose per-run randomness would differ from the single run's.
+AdamW (training schemes are not batchable); a model without dropout, whose
+per-run randomness would differ from the single run's (batch norm's running
+statistics are stacked like the parameters).
 ``component_reason`` and ``model_reason`` say why a run must train alone.
 """
 
@@ -48,14 +49,13 @@ def component_reason(kind: str, name: str, obj) -> str | None:
 
 
 def model_reason(model) -> str | None:
-    """Why a model cannot be stacked: buffers (batch norm running statistics)
-    or active dropout (its random masks would not be the single run's)."""
+    """Why a model cannot be stacked: active dropout (its random masks would
+    not be the single run's), or the model says so (``batchable = False``).
+    Buffers (batch norm) are stacked like parameters."""
     import torch.nn as nn
 
     if getattr(model, "batchable", True) is False:
         return f"model {type(model).__name__} declares batchable = False"
-    if any(True for _ in model.buffers()):
-        return "the model has buffers (batch norm), which are not batchable"
     if any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in model.modules()):
         return "the model uses dropout, which is not batchable"
     return None
@@ -252,14 +252,22 @@ def train_group(ctxs: list, datas: list, metric_fns: dict, *, phase: str = "trai
     lr_now = RunSchedules(probes, schedulers)
     loss_fn = StackedLoss(losses)
 
-    def forward(ps, x):
-        return functional_call(base, dict(zip(names, ps)), (x,))
+    # buffers (batch norm's running statistics) stacked too: under vmap each
+    # run's forward updates its own slice in place, as its module would
+    buf_names = [k for k, _ in models[0].named_buffers()]
+    bufs = [torch.stack([dict(m.named_buffers())[k] for m in models]) for k in buf_names]
 
-    batched = direct_forward(models[0], names) or vmap(forward)
+    def forward(ps, bs, x):
+        return functional_call(base, {**dict(zip(names, ps)), **dict(zip(buf_names, bs))},
+                               (x,))
+
+    vmapped = vmap(forward)
+    direct = None if bufs else direct_forward(models[0], names)
 
     def stacked_forward(flat, x):
         parts = flat.split(sizes_p, 1)
-        return batched([t.view(R, *shape) for t, shape in zip(parts, shapes)], x)
+        ps = [t.view(R, *shape) for t, shape in zip(parts, shapes)]
+        return direct(ps, x) if direct is not None else vmapped(ps, bufs, x)
     X = _stack([d.X_train for d in datas], dev)
     y = _stack([d.y_train for d in datas], dev)
     Xv = _stack([d.X_val for d in datas], dev)
@@ -275,6 +283,7 @@ def train_group(ctxs: list, datas: list, metric_fns: dict, *, phase: str = "trai
     per_epoch = epoch_metrics(metric_fns)
     select_best = tr.get("select_best", True)
     best = flat.detach().clone() if select_best else None
+    best_bufs = [b.clone() for b in bufs] if select_best else None
     runs = [_Run(ctx, ctx.seeds["order"]) for ctx in ctxs]
     active = torch.ones(R, dtype=torch.float64, device=dev)
     eval_bs = tr["eval_batch_size"]
@@ -331,7 +340,9 @@ def train_group(ctxs: list, datas: list, metric_fns: dict, *, phase: str = "trai
                 _stop(run, r, active)
                 continue
             score = sign * current if math.isfinite(current) else -math.inf
-            if score > run.best or run.best_epoch < 0:
+            # as trainer.fit: without select_best no state is kept, and every
+            # epoch counts as the best so far (patience never runs out)
+            if score > run.best or run.best_epoch < 0 or not select_best:
                 run.best, run.best_epoch, run.waited = score, epoch, 0
                 improved.append(r)
             else:
@@ -342,6 +353,8 @@ def train_group(ctxs: list, datas: list, metric_fns: dict, *, phase: str = "trai
             mask = torch.zeros(R, dtype=torch.bool, device=dev)
             mask[improved] = True
             best.copy_(torch.where(mask[:, None], flat.detach(), best))
+            for kept, b in zip(best_bufs, bufs):
+                kept.copy_(torch.where(mask.view(-1, *([1] * (b.dim() - 1))), b, kept))
         if not any(r.active for r in runs):
             break
     train_s = (time.perf_counter() - start) / R
@@ -351,13 +364,19 @@ def train_group(ctxs: list, datas: list, metric_fns: dict, *, phase: str = "trai
         if run.error is not None:
             out.append(run.error)
             continue
+        run_bufs = [b[r] for b in (best_bufs if best_bufs is not None else bufs)]
         with torch.no_grad():
             for (k, p) in model.named_parameters():
                 p.copy_(final[names.index(k)][r].view(p.shape))
+            for (k, b) in model.named_buffers():
+                b.copy_(run_bufs[buf_names.index(k)])
         out.append((model, FitResult(run.best_epoch, train_s, run.epochs_run, run.history)))
     return out
 
 
 def _stop(run: _Run, r: int, active) -> None:
+    """Mask run ``r``: learning rate 0 from now on.  Its batch norm statistics
+    still move with the group's forward passes, but a run only stops early
+    with ``select_best``, which restores the best epoch's."""
     run.active = False
     active[r] = 0.0
