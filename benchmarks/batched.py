@@ -1,12 +1,13 @@
 """Batch mode: runs/s of a hand-written DataLoader loop, `harness run` and
 `harness run --batch` on the same 40 trainings, each timed as a whole process.
 
-    python benchmarks/batched.py [--repeats 1] [--epochs 100] [--threads 1]
+    python benchmarks/batched.py [--workload mlp|cnn|all] [--repeats 1] [--epochs N]
 
-Workload (issue #14): breast_cancer, MLP 30-64-64-2, Adam with lr in
-{1e-3, 3e-3, 1e-2, 3e-2} x 10 seeds = 40 runs, 100 epochs, batch 32,
-validation loss and accuracy every epoch, best epoch on validation loss,
-test accuracy.  Every side is a fresh interpreter (start-up and imports
+Workloads (issue #14): Adam with lr in {1e-3, 3e-3, 1e-2, 3e-2} x 10 seeds =
+40 runs, batch 32, validation loss and accuracy every epoch, best epoch on
+validation loss, test accuracy; ``mlp``: breast_cancer, MLP 30-64-64-2, 100
+epochs; ``cnn``: digits as 1x8x8 images, the built-in cnn (conv 16-32 with
+batch norm, head 64), 20 epochs.  Every side is a fresh interpreter (start-up and imports
 included); the harness sides write to an MLflow sqlite store whose schema
 exists already.  Wall time depends on how loaded the machine is, so the
 table also gives each process's CPU time (user + sys) and the load average.
@@ -33,8 +34,8 @@ SEEDS = 10
 SUITE = """\
 name: batched_bench
 seeds: {seeds}
-datasets: [{{sklearn: breast_cancer}}]
-model: {{name: mlp, hidden: [64, 64]}}
+datasets: [{dataset}]
+model: {model}
 loss: cross_entropy
 training: {{epochs: {epochs}, batch_size: 32, optimizer: {{name: adam, lr: 0.001}}}}
 methods: {{adam: {{}}}}
@@ -42,29 +43,46 @@ sweep: {{adam: {{training.optimizer.lr: {lrs}}}}}
 metrics: [accuracy]
 """
 
+#: workload -> (suite dataset, suite model, loop data code, loop model code, default epochs)
+WORKLOADS = {
+    "mlp": ("{sklearn: breast_cancer}", "{name: mlp, hidden: [64, 64]}", """\
+X, y = load_breast_cancer(return_X_y=True)
+""", """\
+nn.Sequential(nn.Linear(30, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 2))
+""", 100),
+    "cnn": ("{sklearn: {name: digits, as_image: true}}", "{name: cnn}", """\
+X, y = load_digits(return_X_y=True)
+X = X.reshape(-1, 1, 8, 8)
+""", """\
+nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+              nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+              nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 64), nn.ReLU(),
+              nn.Linear(64, 10))
+""", 20),
+}
+
 LOOP = """\
 import copy, sys
 import numpy as np
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
-from sklearn.datasets import load_breast_cancer
+from sklearn.datasets import load_breast_cancer, load_digits
 from sklearn.model_selection import train_test_split
-from sklearn.preprocessing import StandardScaler
 
 torch.set_num_threads({threads})
 EPOCHS, LRS, SEEDS = {epochs}, {lrs}, {seeds}
-X, y = load_breast_cancer(return_X_y=True)
+{data}
 for seed in range(SEEDS):
     Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.2, stratify=y, random_state=seed)
     Xtr, Xva, ytr, yva = train_test_split(Xtr, ytr, test_size=0.25, stratify=ytr,
                                           random_state=seed)
-    sc = StandardScaler().fit(Xtr)
-    Xtr, Xva, Xte = (torch.tensor(sc.transform(a), dtype=torch.float32) for a in (Xtr, Xva, Xte))
+    axes = (0,) if Xtr.ndim == 2 else (0, 2, 3)  # per feature, or per image channel
+    mean, std = Xtr.mean(axes, keepdims=True), Xtr.std(axes, keepdims=True) + 1e-12
+    Xtr, Xva, Xte = (torch.tensor((a - mean) / std, dtype=torch.float32) for a in (Xtr, Xva, Xte))
     ytr, yva_t = torch.tensor(ytr), torch.tensor(yva)
     for lr in LRS:
         torch.manual_seed(seed)
-        model = nn.Sequential(nn.Linear(30, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(),
-                              nn.Linear(64, 2))
+        model = {model}
         opt = torch.optim.Adam(model.parameters(), lr=lr)
         loader = DataLoader(TensorDataset(Xtr, ytr), batch_size=32, shuffle=True,
                             generator=torch.Generator().manual_seed(seed))
@@ -114,61 +132,78 @@ def run_times(db: Path) -> tuple[float, float, int]:
     return sums["time/train_s"][0], sums["time/eval_s"][0], sums["time/train_s"][1]
 
 
-def main() -> None:
-    """Print the table."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--epochs", type=int, default=100)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
-    parser.add_argument("--max-group", type=int, default=None)
-    args = parser.parse_args()
-    from tabulate import tabulate
-
+def measure(workload: str, epochs: int, args, tmp: Path, env: dict) -> dict[str, list]:
+    """Time the three sides of one workload ``args.repeats`` times."""
     from harness.tracking import prepare_store
 
+    dataset, model, data, loop_model, _ = WORKLOADS[workload]
+    work = tmp / workload
+    work.mkdir()
+    (work / "loop.py").write_text(LOOP.format(threads=args.threads, epochs=epochs, lrs=LRS,
+                                              seeds=SEEDS, data=data, model=loop_model.strip()))
+    (work / "suite.yaml").write_text(SUITE.format(seeds=SEEDS, epochs=epochs, lrs=list(LRS),
+                                                  dataset=dataset, model=model))
+    template = work / "template.db"
+    prepare_store(f"sqlite:///{template}", "batched_bench")
+    harness = [sys.executable, "-m", "harness.cli", "run", "suite.yaml", "--tracking-uri"]
+    batch_flags = ["--batch"] + ([f"--max-group={args.max_group}"] if args.max_group else [])
+    results: dict[str, list] = {"loop": [], "harness": [], "batched": []}
+    for r in range(args.repeats):
+        results["loop"].append(timed([sys.executable, "loop.py"], work, env))
+        for side, flags in (("harness", []), ("batched", batch_flags)):
+            db = work / f"{side}{r}.db"
+            shutil.copy(template, db)
+            results[side].append((*timed([*harness, f"sqlite:///{db}", *flags], work, env),
+                                  *run_times(db)))
+    return results
+
+
+def report(workload: str, epochs: int, results: dict, args, loads: list) -> None:
+    """Print one workload's table and the wall-time split of the harness runs."""
+    from tabulate import tabulate
+
     n_runs = SEEDS * len(LRS)
-    env = {**os.environ, "HARNESS_TORCH_THREADS": str(args.threads),
-           "OMP_NUM_THREADS": str(args.threads)}
-    loads = [os.getloadavg()[0]]
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        (tmp / "loop.py").write_text(LOOP.format(threads=args.threads, epochs=args.epochs,
-                                                 lrs=LRS, seeds=SEEDS))
-        (tmp / "suite.yaml").write_text(SUITE.format(seeds=SEEDS, epochs=args.epochs,
-                                                     lrs=list(LRS)))
-        template = tmp / "template.db"
-        prepare_store(f"sqlite:///{template}", "batched_bench")
-        harness = [sys.executable, "-m", "harness.cli", "run", "suite.yaml", "--tracking-uri"]
-        batch_flags = ["--batch"] + ([f"--max-group={args.max_group}"] if args.max_group else [])
-        results: dict[str, list] = {"loop": [], "harness": [], "batched": []}
-        for r in range(args.repeats):
-            results["loop"].append(timed([sys.executable, "loop.py"], tmp, env))
-            for side, flags in (("harness", []), ("batched", batch_flags)):
-                db = tmp / f"{side}{r}.db"
-                shutil.copy(template, db)
-                results[side].append((*timed([*harness, f"sqlite:///{db}", *flags], tmp, env),
-                                      *run_times(db)))
-            loads.append(os.getloadavg()[0])
     med = {k: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v))
            for k, v in results.items()}
     loop_wall, loop_cpu = med["loop"]
-    rows = []
     labels = {"loop": "hand-written DataLoader loop", "harness": "harness run",
               "batched": "harness run --batch"}
-    for side, (wall, cpu) in med.items():
-        rows.append([labels[side], f"{wall:.1f}", f"{n_runs / wall:.2f}", f"{loop_wall / wall:.2f}",
-                     f"{cpu:.1f}", f"{loop_cpu / cpu:.2f}"])
-    print(f"{n_runs} runs ({SEEDS} seeds x {len(LRS)} lr), breast_cancer MLP 64-64, "
-          f"{args.epochs} epochs, batch 32, {args.threads} torch thread(s); whole processes, "
-          f"median of {args.repeats}; load average {min(loads):.1f}-{max(loads):.1f} "
-          f"on {os.cpu_count()} cores")
+    rows = [[labels[side], f"{wall:.1f}", f"{n_runs / wall:.2f}", f"{loop_wall / wall:.2f}",
+             f"{cpu:.1f}", f"{loop_cpu / cpu:.2f}"] for side, (wall, cpu) in med.items()]
+    what = {"mlp": "breast_cancer MLP 64-64", "cnn": "digits 8x8 images, cnn 16-32"}[workload]
+    print(f"\n{n_runs} runs ({SEEDS} seeds x {len(LRS)} lr), {what}, {epochs} epochs, "
+          f"batch 32, {args.threads} torch thread(s); whole processes, median of "
+          f"{args.repeats}; load average {min(loads):.1f}-{max(loads):.1f} on "
+          f"{os.cpu_count()} cores")
     print(tabulate(rows, headers=["what", "wall s", "runs/s", "x loop (wall)", "CPU s",
                                   "x loop (CPU)"]))
     for side in ("harness", "batched"):
         wall, _, train, evaluate, n = results[side][len(results[side]) // 2]
         print(f"{labels[side]}: wall {wall:.1f} s = training {train:.1f} + evaluation "
               f"{evaluate:.1f} + the rest {wall - train - evaluate:.1f} "
-              f"(interpreter, imports, planning, data, MLflow writes; {n} runs)")
+              f"(interpreter, imports, planning, data, MLflow writes, report; {n} runs)")
+
+
+def main() -> None:
+    """Print the tables."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--workload", choices=[*WORKLOADS, "all"], default="all")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="default: 100 for mlp, 20 for cnn")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    parser.add_argument("--max-group", type=int, default=None)
+    args = parser.parse_args()
+    env = {**os.environ, "HARNESS_TORCH_THREADS": str(args.threads),
+           "OMP_NUM_THREADS": str(args.threads)}
+    workloads = list(WORKLOADS) if args.workload == "all" else [args.workload]
+    with tempfile.TemporaryDirectory() as tmp:
+        for workload in workloads:
+            epochs = args.epochs or WORKLOADS[workload][4]
+            loads = [os.getloadavg()[0]]
+            results = measure(workload, epochs, args, Path(tmp), env)
+            loads.append(os.getloadavg()[0])
+            report(workload, epochs, results, args, loads)
 
 
 if __name__ == "__main__":
