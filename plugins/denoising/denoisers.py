@@ -58,9 +58,10 @@ def _unet(channels: int, width: int, depth: int, residual: bool):
         def forward(self, x):
             h, w = x.shape[-2:]
             m = 2 ** depth
-            # reflect-pad to a multiple of 2^depth so every skip lines up; crop back after
+            # pad (edge-replicate: works for any size) to a multiple of 2^depth so every
+            # skip lines up; crop back after
             ph, pw = (-h) % m, (-w) % m
-            y = F.pad(x, (0, pw, 0, ph), mode="reflect") if ph or pw else x
+            y = F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
             skips = []
             for i, level in enumerate(self.down):
                 y = level(y if i == 0 else F.max_pool2d(y, 2))
