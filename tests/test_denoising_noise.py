@@ -145,3 +145,18 @@ def test_pnnp_dark_frames_are_closer_to_the_sensor_than_poisson_gaussian():
     pg, learned = distance(PoissonGaussian()), distance(pnnp(seed=0))
     # a Gaussian of the right variance misses the heavy tails, rows and fixed pattern
     assert learned < pg / 2
+
+
+def test_eld_gain_sampling_varies_the_noise_level_per_image():
+    def per_image_var(model):
+        x = model.sample(torch.full((64, 4, 16, 16), 100.0), _gen(6))
+        return x.var(dim=(1, 2, 3))
+
+    fixed, sampled = ELD(), ELD(gain_spread=3.0)
+    for m in (fixed, sampled):
+        m.gain, m.read_scale, m.row_sigma = 1.0, 1.0, 0.5
+    v = per_image_var(fixed)
+    assert float(v.max() / v.min()) < 1.5        # one gain: sampling noise only
+    v = per_image_var(sampled)
+    # K drawn log-uniformly in [1/3, 3]: shot variance K * 100 spans about 9x
+    assert float(v.max() / v.min()) > 4
