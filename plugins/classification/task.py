@@ -42,6 +42,9 @@ class Config(BaseModel):
     model: Spec = "mlp"
     loss: Spec = "cross_entropy"
     training: Training = Training()
+    #: A generative augmenter whose samples are mixed into the train split
+    #: (``harness_plugins.augmentation.mixing``).
+    augment: Spec | None = None
 
 
 def config_error(exc: ValidationError, config: dict, root: type[BaseModel] | None = None
@@ -87,7 +90,13 @@ class ClassificationTask:
     def validate(self, config: dict, check) -> dict:
         """Check the config shape with pydantic and every component through
         ``check``; return it with component specs normalised to mappings."""
-        return validate_classifier_config(config, check, Config)
+        cfg = validate_classifier_config(config, check, Config,
+                                         extra=(("augment", "augmenters"),))
+        if cfg.get("augment") is not None:
+            from harness_plugins.augmentation.mixing import check_augment
+
+            check_augment(cfg["augment"], "augment")
+        return cfg
 
     def prepare(self, entry: dict, seed: int, ctx):
         """Encoded, split and preprocessed arrays (``PreparedData``)."""
@@ -100,6 +109,9 @@ class ClassificationTask:
         from harness.plugins import get_registry
         from harness_plugins.classification.batch_task import batch_key
 
+        if spec.config.get("augment") is not None:
+            # each run's train split gets its own generated rows
+            return None, "augmented runs train alone"
         return batch_key(spec, get_registry())
 
     def run_group(self, ctxs: list) -> list:
@@ -113,6 +125,10 @@ class ClassificationTask:
         from harness_plugins.classification.trainer import train_classifier
 
         data = ctx.data
+        if ctx.config.get("augment") is not None:
+            from harness_plugins.augmentation.mixing import augment_training
+
+            data, _ = augment_training(ctx, data, ctx.config["augment"])
         fns = ctx.metrics()
         model, parts, result = train_classifier(ctx, ctx.config, data, fns)
         start = time.perf_counter()
