@@ -12,7 +12,11 @@ train split.
 
 Samplers: ``ancestral`` (the DDPM reverse chain, ``steps`` network calls)
 and ``ddim`` (Song et al. 2021, deterministic, ``sample_steps`` evenly spaced
-calls).  A one-step distilled sampler is not implemented.
+calls).  Both clip each step's prediction of the clean row to the train
+split's range (plus 10 %): without it the first steps, where alpha_bar is
+near 0, amplify the denoiser's error into far outliers (measured on
+breast_cancer: MMD 0.30 -> 0.02).  A one-step distilled sampler is not
+implemented.
 """
 
 from __future__ import annotations
