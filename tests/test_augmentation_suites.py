@@ -76,3 +76,40 @@ def test_too_few_rows_per_class_is_a_one_line_run_error_naming_the_class(tmp_pat
     df = runs_of(tracking_uri, "aug")
     error = df.loc["smote", "tags.harness.error"]
     assert "class 0 has 4 training sample(s)" in error and "\n" not in error
+
+
+GDA = """\
+name: gda_tiny
+seeds: 2
+datasets:
+  - {bgmm: {d: 4, n_samples: 2000}, train_per_class: 5, split: {val: 0.1, test: 0.5}}
+model: logreg
+training: {epochs: 1, batch_size: 4096, optimizer: closed_form}
+methods:
+  logreg: {augment: {name: gaussian_nb, ratio: 0}}
+  naive_bayes: {model: gaussian_nb, augment: {name: gaussian_nb, ratio: 0}}
+sweep:
+  logreg: {augment.ratio: [0, 10]}
+metrics: [generalization_gap, accuracy]
+"""
+
+
+@pytest.mark.slow
+def test_gda_simulation_through_the_task_is_reproducible(tmp_path, tracking_uri, capsys):
+    suite = tmp_path / "gda_tiny.yaml"
+    suite.write_text(GDA)
+    assert main(["run", str(suite)]) == 0, capsys.readouterr().err
+    first = runs_of(tracking_uri, "gda_tiny").sort_values(["tags.harness.seed"])
+    assert len(first) == 6
+    # 5 real rows per class and gamma = 10: 100 generated rows
+    augmented = first.loc["logreg[augment.ratio=10]"]
+    assert (augmented["metrics.augment/n_generated"] == 100).all()
+    assert (first["metrics.test/accuracy"] > 0.7).all()
+    assert first["metrics.test/generalization_gap"].between(0, 1).all()
+    assert main(["run", str(suite), "--force"]) == 0
+    again = runs_of(tracking_uri, "gda_tiny")
+    again = again[again["tags.harness.run_key"].isin(first["tags.harness.run_key"])]
+    latest = again.sort_values("start_time").groupby("tags.harness.run_key").last()
+    before = first.set_index("tags.harness.run_key")
+    for key in ("metrics.test/accuracy", "metrics.test/generalization_gap"):
+        assert latest[key].sort_index().tolist() == before[key].sort_index().tolist()
