@@ -128,6 +128,16 @@ def cmd_plan(args) -> int:
     print(tabulate(rows, headers=["dataset", "method", "seed", "run key", "state"]))
     print(f"\n{len(plan.runs)} runs: {len(plan.todo)} to run, {len(plan.done)} done, "
           f"{len(plan.failed)} failed earlier")
+    if args.batch or args.max_group is not None:
+        from harness.estimate import describe as describe_cost
+        from harness.estimate import estimate
+        from harness.groups import describe, group_runs
+
+        grouping = group_runs(plan.todo, reg, args.max_group)
+        print("\nbatch mode:")
+        for line in describe(grouping) + describe_cost(estimate(grouping.items, args.tracking_uri),
+                                                       len(plan.todo)):
+            print(f"  {line}")
     return 0
 
 
@@ -144,6 +154,10 @@ def cmd_run(args) -> int:
     reg = _registry(args)
     executor = executor_from_args(args, reg)
     limits = Limits(args.timeout, args.memory_limit)
+    batch = args.batch or args.max_group is not None
+    if batch and (limits.isolate or args.retries):
+        raise UserError("--batch trains a group in one process: it does not combine with "
+                        "--timeout, --memory-limit or --retries")
     console = Console(stderr=True)
     plan = make_plan(args.suite, uri, only=args.only, force=args.force,
                      rerun_failed=args.rerun_failed, registry=reg)
@@ -162,7 +176,8 @@ def cmd_run(args) -> int:
     try:
         counts = run_plan(plan, uri, device=device, executor=executor,
                           blocked=tuple(_blocked(args)), console=console, registry=reg,
-                          limits=limits, retries=args.retries)
+                          limits=limits, retries=args.retries, batch=batch,
+                          max_group=args.max_group)
     except KeyboardInterrupt:
         print("\ninterrupted: finished runs are kept; run the same command again to resume",
               file=sys.stderr)
@@ -241,6 +256,10 @@ def build_parser(executor_opts: dict[str, ExecutorOption] | None = None
                         "matches GLOB")
         sp.add_argument("--force", action="store_true", help="rerun finished runs too")
         sp.add_argument("--rerun-failed", action="store_true", help="rerun failed runs")
+        sp.add_argument("--batch", action="store_true", help="batch mode: train the runs that "
+                        "differ only in seed and numeric hyperparameters together")
+        sp.add_argument("--max-group", type=number_type(int, 1), metavar="N",
+                        help="batch mode with at most N runs per group")
         sp.set_defaults(fn=fn)
         return sp
 

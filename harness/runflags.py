@@ -18,7 +18,8 @@ from harness.errors import UserError
 #: Options of ``harness run`` itself; an executor parameter of the same name
 #: is reachable through ``--executor-opt`` only.
 _RUN_OPTIONS = {"tracking_uri", "only", "force", "rerun_failed", "device", "executor",
-                "executor_opt", "timeout", "memory_limit", "retries", "help"}
+                "executor_opt", "timeout", "memory_limit", "retries", "help", "batch",
+                "max_group"}
 
 
 @dataclass

@@ -182,9 +182,14 @@ def _reason(outcome) -> str:
 
 def run_plan(plan: Plan, uri: str | None, *, device: str = "auto",
              executor="local", blocked: tuple[str, ...] = (), console=None,
-             registry=None, limits=None, retries: int = 0) -> Counter:
+             registry=None, limits=None, retries: int = 0, batch: bool = False,
+             max_group: int | None = None) -> Counter:
     """Execute ``plan.todo``; return a Counter of statuses (``skipped``
     counts runs already done, ``running`` those running elsewhere).
+
+    ``batch``: one work item per group of runs the task trains together
+    (``harness.groups``, at most ``max_group`` runs each); not with
+    ``limits`` or ``retries``, which are per process.
 
     ``executor``: a name, a ``{"name": ..., **params}`` spec or a built
     executor; its ``slots`` (runs at once on this machine, default 1) spread
@@ -225,12 +230,25 @@ def run_plan(plan: Plan, uri: str | None, *, device: str = "auto",
     # each call supervises its own child process: a local executor may drive
     # them from threads instead of worker processes
     fn.isolated = limits.isolate
+    if batch:
+        from harness.groups import batch_items, call_item, flat_outcomes
+
+        if limits.isolate:
+            raise ValueError("batch mode trains a group in one process: it does not "
+                             "combine with limits or retries")
+        pending = batch_items(plan.todo, registry, devices, max_group)
+        fn = functools.partial(call_item, uri=uri, blocked=blocked, executor=name,
+                               env=worker_env())
+        fn.isolated = False
     labels = {s.run_key: s.dataset_label for s in plan.todo}
-    with _progress(out, len(pending)) as progress:
+    with _progress(out, len(plan.todo)) as progress:
         while pending:
-            by_key = {item[0]["run_key"]: item for item in pending}
+            by_key = {item[0]["run_key"]: item for item in pending if isinstance(item[0], dict)}
             again = []
-            for result in executor.map(fn, pending):
+            results = executor.map(fn, pending)
+            if batch:  # an item is a group: one outcome per run
+                results = flat_outcomes(results, uri, plan.suite.name)
+            for result in results:
                 outcome = _lost_outcome(result, uri, plan.suite.name) \
                     if isinstance(result, Lost) else result
                 if outcome.retryable and outcome.attempt <= retries:

@@ -271,3 +271,31 @@ def test_deferred_logger_keeps_calls_until_the_run_exists():
     failed.set_exception(ConnectionError("tracking server unreachable"))
     with pytest.raises(ConnectionError):
         DeferredLogger(failed).resolve()
+
+
+@pytest.mark.slow
+def test_cli_batch_plan_run_resume_jobs(tmp_path, tracking_uri, capsys):
+    """`harness plan --batch` shows groups and reasons; `harness run --batch`
+    resumes per run and works with worker processes."""
+    from harness.cli import main
+
+    suite = suite_file(tmp_path)
+    assert main(["plan", suite, "--batch"]) == 0
+    out = capsys.readouterr().out
+    assert "batch mode:" in out and "alone (2 runs): scheme `sam` is not batchable" in out
+    assert "no history for 10 of 10 runs" in out
+    assert main(["run", suite, "--batch", "--retries", "1"]) == 2
+    assert "does not combine with" in capsys.readouterr().err
+
+    assert main(["run", suite, "--batch", "--only", "*/ce/*"]) == 0
+    assert "2 finished" in capsys.readouterr().out
+    assert main(["run", suite, "--max-group", "3", "--jobs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "8 finished" in out and "2 already done" in out
+    logged = _logged(tracking_uri)
+    assert len(logged) == 10 and {v[0] for v in logged.values()} == {"FINISHED"}
+    groups = [v[4] for v in logged.values() if v[4]]
+    # ce 2 and fast 2 and focal 3 in groups; the 4th focal run and sam alone
+    assert len(groups) == 7
+    assert main(["run", suite, "--batch"]) == 0
+    assert "nothing to train" in capsys.readouterr().out
