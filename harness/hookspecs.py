@@ -290,9 +290,9 @@ def register_augmenters(register):
       ``y_gen`` int64;
     - ``ratio`` (generated rows per real train row, >= 0), ``mode``
       (``"fixed"``: one generated set appended to the train split;
-      ``"per_batch"``: fresh rows per batch, which the classification
-      task does not implement yet and rejects at validation) and
-      ``min_per_class`` (the fewest train rows of a class it can fit on);
+      ``"per_batch"``: every batch holds the generated share
+      ``ratio / (1 + ratio)``, drawn from that set) and ``min_per_class``
+      (the fewest train rows of a class it can fit on);
     - ``device``: set by the mixing glue to the run's device before ``fit``
       (torch generators train there);
     - ``check_counts(counts, names)``: raise ``harness.UserError`` naming

@@ -50,7 +50,7 @@ def test_generated_class_proportions_follow_the_train_split():
 def test_ratio_zero_returns_the_data_untouched():
     data = make_data()
     new, info = augment(A.gaussian_nb(ratio=0.0), data, seed=0)
-    assert new is data and info == {"n_generated": 0.0}
+    assert new is data and info == {"n_generated": 0.0, "n_real": 50.0}
 
 
 def test_same_seed_same_generated_rows_other_seed_others():
@@ -71,7 +71,7 @@ def test_too_few_samples_names_the_class():
 @pytest.mark.parametrize("spec, key", [
     ({"name": "gmm", "ratio": -0.5}, "augment.ratio"),
     ({"name": "gmm", "instance_noise": -1.0}, "augment.instance_noise"),
-    ({"name": "gmm", "mode": "per_batch"}, "augment.mode"),
+    ({"name": "gmm", "mode": "sometimes"}, "augment.mode"),
 ])
 def test_check_augment_rejects_bad_values(spec, key):
     with pytest.raises(ConfigError) as err:
@@ -82,3 +82,34 @@ def test_check_augment_rejects_bad_values(spec, key):
 def test_check_augment_accepts_defaults():
     check_augment({"name": "smote"}, "augment")
     check_augment({"name": "gmm", "ratio": 0.0, "mode": "fixed"}, "augment")
+    check_augment({"name": "gmm", "ratio": 3.0, "mode": "per_batch"}, "augment")
+
+
+def test_per_batch_order_puts_the_generated_fraction_in_every_batch():
+    import torch
+
+    from harness_plugins.augmentation.per_batch import PerBatchMix
+
+    mix = PerBatchMix(lambda params: torch.optim.SGD(params, lr=0.1), n_real=10, ratio=3.0,
+                      batch_size=8)
+    mix.n_generated = 30
+    order = mix.epoch_order(0, torch.Generator().manual_seed(0))
+    # 8 / (1 + 3) = 2 real rows per batch, 6 generated: 5 batches of 8
+    assert len(order) == 40
+    batches = order.view(5, 8)
+    assert ((batches < 10).sum(1) == 2).all()
+    assert sorted(order[order < 10].tolist()) == list(range(10))
+    assert ((order >= 10) & (order < 40)).sum() == 30
+
+
+def test_per_batch_training_config_wraps_the_optimizer_only_for_per_batch():
+    from harness_plugins.augmentation.mixing import training_config
+
+    config = {"training": {"optimizer": {"name": "adam", "lr": 0.01}, "batch_size": 0.5}}
+    assert training_config(config, {"mode": "fixed", "n_generated": 5}) is config
+    wrapped = training_config(config, {"mode": "per_batch", "n_generated": 20.0,
+                                       "n_real": 10.0, "ratio": 2.0})
+    assert wrapped["training"]["optimizer"] == {
+        "name": "augment_per_batch", "base": {"name": "adam", "lr": 0.01}, "n_real": 10,
+        "ratio": 2.0, "batch_size": 15}
+    assert config["training"]["optimizer"] == {"name": "adam", "lr": 0.01}

@@ -40,7 +40,8 @@ def runs_of(uri, experiment):
 @pytest.mark.slow
 def test_augment_key_mixes_generated_rows_and_logs_cost_and_quality(tmp_path, tracking_uri,
                                                                      capsys):
-    suite = write(tmp_path, "real: {}\nnb_x2: {augment: {name: gaussian_nb, ratio: 2}}")
+    suite = write(tmp_path, "real: {}\nnb_x2: {augment: {name: gaussian_nb, ratio: 2}}\n"
+                            "nb_batch: {augment: {name: gaussian_nb, ratio: 2, mode: per_batch}}")
     assert main(["run", suite]) == 0, capsys.readouterr().err
     df = runs_of(tracking_uri, "aug")
     nb = df.loc["nb_x2"]
@@ -52,11 +53,16 @@ def test_augment_key_mixes_generated_rows_and_logs_cost_and_quality(tmp_path, tr
         "metrics.augment/n_generated"]
     assert 0 <= nb["metrics.test/generalization_gap"] <= 1
     assert nb["tags.harness.plugin.augmenters.gaussian_nb"].startswith("harness-bench==")
+    # per_batch: one epoch is one pass over the 60 real rows, two thirds of
+    # each batch generated, so the same 120 generated rows are a pool
+    batch = df.loc["nb_batch"]
+    assert batch["metrics.augment/n_generated"] == 120
+    assert batch["metrics.augment/batch_fraction"] == pytest.approx(2 / 3)
+    assert batch["tags.harness.status"] == "finished"
 
 
 @pytest.mark.parametrize("spec, key", [
     ("{name: gmm, ratio: -1}", "methods.bad.augment.ratio = -1"),
-    ("{name: gmm, mode: per_batch}", "methods.bad.augment.mode = 'per_batch'"),
     ("{name: gmm, mode: sometimes}", "methods.bad.augment.mode = 'sometimes'"),
     ("{name: gmmm}", "methods.bad.augment.name = 'gmmm': unknown augmenter 'gmmm' "
                      "(did you mean 'gmm'?)"),

@@ -12,10 +12,13 @@ compare the generated rows with the validation split.
 
 Logged metrics: ``augment/fit_s``, ``augment/sample_s``,
 ``augment/samples_per_s``, ``augment/n_generated``, ``augment/c2st`` and
-``augment/mmd`` (when the validation split has enough rows per class).
+``augment/mmd`` (when the validation split has enough rows per class), and
+``augment/batch_fraction`` (generated share of each batch) for ``per_batch``.
 
-Only ``mode: fixed`` is implemented: ``per_batch`` (fresh generated rows in
-every batch) needs the trainer's batches and is rejected at validation.
+``mode: fixed`` appends the generated rows to the train split;
+``mode: per_batch`` appends them too, and :func:`training_config` then wraps
+the run's optimizer so that every batch holds the generated fraction
+``ratio / (1 + ratio)`` (``harness_plugins.augmentation.per_batch``).
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ from typing import Any
 
 from harness import ConfigError, UserError
 
-#: Modes this glue implements (augmenters also accept ``per_batch``).
-SUPPORTED_MODES = ("fixed",)
+#: Modes this glue implements.
+SUPPORTED_MODES = ("fixed", "per_batch")
 #: Salt of the generator's seed, so it differs from the model's init stream.
 SEED_SALT = 0xA06
 
@@ -46,8 +49,7 @@ def check_augment(spec: dict, path: str = "augment") -> None:
     mode = spec.get("mode", "fixed")
     if mode not in SUPPORTED_MODES:
         raise ConfigError(f"{path}.mode", mode, f"mode {mode!r} is not implemented by this "
-                          f"task (it needs the trainer's batches); use: "
-                          f"{', '.join(SUPPORTED_MODES)}")
+                          f"task; use: {', '.join(SUPPORTED_MODES)}")
 
 
 def generated_counts(class_counts: list[int], ratio: float) -> dict[int, int]:
@@ -69,7 +71,7 @@ def augment(augmenter, data, seed: int, device: str = "cpu") -> tuple[Any, dict]
     counts = data.class_counts()
     present = {c: n for c, n in enumerate(counts) if n > 0}
     augmenter.check_counts(present, dict(enumerate(data.classes)))
-    info: dict[str, float] = {"n_generated": 0.0}
+    info: dict[str, float] = {"n_generated": 0.0, "n_real": float(len(data.y_train))}
     if augmenter.ratio == 0:
         return data, info
     augmenter.device = device
@@ -81,6 +83,8 @@ def augment(augmenter, data, seed: int, device: str = "cpu") -> tuple[Any, dict]
     X_gen, y_gen = augmenter.sample(generated_counts(counts, augmenter.ratio), rng)
     info["sample_s"] = time.perf_counter() - start
     info["n_generated"] = float(len(y_gen))
+    if augmenter.mode == "per_batch":
+        info["batch_fraction"] = augmenter.ratio / (1 + augmenter.ratio)
     info["samples_per_s"] = len(y_gen) / max(info["sample_s"], 1e-9)
     if not np.all(np.isfinite(X_gen)):
         raise UserError(f"augmenter {augmenter.name!r} generated non-finite values")
@@ -107,5 +111,20 @@ def augment_training(ctx, data, spec: dict) -> tuple[Any, dict]:
     same one."""
     augmenter = ctx.create("augmenters", spec)
     new, info = augment(augmenter, data, ctx.seeds["init"], str(ctx.device))
-    ctx.log_metrics({f"augment/{k}": float(v) for k, v in info.items() if v == v})
+    ctx.log_metrics({f"augment/{k}": float(v) for k, v in info.items()
+                     if v == v and k != "n_real"})
+    info["mode"] = augmenter.mode
+    info["ratio"] = augmenter.ratio
     return new, info
+
+
+def training_config(config: dict, info: dict) -> dict:
+    """The config to train with after :func:`augment_training`: ``config``
+    itself, or for ``mode: per_batch`` a copy whose optimizer mixes the
+    generated fraction into every batch."""
+    if info.get("mode") != "per_batch" or not info.get("n_generated"):
+        return config
+    from harness_plugins.augmentation.per_batch import per_batch_config
+
+    n_real = int(info["n_real"])
+    return per_batch_config(config, n_real, n_real + int(info["n_generated"]), info["ratio"])

@@ -124,13 +124,14 @@ class ClassificationTask:
         """Train, select the best epoch, return test metrics."""
         from harness_plugins.classification.trainer import train_classifier
 
-        data = ctx.data
+        data, config = ctx.data, ctx.config
         if ctx.config.get("augment") is not None:
-            from harness_plugins.augmentation.mixing import augment_training
+            from harness_plugins.augmentation.mixing import augment_training, training_config
 
-            data, _ = augment_training(ctx, data, ctx.config["augment"])
+            data, info = augment_training(ctx, data, ctx.config["augment"])
+            config = training_config(config, info)
         fns = ctx.metrics()
-        model, parts, result = train_classifier(ctx, ctx.config, data, fns)
+        model, parts, result = train_classifier(ctx, config, data, fns)
         start = time.perf_counter()
         out = test_metrics(ctx, model, data, fns, ctx.config["training"]["eval_batch_size"])
         ctx.log_metrics({"time/train_s": result.train_s,
