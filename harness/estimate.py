@@ -104,6 +104,9 @@ def estimate(items: list, uri: str | None) -> Estimate:
 
 def describe(est: Estimate, n_runs: int) -> list[str]:
     """Lines for ``harness plan``."""
+    if est.unknown and len(est.unknown) == n_runs:
+        return [f"estimated training time: unknown: no run in the store has the same "
+                f"dataset, model and epochs as any of these {n_runs}"]
     lines = [f"estimated training time: {est.seconds:.0f} s"
              + (f" ({len(est.groups_s)} groups {sum(est.groups_s):.0f} s, runs alone "
                 f"{est.alone_s:.0f} s)" if est.groups_s else "")

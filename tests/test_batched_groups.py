@@ -181,7 +181,11 @@ def test_estimate_from_history(tmp_path, monkeypatch):
     monkeypatch.setattr(est_mod, "history", lambda uri: {})
     est = est_mod.estimate(items, None)
     assert est.seconds == 0 and len(est.unknown) == 10
-    assert est_mod.describe(est, 10)[1].startswith("no history for 10 of 10 runs")
+    assert est_mod.describe(est, 10) == ["estimated training time: unknown: no run in the "
+                                         "store has the same dataset, model and epochs as "
+                                         "any of these 10"]
+    est.unknown = est.unknown[:4]
+    assert est_mod.describe(est, 10)[1].startswith("no history for 4 of 10 runs (same ")
 
 
 def test_out_of_memory_group_retrains_in_halves(tmp_path, batch_plugin):
@@ -283,7 +287,7 @@ def test_cli_batch_plan_run_resume_jobs(tmp_path, tracking_uri, capsys):
     assert main(["plan", suite, "--batch"]) == 0
     out = capsys.readouterr().out
     assert "batch mode:" in out and "alone (2 runs): scheme `sam` is not batchable" in out
-    assert "no history for 10 of 10 runs" in out
+    assert "estimated training time: unknown" in out
     assert main(["run", suite, "--batch", "--retries", "1"]) == 2
     assert "does not combine with" in capsys.readouterr().err
 
