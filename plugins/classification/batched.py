@@ -285,14 +285,14 @@ def train_group(ctxs: list, datas: list, metric_fns: dict, *, phase: str = "trai
     best = flat.detach().clone() if select_best else None
     best_bufs = [b.clone() for b in bufs] if select_best else None
     runs = [_Run(ctx, ctx.seeds["order"]) for ctx in ctxs]
-    active = torch.ones(R, dtype=torch.float64, device=dev)
+    active = torch.ones(R, dtype=torch.float64)  # CPU, as the learning rates
     eval_bs = tr["eval_batch_size"]
     start = time.perf_counter()
     for epoch in range(tr["epochs"]):
         base.train()
         order = torch.stack([torch.randperm(n, generator=r.gen) for r in runs]).to(dev)
-        lr = torch.tensor(lr_now.lrs(), dtype=torch.float64, device=dev) * active
-        step_loss = torch.empty(steps, R, dtype=torch.float64, device=dev)
+        lr = torch.tensor(lr_now.lrs(), dtype=torch.float64) * active
+        step_loss = torch.empty(steps, R, dtype=flat.dtype, device=dev)
         sizes = []
         for s, i in enumerate(range(0, n, bs)):
             idx = order[:, i:i + bs]
@@ -312,7 +312,7 @@ def train_group(ctxs: list, datas: list, metric_fns: dict, *, phase: str = "trai
                                     reduction="none").view(R, -1).mean(1)
             probs = torch.softmax(logits.double(), -1).cpu().numpy()
             logits_np = logits.cpu().numpy()
-        losses_cpu = step_loss.cpu()
+        losses_cpu = step_loss.cpu().double()  # the single run sums .item() floats
         totals = (losses_cpu * torch.tensor(sizes, dtype=torch.float64)[:, None]).sum(0)
         vloss = vloss.tolist()
         improved = []

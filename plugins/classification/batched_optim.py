@@ -115,11 +115,11 @@ class StackedOptimizer:
 
         self.kind, self.nesterov, self.decoupled = signature(optimizers[0])
         groups = [o.param_groups[0] for o in optimizers]
-        ref = params[0]
 
+        # float64 on the CPU (MPS has no float64); each use casts to the
+        # parameters' device and dtype, as torch casts a Python float
         def per_run(fn):
-            return torch.tensor([float(fn(g)) for g in groups], dtype=torch.float64,
-                                device=ref.device)
+            return torch.tensor([float(fn(g)) for g in groups], dtype=torch.float64)
 
         self.wd = per_run(lambda g: g.get("weight_decay", 0.0))
         self.has_wd = bool((self.wd != 0).any())
@@ -141,12 +141,12 @@ class StackedOptimizer:
         key = (name, p.dim(), p.dtype)
         out = self._views.get(key)
         if out is None:
-            out = value.to(p.dtype).view(-1, *([1] * (p.dim() - 1)))
+            out = _like(value, p)
             self._views[key] = out
         return out
 
     def step(self, params: list, lr) -> None:
-        """One update of every run from ``p.grad``; ``lr``: (R,) float64."""
+        """One update of every run from ``p.grad``; ``lr``: (R,) float64 on the CPU."""
         import torch
 
         self.steps += 1
@@ -171,7 +171,7 @@ class StackedOptimizer:
                 g = g + mom * buf
             else:
                 g = buf
-            p.sub_(lr.to(p.dtype).view_as(mom) * g)
+            p.sub_(_like(lr, p) * g)
 
     def _adam(self, params: list, lr) -> None:
         t = self.steps
@@ -182,7 +182,7 @@ class StackedOptimizer:
             g = p.grad
             if self.has_wd:
                 if self.decoupled:
-                    p.mul_(1 - (lr * self.wd).to(p.dtype).view(-1, *([1] * (p.dim() - 1))))
+                    p.mul_(1 - _like(lr * self.wd, p))
                 else:
                     g = g + self._view("wd", self.wd, p) * p
             m, v = self.exp_avg[i], self.exp_avg_sq[i]
@@ -191,7 +191,10 @@ class StackedOptimizer:
             # on the (R, P) tensors, as few passes over them as possible
             v.mul_(self._view("beta2", self.beta2, p)).addcmul_(
                 g * self._view("1-beta2", 1 - self.beta2, p), g)
-            shape = (-1, *([1] * (p.dim() - 1)))
-            denom = v.sqrt().div_(bc2_sqrt.to(p.dtype).view(shape)).add_(
-                self._view("eps", self.eps, p))
-            p.addcdiv_(step_size.to(p.dtype).view(shape) * m, denom, value=-1)
+            denom = v.sqrt().div_(_like(bc2_sqrt, p)).add_(self._view("eps", self.eps, p))
+            p.addcdiv_(_like(step_size, p) * m, denom, value=-1)
+
+
+def _like(value, p):
+    """Per-run ``value`` (R,) as ``(R, 1, ..., 1)`` on ``p``'s device, in its dtype."""
+    return value.to(device=p.device, dtype=p.dtype).view(-1, *([1] * (p.dim() - 1)))
