@@ -25,9 +25,14 @@ def _one_torch_thread():
 @pytest.fixture
 def tracking_uri(tmp_path, monkeypatch):
     """A fresh sqlite MLflow store for one test (also set as the env default)."""
+    import mlflow
+
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    return uri
+    # mlflow keeps a process-wide URI once any test sets one: point it here too
+    mlflow.set_tracking_uri(uri)
+    yield uri
+    mlflow.set_tracking_uri(None)
 
 
 @pytest.fixture

@@ -83,7 +83,7 @@ def test_run_suite_runs_resumes_and_matches_the_cli(tmp_path, tracking_uri):
 
 def test_run_suite_rejects_bad_arguments_before_any_run(tmp_path, tracking_uri):
     suite = suite_file(tmp_path, "never-run")
-    with pytest.raises(harness.ConfigError, match="jobs.*at least 1"):
+    with pytest.raises(harness.ConfigError, match="jobs.*(at least 1|>= 1)"):
         harness.run_suite(suite, jobs=0)
     with pytest.raises(harness.ConfigError, match="suite file not found"):
         harness.run_suite(tmp_path / "missing.yaml")
