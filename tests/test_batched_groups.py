@@ -188,6 +188,7 @@ def test_estimate_from_history(tmp_path, monkeypatch):
     assert est_mod.describe(est, 10)[1].startswith("no history for 4 of 10 runs (same ")
 
 
+@pytest.mark.slow
 def test_out_of_memory_group_retrains_in_halves(tmp_path, batch_plugin):
     """A group too big for the device: its runs are closed as interrupted and
     the halves train as groups of their own; resume sees them finished."""
