@@ -257,10 +257,8 @@ def test_batch_norm_statistics_are_per_run(float64, select_best):
                            "early_stopping": es, "optimizer": {"name": "adam", "lr": lr}}}, seed)
             for seed, lr in ((0, 0.05), (1, 0.002), (2, 0.01))]
     ctxs, _ = assert_same(runs, DIGITS)
-    if select_best:  # stopped at different epochs
-        assert len({len(c.logged) for c in ctxs}) > 1
-    else:  # as trainer.fit: without a kept best state, patience never runs out
-        assert {len(c.logged) for c in ctxs} == {5}
+    # stopped at different epochs, with or without a kept best state
+    assert len({len(c.logged) for c in ctxs}) > 1
 
 
 def test_mlp_with_batch_norm(float64):

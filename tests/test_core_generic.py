@@ -284,3 +284,28 @@ def test_field_bounds_in_a_signature_are_validated():
     assert validate_params(params, var_kw, {"rate": 0.25}, "x", "c") == {"rate": 0.25}
     with pytest.raises(ConfigError, match="x.rate = 1.5"):
         validate_params(params, var_kw, {"rate": 1.5}, "x", "c")
+
+
+def test_patience_stops_training_without_select_best(tmp_path, tracking_uri, capsys):
+    """Early stopping must not depend on keeping the best weights."""
+    from mlflow.tracking import MlflowClient
+
+    suite = write(tmp_path, """\
+        name: patience
+        seeds: 1
+        datasets: [{sklearn: iris}]
+        model: {name: mlp, hidden: [8]}
+        training:
+          epochs: 60
+          optimizer: {name: sgd, lr: 1.0e-6}
+          early_stopping: {monitor: val/accuracy, patience: 2}
+          select_best: false
+        methods: {ce: {}}
+        metrics: [accuracy]
+        """)
+    assert main(["run", suite]) == 0
+    cl = MlflowClient(tracking_uri)
+    exp = cl.get_experiment_by_name("patience")
+    run = [r for r in cl.search_runs([exp.experiment_id]) if "harness.run_key" in r.data.tags][0]
+    epochs = len(cl.get_metric_history(run.info.run_id, "train/loss"))
+    assert epochs < 60  # a learning rate this small never improves val accuracy for long

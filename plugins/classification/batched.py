@@ -282,8 +282,11 @@ def train_group(ctxs: list, datas: list, metric_fns: dict, *, phase: str = "trai
     sign = monitor_sign(monitor, metric_fns)
     per_epoch = epoch_metrics(metric_fns)
     select_best = tr.get("select_best", True)
-    best = flat.detach().clone() if select_best else None
-    best_bufs = [b.clone() for b in bufs] if select_best else None
+    # with select_best: each run's best epoch; without: each run's last trained
+    # epoch (a stopped run keeps computing at lr 0 and its batch norm
+    # statistics would still move)
+    best = flat.detach().clone()
+    best_bufs = [b.clone() for b in bufs]
     runs = [_Run(ctx, ctx.seeds["order"]) for ctx in ctxs]
     active = torch.ones(R, dtype=torch.float64)  # CPU, as the learning rates
     eval_bs = tr["eval_batch_size"]
@@ -316,6 +319,7 @@ def train_group(ctxs: list, datas: list, metric_fns: dict, *, phase: str = "trai
         totals = (losses_cpu * torch.tensor(sizes, dtype=torch.float64)[:, None]).sum(0)
         vloss = vloss.tolist()
         improved = []
+        trained = [r for r, run in enumerate(runs) if run.active]
         for r, run in enumerate(runs):
             if not run.active:
                 continue
@@ -340,31 +344,32 @@ def train_group(ctxs: list, datas: list, metric_fns: dict, *, phase: str = "trai
                 _stop(run, r, active)
                 continue
             score = sign * current if math.isfinite(current) else -math.inf
-            # as trainer.fit: without select_best no state is kept, and every
-            # epoch counts as the best so far (patience never runs out)
-            if score > run.best or run.best_epoch < 0 or not select_best:
+            # as trainer.fit: the first epoch is the best so far, then only a
+            # better score (with or without select_best, so patience works)
+            if score > run.best or run.best_epoch < 0:
                 run.best, run.best_epoch, run.waited = score, epoch, 0
                 improved.append(r)
             else:
                 run.waited += 1
                 if patience and run.waited >= patience:
                     _stop(run, r, active)
-        if improved and best is not None:
+        keep = improved if select_best else trained
+        if keep:
             mask = torch.zeros(R, dtype=torch.bool, device=dev)
-            mask[improved] = True
+            mask[keep] = True
             best.copy_(torch.where(mask[:, None], flat.detach(), best))
             for kept, b in zip(best_bufs, bufs):
                 kept.copy_(torch.where(mask.view(-1, *([1] * (b.dim() - 1))), b, kept))
         if not any(r.active for r in runs):
             break
     train_s = (time.perf_counter() - start) / R
-    final = (best if best is not None else flat.detach()).split(sizes_p, 1)
+    final = best.split(sizes_p, 1)
     out: list = []
     for r, (run, model) in enumerate(zip(runs, models)):
         if run.error is not None:
             out.append(run.error)
             continue
-        run_bufs = [b[r] for b in (best_bufs if best_bufs is not None else bufs)]
+        run_bufs = [b[r] for b in best_bufs]
         with torch.no_grad():
             for (k, p) in model.named_parameters():
                 p.copy_(final[names.index(k)][r].view(p.shape))
@@ -376,7 +381,7 @@ def train_group(ctxs: list, datas: list, metric_fns: dict, *, phase: str = "trai
 
 def _stop(run: _Run, r: int, active) -> None:
     """Mask run ``r``: learning rate 0 from now on.  Its batch norm statistics
-    still move with the group's forward passes, but a run only stops early
-    with ``select_best``, which restores the best epoch's."""
+    still move with the group's forward passes; the weights and statistics
+    kept for it (best or last trained epoch) do not."""
     run.active = False
     active[r] = 0.0

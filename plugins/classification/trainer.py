@@ -165,6 +165,7 @@ def fit(ctx, parts: Components, X, y, training: dict,
     monitor, patience = es.get("monitor", "val/loss"), es.get("patience")
     select_best = training.get("select_best", True)
     best, best_epoch, best_state, waited = -math.inf, -1, None, 0
+    fresh = True  # no epoch to compare with yet (start, or a scheme's restart)
     history: list[dict] = []
     start = time.perf_counter()
     epoch = -1
@@ -198,9 +199,9 @@ def fit(ctx, parts: Components, X, y, training: dict,
         score = sign * current if math.isfinite(current) else -math.inf
         if getattr(scheme, "restart_epoch", None) == epoch:
             # the scheme restarted training (USEFUL): earlier epochs are another model
-            best, best_state, waited = -math.inf, None, 0
-        if score > best or best_state is None:
-            best, best_epoch, waited = score, epoch, 0
+            best, best_state, waited, fresh = -math.inf, None, 0, True
+        if score > best or fresh:
+            best, best_epoch, waited, fresh = score, epoch, 0, False
             if select_best:
                 best_state = copy.deepcopy(model.state_dict())
         else:
