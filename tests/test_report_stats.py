@@ -368,3 +368,14 @@ def test_many_failures_read_well_and_no_local_paths(tmp_path, monkeypatch):
     assert "tracking URI `sqlite:///mlflow.db`" in md
     for name in ("index.md", "index.html", "failures.csv", "leaderboard.tex"):
         assert "/home/alice" not in (tmp_path / name).read_text(), name
+
+
+def test_direction_of_a_per_condition_metric_comes_from_its_own_tag():
+    from collections import Counter
+
+    from harness.report.aggregate import direction
+
+    tags = {"ece": Counter(min=3), "psnr": Counter(max=2)}
+    assert direction("test/shift3/ece", tags) == (False, None)
+    assert direction("test/x100/psnr", tags) == (True, None)
+    assert direction("test/x100/other", tags)[1] is not None  # no tag: assumed, and said

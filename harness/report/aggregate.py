@@ -30,7 +30,10 @@ def direction(column: str, directions: dict | None = None) -> tuple[bool, str | 
     name = metric_name(column)
     if column.startswith("time/") or name == "loss":
         return False, None
-    votes = (directions or {}).get(name) or {}
+    directions = directions or {}
+    # a task may log a metric per condition (test/x100/psnr, test/shift3/ece):
+    # the metric's own tag, found under its last path component, still says it
+    votes = directions.get(name) or directions.get(name.rsplit("/", 1)[-1]) or {}
     n_max, n_min = votes.get("max", 0), votes.get("min", 0)
     if not n_max and not n_min:
         return True, (f"no run tags the direction of {column} (harness.direction.{name}); "
