@@ -108,6 +108,7 @@ class RunContext:
         self.task = task
         self._logger = logger
         self._data = None
+        self._cited = False
 
     @property
     def data(self):
@@ -123,10 +124,17 @@ class RunContext:
 
     def load_raw(self, entry: dict | None = None):
         """The ``RawDataset`` of ``entry`` (default: this run's dataset),
-        loaded through the process-wide cache."""
+        loaded through the process-wide cache.  A citation in the run's own
+        dataset's ``meta["citation"]`` is stored with the run
+        (``dataset/citation.bib``)."""
         from harness.data import load_entry
 
-        return load_entry(entry or self.spec.dataset, self.registry)
+        raw = load_entry(entry or self.spec.dataset, self.registry)
+        citation = (raw.meta or {}).get("citation") if entry in (None, self.spec.dataset) else None
+        if citation and not self._cited:
+            self._logger.log_text(str(citation), "dataset/citation.bib")
+            self._cited = True
+        return raw
 
     def create(self, kind: str, spec: Any, **offered: Any) -> Any:
         """Build a registered component; ``offered`` are data-derived values

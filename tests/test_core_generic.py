@@ -59,6 +59,9 @@ def test_toy_family_runs_and_reports_without_core_edits(tmp_path, tracking_uri, 
         assert r.data.tags["harness.direction.snr_db:floor-1e-09"] == "max"
         assert "fit/loss" in r.data.metrics  # the task's own phase, logged apart
         assert r.data.tags["harness.plugin.metrics.mse"] == "harness_toytask"
+        # the source's citation is stored with each run
+        assert [a.path for a in cl.list_artifacts(r.info.run_id, "dataset")] == [
+            "dataset/citation.bib"]
     by = {}
     for r in runs:
         by.setdefault(r.data.tags["harness.method"], []).append(r.data.metrics["test/mse"])

@@ -30,7 +30,7 @@ def sine(n: int = 64, periods: float = 2.0) -> RawDataset:
     import numpy as np
 
     x = np.sin(np.linspace(0, 2 * np.pi * periods, n))
-    return RawDataset("sine", x, None)
+    return RawDataset("sine", x, None, meta={"citation": "@misc{sine, title={A sine}}"})
 
 
 def moving_average(length: Annotated[int, FromData], width: int = 3):
