@@ -68,9 +68,12 @@ def test_toy_family_runs_and_reports_without_core_edits(tmp_path, tracking_uri, 
     # smoothing a noisy sine really helps: the metric saw the task's own data
     assert max(by["smooth"]) < min(by["raw"])
     out = tmp_path / "report"
-    assert main(["report", suite, "--out", str(out), "--format", "md,csv"]) == 0
+    assert main(["report", suite, "--out", str(out), "--format", "md,html,csv"]) == 0
     text = (out / "index.md").read_text()
     assert "smooth" in text and "raw" in text
+    # the task's own image, one row per method, in the report
+    assert "Images logged by the runs" in text and (out / "run_images.png").is_file()
+    assert 'id="fig-run_images"' in (out / "index.html").read_text()
 
 
 def test_from_data_parameters_are_not_suite_parameters(toy):

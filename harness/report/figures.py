@@ -143,7 +143,43 @@ def _pareto(data: ReportData, out: Path, colors, uri: str) -> Figure:
     return fig
 
 
-MAKERS = (_cd, _seeds, _heatmap, _curves, _pareto)
+def _run_images(data: ReportData, out: Path, colors, uri: str) -> Figure:
+    """Images the runs logged under ``report/`` (a task's own figure, e.g. a
+    denoiser's output beside its input and the clean image), for the first
+    dataset and its lowest seed: one row per method, in leaderboard order."""
+    fig = Figure("run_images", "Images logged by the runs")
+    runs = data.runs
+    if runs.empty or "run_id" not in runs.columns:
+        fig.skipped = "no runs"
+        return fig
+    dataset = data.datasets[0] if data.datasets else runs["dataset"].iloc[0]
+    rows = runs[runs["dataset"] == dataset]
+    seed = sorted(rows["seed"].astype(str))[0]
+    rows = rows[rows["seed"].astype(str) == seed]
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    panels = []
+    folder = out / "run_images"
+    for method in data.methods:
+        chosen = rows[rows["method"] == method]
+        if chosen.empty:
+            continue
+        run_id = chosen["run_id"].iloc[0]
+        pngs = [a.path for a in client.list_artifacts(run_id, "report") if a.path.endswith(".png")]
+        if pngs:
+            folder.mkdir(exist_ok=True)
+            panels.append((method, client.download_artifacts(run_id, pngs[0], str(folder))))
+    if not panels:
+        fig.skipped = "no run logged an image under report/"
+        return fig
+    fig.job = (plots.image_rows, panels, out / "run_images.png")
+    fig.caption = (f"Dataset {dataset}, seed {seed}: the image each method's run logged "
+                   f"under report/ (its meaning is the task's: see the run's report/*.txt).")
+    return fig
+
+
+MAKERS = (_cd, _seeds, _heatmap, _curves, _pareto, _run_images)
 
 
 def _draw(job: tuple) -> tuple[Path | None, str | None, float]:

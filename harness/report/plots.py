@@ -258,3 +258,23 @@ def pareto_scatter(time_s, score, greater: bool, ylabel: str, colors, path: Path
     ax.legend(handles=[line], fontsize=8, loc="best")  # the points carry their own labels
     fig.tight_layout()
     return _save(fig, path)
+
+
+def image_rows(panels: list[tuple[str, str]], path: Path) -> Path:
+    """One row per ``(title, png file)``, each image at its own aspect ratio."""
+    import matplotlib.image as mpimg
+    import matplotlib.pyplot as plt
+
+    images = [(title, mpimg.imread(file)) for title, file in panels]
+    width = 8.0
+    heights = [width * img.shape[0] / img.shape[1] for _, img in images]
+    fig, axes = plt.subplots(len(images), 1, figsize=(width, sum(heights) + 0.4 * len(images)),
+                             squeeze=False, gridspec_kw={"height_ratios": heights})
+    for ax, (title, img) in zip(axes[:, 0], images):
+        ax.imshow(img)
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -150,6 +150,8 @@ def document(data: ReportData, figures: list[Figure]) -> list[tuple]:
             ("fig", figs.get("seeds")), ("fig", figs.get("ranks")),
             ("h", 2, "Learning curves"), ("fig", figs.get("curves")),
             ("h", 2, "Score vs training time"), ("fig", figs.get("pareto")),
+            *((("h", 2, "Images logged by the runs"), ("fig", figs["run_images"]))
+              if figs.get("run_images") is not None and figs["run_images"].path else ()),
             ("h", 2, "All cells"),
             ("details", "mean, std, 95% CI and seeds per cell", tables.cell_detail_table(data))]
     return [b for b in doc if not (b[0] in ("fig", "table") and b[1] is None)]
