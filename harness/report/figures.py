@@ -156,24 +156,29 @@ def _run_images(data: ReportData, out: Path, colors, uri: str) -> Figure:
     rows = runs[runs["dataset"] == dataset]
     seed = sorted(rows["seed"].astype(str))[0]
     rows = rows[rows["seed"].astype(str) == seed]
+    import os
+    import tempfile
+
     from mlflow.tracking import MlflowClient
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     client = MlflowClient(uri)
-    panels = []
-    folder = out / "run_images"
-    for method in data.methods:
-        chosen = rows[rows["method"] == method]
-        if chosen.empty:
-            continue
-        run_id = chosen["run_id"].iloc[0]
-        pngs = [a.path for a in client.list_artifacts(run_id, "report") if a.path.endswith(".png")]
-        if pngs:
-            folder.mkdir(exist_ok=True)
-            panels.append((method, client.download_artifacts(run_id, pngs[0], str(folder))))
-    if not panels:
-        fig.skipped = "no run logged an image under report/"
-        return fig
-    fig.job = (plots.image_rows, panels, out / "run_images.png")
+    with tempfile.TemporaryDirectory() as folder:  # drawn now: the downloads go with it
+        panels = []
+        for method in data.methods:
+            chosen = rows[rows["method"] == method]
+            if chosen.empty:
+                continue
+            run_id = chosen["run_id"].iloc[0]
+            pngs = [a.path for a in client.list_artifacts(run_id, "report")
+                    if a.path.endswith(".png")]
+            if pngs:
+                panels.append((method, client.download_artifacts(
+                    run_id, pngs[0], os.path.join(folder, str(len(panels))))))
+        if not panels:
+            fig.skipped = "no run logged an image under report/"
+            return fig
+        fig.path = plots.image_rows(panels, out / "run_images.png")
     fig.caption = (f"Dataset {dataset}, seed {seed}: the image each method's run logged "
                    f"under report/ (its meaning is the task's: see the run's report/*.txt).")
     return fig
