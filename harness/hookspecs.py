@@ -80,7 +80,8 @@ def register_tasks(register):
       ``device``).  Raise ``harness.ConfigError(path, value, message)`` for a
       bad value; call ``check(kind, spec, path) -> (name, params)`` on every
       component spec so unknown names and parameters are reported before any
-      run starts.  ``check.metrics`` lists the suite's logged metric names
+      run starts (``harness.params.check_components(config, check, paths)``
+      does it for a list of dotted paths).  ``check.metrics`` lists the suite's logged metric names
       (for keys such as an early-stopping monitor).
     - ``metric_inputs: tuple[str, ...]``: the names of the values the task
       can feed metrics (see ``register_metrics``); suite validation rejects a

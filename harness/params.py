@@ -180,3 +180,21 @@ def validate_params(params: list[Param], var_kw: bool, values: dict, path: str,
             raise ConfigError(f"{path}.{p.name}" if path else p.name, MISSING,
                               f"{what} needs parameter {p.name!r}")
     return out
+
+
+def check_components(config: dict, check: Callable, paths) -> dict:
+    """Check the component specs of a task's ``config`` at dotted ``paths``
+    (``(path, kind)`` pairs such as ``("training.optimizer", "optimizers")``)
+    with the ``check`` a task's ``validate`` receives, and replace each with
+    its normalised ``{"name": .., **params}``; a missing or ``None`` spec is
+    skipped.  Returns ``config`` (changed in place)."""
+    for path, kind in paths:
+        *parents, key = path.split(".")
+        node = config
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or node.get(key) is None:
+            continue
+        name, params = check(kind, node[key], path)
+        node[key] = {"name": name, **params}
+    return config

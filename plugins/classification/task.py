@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from harness import ConfigError, hookimpl
+from harness.params import check_components
 
 Spec = str | dict[str, Any]
 
@@ -170,15 +171,9 @@ def validate_classifier_config(config: dict, check, root: type[BaseModel],
         cfg = root.model_validate(config).model_dump()
     except ValidationError as exc:
         raise config_error(exc, config, root) from None
-    paths = [("model", "models"), ("loss", "losses"), ("training.optimizer", "optimizers"),
-             ("training.scheduler", "schedulers"), *extra]
-    for path, kind in paths:
-        parent, _, key = path.rpartition(".")
-        node = cfg[parent] if parent else cfg
-        if node.get(key) is None:
-            continue
-        name, params = check(kind, node[key], path)
-        node[key] = {"name": name, **params}
+    check_components(cfg, check, [("model", "models"), ("loss", "losses"),
+                                  ("training.optimizer", "optimizers"),
+                                  ("training.scheduler", "schedulers"), *extra])
     tr = cfg["training"]
     if isinstance(tr["batch_size"], float) and not 0 < tr["batch_size"] <= 1:
         raise ConfigError("training.batch_size", tr["batch_size"], "a float batch size is a "

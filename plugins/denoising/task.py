@@ -31,6 +31,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness import ConfigError, hookimpl
+from harness.params import check_components
 
 Spec = str | dict[str, Any]
 IMAGE_INPUTS = ("clean", "denoised", "noisy")
@@ -116,15 +117,10 @@ class DenoisingTask:
             cfg = DenoisingConfig.model_validate(config).model_dump()
         except ValidationError as exc:
             raise _config_error(exc, config) from None
-        for path, kind in (("sensor", "sensors"), ("noise_model", "noise_models"),
-                           ("denoiser", "denoisers"), ("training.optimizer", "optimizers"),
-                           ("training.scheduler", "schedulers")):
-            parent, _, key = path.rpartition(".")
-            node = cfg[parent] if parent else cfg
-            if node.get(key) is None:
-                continue
-            name, params = check(kind, node[key], path)
-            node[key] = {"name": name, **params}
+        check_components(cfg, check, (("sensor", "sensors"), ("noise_model", "noise_models"),
+                                      ("denoiser", "denoisers"),
+                                      ("training.optimizer", "optimizers"),
+                                      ("training.scheduler", "schedulers")))
         for i, r in enumerate(cfg["ratios"]):
             if not r > 0:
                 raise ConfigError(f"ratios.{i}", r, "an amplification ratio must be > 0")

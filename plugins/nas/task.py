@@ -32,6 +32,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness import ConfigError, hookimpl
+from harness.params import check_components
 from harness_plugins.classification.task import Training, config_error
 
 Spec = str | dict[str, Any]
@@ -95,18 +96,11 @@ class NasTask:
             cfg = NasConfig.model_validate(config).model_dump()
         except ValidationError as exc:
             raise config_error(exc, config, NasConfig) from None
-        for path, kind in (("space", "search_spaces"), ("search", "search_strategies"),
-                           ("selector", "nas_selectors"), ("evaluate.loss", "losses"),
-                           ("evaluate.training.optimizer", "optimizers"),
-                           ("evaluate.training.scheduler", "schedulers")):
-            parent, _, key = path.rpartition(".")
-            node = cfg
-            for part in filter(None, parent.split(".")):
-                node = node[part]
-            if node.get(key) is None:
-                continue
-            name, params = check(kind, node[key], path)
-            node[key] = {"name": name, **params}
+        check_components(cfg, check, (("space", "search_spaces"),
+                                      ("search", "search_strategies"),
+                                      ("selector", "nas_selectors"), ("evaluate.loss", "losses"),
+                                      ("evaluate.training.optimizer", "optimizers"),
+                                      ("evaluate.training.scheduler", "schedulers")))
         space = _build("search_spaces", cfg["space"], "space")
         strategy = _build("search_strategies", cfg["search"], "search")
         selector = _build("nas_selectors", cfg["selector"], "selector")
