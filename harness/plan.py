@@ -55,6 +55,11 @@ class RunSpec:
         """The dataset's display name."""
         return self.dataset["label"]
 
+    def metric_components(self) -> dict[str, dict]:
+        """Logged metric name -> normalised component spec ``{"name": ..}``
+        (specs made before metrics took parameters list names only)."""
+        return self.metric_specs or {m: {"name": m} for m in self.metrics}
+
     @property
     def run_name(self) -> str:
         """MLflow run name: ``dataset/method/seed``."""

@@ -145,9 +145,8 @@ class RunContext:
     def metrics(self) -> dict[str, Any]:
         """The suite's metrics, built: logged name -> callable (with its
         declared ``inputs`` and ``greater_is_better``)."""
-        specs = self.spec.metric_specs or {m: m for m in self.spec.metrics}
         return {name: self.registry.create("metrics", spec, f"metrics.{name}")
-                for name, spec in specs.items()}
+                for name, spec in self.spec.metric_components().items()}
 
     def log_metrics(self, values: dict[str, float], step: int = 0) -> None:
         """Log metrics at ``step`` (buffered)."""
@@ -182,8 +181,7 @@ def provenance_tags(spec: RunSpec, registry) -> dict[str, str]:
     used = [("tasks", spec.task), ("datasets", spec.dataset["source"])]
     used += [("transforms", name) for name, _ in spec.dataset.get("transforms", [])]
     used += [tuple(c) for c in spec.components]
-    used += [("metrics", s["name"] if isinstance(s, dict) else s)
-             for s in (spec.metric_specs or {m: m for m in spec.metrics}).values()]
+    used += [("metrics", s["name"]) for s in spec.metric_components().values()]
     tags = {}
     for kind, name in used:
         info = registry.components(kind).get(name)
@@ -198,8 +196,8 @@ def direction_tags(spec: RunSpec, registry) -> dict[str, str]:
     from harness.metrics import DIRECTION_TAG
 
     tags = {}
-    for name, s in (spec.metric_specs or {m: m for m in spec.metrics}).items():
-        info = registry.components("metrics").get(s["name"] if isinstance(s, dict) else s)
+    for name, s in spec.metric_components().items():
+        info = registry.components("metrics").get(s["name"])
         if info is not None:
             better = getattr(info.factory, "greater_is_better", True)
             tags[f"{DIRECTION_TAG}{name}"] = "max" if better else "min"
