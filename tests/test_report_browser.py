@@ -70,11 +70,11 @@ def page(tmp_path_factory):
     hist = {rid: [(e, 0.5 + 0.04 * e) for e in range(5)] for rid in runs.run_id}
     mp = pytest.MonkeyPatch()
     mp.setattr(figures, "load_histories", lambda ids, key, uri: {i: hist[i] for i in ids})
+    uri = f"sqlite:///{out / 'x.db'}"  # the run-images figure asks this store (empty)
     try:
         data = analysis.analyse(LoadedRuns("web", runs, len(runs)), title="web",
-                                metric="accuracy", tracking_uri="sqlite:///x.db",
-                                baseline="baseline")
-        figs = figures.make_figures(data, out, "sqlite:///x.db")
+                                metric="accuracy", tracking_uri=uri, baseline="baseline")
+        figs = figures.make_figures(data, out, uri)
     finally:
         mp.undo()
     render.write(data, figs, out, ["html"])
