@@ -173,11 +173,15 @@ def cmd_run(args) -> int:
     if not plan.todo:
         print("nothing to train: every run is already done" if not plan.running else
               "nothing to train here: the remaining runs are running elsewhere")
+    if batch and plan.todo:
+        from harness.storewriter import writer_for
+
+        writer_for(uri).warm_reports()
     try:
         counts = run_plan(plan, uri, device=device, executor=executor,
                           blocked=tuple(_blocked(args)), console=console, registry=reg,
                           limits=limits, retries=args.retries, batch=batch,
-                          max_group=args.max_group)
+                          max_group=args.max_group, close_writer=False)
     except KeyboardInterrupt:
         print("\ninterrupted: finished runs are kept; run the same command again to resume",
               file=sys.stderr)
@@ -193,7 +197,11 @@ def cmd_run(args) -> int:
           f"{counts['skipped']} skipped, {failed} failed{extra}"
           f"{f', {len(plan.running)} running elsewhere' if plan.running else ''}")
     if counts["finished"] + counts["diverged"] + counts["skipped"]:
-        _leaderboard(plan.suite, uri, counts)
+        _leaderboard(plan.suite, uri, counts, batch)
+    if batch:
+        from harness.storewriter import close_writers
+
+        close_writers()
     return 1 if failed or counts["interrupted"] else 0
 
 
@@ -205,8 +213,29 @@ def cmd_status(args) -> int:
                 interval=args.interval, as_json=args.json, registry=_registry(args))
 
 
-def _leaderboard(suite, uri: str, counts) -> None:
-    """Print the leaderboard; log the full report to a suite-level MLflow run."""
+def _leaderboard(suite, uri: str, counts, batch: bool = False) -> None:
+    """Print the leaderboard; log the full report to a suite-level MLflow run.
+    ``batch``: the store writer that wrote the runs builds both (it has mlflow
+    and the report's modules imported while the runs trained)."""
+    if batch:
+        from types import SimpleNamespace
+
+        from harness.storewriter import WriterError, writer_for
+
+        writer = writer_for(uri)
+        board = writer.request("leaderboard", (suite.name,),
+                               {"tracking_uri": uri, "metric": suite.rank_by})
+        info = SimpleNamespace(name=suite.name, file=suite.file, rank_by=suite.rank_by)
+        report = writer.request("suite_report", (info, uri, dict(counts)), {})
+        try:
+            print(board.result(), flush=True)
+        except WriterError as exc:  # a report problem must not hide the finished runs
+            print(f"warning: no leaderboard: {exc}", file=sys.stderr)
+        try:
+            report.result()
+        except WriterError as exc:
+            print(f"warning: report not built: {exc}", file=sys.stderr)
+        return
     from harness.report import console_leaderboard, log_suite_report
 
     try:

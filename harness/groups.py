@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from harness.plan import RunSpec
@@ -117,11 +116,16 @@ def execute_group(specs_data: list[dict], uri: str | None, device: str = "auto",
     each run recorded with its own status.  Never raises for a run's failure
     (``KeyboardInterrupt`` marks every open run ``interrupted`` and
     propagates).  On CUDA out-of-memory the group's runs are closed as
-    ``interrupted`` and the two halves run as groups of their own."""
+    ``interrupted`` and the two halves run as groups of their own.
+
+    The runs are written by this process's store writer
+    (``harness.storewriter``): creating them and writing their per-epoch
+    metrics overlap the training, in another process; each outcome is
+    returned once its run's end is in the store."""
     import yaml
 
     from harness.plugins import get_registry
-    from harness.tracking import RunLogger
+    from harness.storewriter import RemoteRunLogger, writer_for
     from harness.worker import (
         Outcome,
         RunContext,
@@ -135,27 +139,20 @@ def execute_group(specs_data: list[dict], uri: str | None, device: str = "auto",
     specs = [RunSpec.from_dict(d) for d in specs_data]
     start = time.time()
     gid, n = group_id(specs), len(specs)
-    outcomes: dict[int, Outcome] = {}
     try:
         registry = get_registry(set(blocked) or None)
     except Exception as exc:  # noqa: BLE001 - every run fails the same way
         return [Outcome(s.run_key, s.run_name, "failed", error=_one_line(exc), attempt=attempt,
                         error_type=type(exc).__name__) for s in specs]
-
-    def open_run(i: int):
-        spec = specs[i]
-        logger = RunLogger(uri, spec, {**provenance_tags(spec, registry),
-                                       **direction_tags(spec, registry)},
-                           {"harness.attempt": attempt, "harness.executor": executor,
-                            GROUP_TAG: f"{gid} {i + 1}/{n}"})
+    writer = writer_for(uri)
+    loggers = []
+    for i, spec in enumerate(specs):
+        logger = RemoteRunLogger(writer, spec, {**provenance_tags(spec, registry),
+                                                **direction_tags(spec, registry)},
+                                 {"harness.attempt": attempt, "harness.executor": executor,
+                                  GROUP_TAG: f"{gid} {i + 1}/{n}"})
         logger.log_text(yaml.safe_dump(spec.to_dict(), sort_keys=False), "config.yaml")
-        return logger
-
-    # the group's MLflow runs are created by a thread while it trains: their
-    # writes (sqlite commits) overlap the training instead of preceding it
-    pool = ThreadPoolExecutor(1, thread_name_prefix="harness-group-runs")
-    deferred = {i: DeferredLogger(pool.submit(open_run, i)) for i in range(n)}
-    pool.shutdown(wait=False)
+        loggers.append(logger)
     hook = registry.pm.hook
     try:
         first = specs[0]
@@ -164,104 +161,41 @@ def execute_group(specs_data: list[dict], uri: str | None, device: str = "auto",
         for spec in specs:
             hook.before_run(spec=spec)
         task = registry.get("tasks", first.task).factory()
-        ctxs = [RunContext(spec, deferred[i], registry, dev, task) for i, spec in enumerate(specs)]
+        ctxs = [RunContext(spec, loggers[i], registry, dev, task) for i, spec in enumerate(specs)]
         results = task.run_group(ctxs)
         if len(results) != len(ctxs):
             raise RuntimeError(f"task {first.task!r}: run_group returned {len(results)} "
                                f"results for {len(ctxs)} runs")
     except KeyboardInterrupt:
-        for i in range(n):
-            logger, _ = _resolve(deferred[i], specs[i], attempt)
-            if logger is not None:
-                logger.end("interrupted", "interrupted by the user (Ctrl-C)")
+        for logger in loggers:
+            logger.end("interrupted", "interrupted by the user (Ctrl-C)")
+        for logger in loggers:
+            logger.wait()
         raise
     except Exception as exc:
         if type(exc).__name__ == "OutOfMemoryError" and n > 1:
-            return _split_after_oom(specs_data, deferred, specs, exc, uri, device, blocked,
-                                    attempt, executor)
+            return _split_after_oom(specs_data, loggers, exc, uri, device, blocked, attempt,
+                                    executor)
         results = [exc] * n
     share = (time.time() - start) / n
-    for i, result in enumerate(results):
-        logger, failed = _resolve(deferred[i], specs[i], attempt)
-        outcomes[i] = failed or _record(specs[i], logger, hook, result, share, attempt)
-    return [outcomes[i] for i in range(n)]
+    ended = [_end_run(specs[i], loggers[i], hook, result) for i, result in enumerate(results)]
+    return [_settle(specs[i], loggers[i], hook, ended[i], share, attempt) for i in range(n)]
 
 
-class DeferredLogger:
-    """A run's ``RunLogger`` while a thread is still creating it: calls are
-    kept and replayed in order by ``resolve()``; ``log_artifact`` (a file
-    that may not outlive the call) waits for the real logger.  Per-epoch
-    flushes are left to the end of the group (``flush_due`` is false)."""
-
-    def __init__(self, future):
-        self._future = future
-        self._calls: list = []
-        self._logger = None
-
-    def flush_due(self) -> bool:
-        """Never: the group writes each run's metrics once, when it ends."""
-        return False
-
-    def resolve(self):
-        """The real ``RunLogger`` with every kept call replayed (raises what
-        creating the run raised)."""
-        if self._logger is None:
-            self._logger = self._future.result()
-            for name, args, kwargs in self._calls:
-                getattr(self._logger, name)(*args, **kwargs)
-            self._calls.clear()
-        return self._logger
-
-    @property
-    def run_id(self) -> str:
-        """The MLflow run id (waits for the run to exist)."""
-        return self.resolve().run_id
-
-    def log_artifact(self, *args, **kwargs) -> None:
-        """Store an artifact now (the file may be gone by the end of the group)."""
-        self.resolve().log_artifact(*args, **kwargs)
-
-    def __getattr__(self, name: str):
-        from harness.tracking import RunLogger
-
-        if name.startswith("_"):
-            raise AttributeError(name)
-        if self._logger is not None or not callable(getattr(RunLogger, name, None)):
-            # a data attribute (``client``, ``exp_id``) needs the real run
-            return getattr(self.resolve(), name)
-
-        def keep(*args, **kwargs):
-            self._calls.append((name, args, kwargs))
-
-        return keep
-
-
-def _resolve(deferred: DeferredLogger, spec: RunSpec, attempt: int):
-    """(logger, None), or (None, a failed Outcome) when the run could not be created."""
-    from harness.worker import Outcome, _one_line, is_infrastructure_error
-
-    try:
-        return deferred.resolve(), None
-    except Exception as exc:  # e.g. the tracking store is unreachable: no run to record into
-        return None, Outcome(spec.run_key, spec.run_name, "failed", error=_one_line(exc),
-                             attempt=attempt, retryable=is_infrastructure_error(exc),
-                             error_type=type(exc).__name__)
-
-
-def _split_after_oom(specs_data, deferred, specs, exc, uri, device, blocked, attempt,
+def _split_after_oom(specs_data, loggers, exc, uri, device, blocked, attempt,
                      executor) -> list:
     """Close the group's runs and run its two halves as groups of their own
     (each half opens new MLflow runs; resume counts the newest per key)."""
     import gc
 
-    n = len(specs)
+    n = len(loggers)
     half = n // 2
     note = (f"the group of {n} ran out of memory ({type(exc).__name__}); "
             f"retrained in groups of {half} and {n - half}")
-    for i in range(n):
-        logger, _ = _resolve(deferred[i], specs[i], attempt)
-        if logger is not None:
-            logger.end("interrupted", note)
+    for logger in loggers:
+        logger.end("interrupted", note)
+    for logger in loggers:
+        logger.wait()
     del exc
     gc.collect()
     try:
@@ -276,47 +210,49 @@ def _split_after_oom(specs_data, deferred, specs, exc, uri, device, blocked, att
     return out
 
 
-def _record(spec: RunSpec, logger, hook, result, seconds: float, attempt: int):
-    """End one run of a group as ``execute_run`` would have: test metrics and
-    ``finished``, ``diverged``, or the failure with its traceback."""
+def _end_run(spec: RunSpec, logger, hook, result) -> tuple:
+    """Queue the end of one run of a group as ``execute_run`` would write it:
+    test metrics and ``finished``, ``diverged``, or the failure with its
+    traceback.  Returns ``(status, metrics, error, exception)``."""
     from harness.errors import DatasetUnavailable, Diverged, UserError
-    from harness.worker import (
-        FAILURE_KIND_TAG,
-        Outcome,
-        _one_line,
-        is_infrastructure_error,
-        is_oom,
-    )
-
-    def outcome(status, metrics=None, error="", retryable=False, exc=None):
-        return Outcome(spec.run_key, spec.run_name, status, metrics or {}, error, seconds,
-                       attempt, retryable, logger.run_id,
-                       type(exc).__name__ if exc is not None else "")
+    from harness.worker import FAILURE_KIND_TAG, _one_line, is_oom
 
     if not isinstance(result, BaseException):
         logger.log_metrics({f"test/{k}": v for k, v in result.items()}, 0)
         logger.end("finished")
-        hook.after_run(spec=spec, status="finished", metrics=result)
-        return outcome("finished", result)
+        return "finished", result, "", None
     if isinstance(result, Diverged):
-        logger.end("diverged", str(result) or "loss became NaN/inf")
-        hook.after_run(spec=spec, status="diverged", metrics={})
-        return outcome("diverged", error=str(result))
+        error = str(result) or "loss became NaN/inf"
+        logger.end("diverged", error)
+        return "diverged", {}, str(result), None
     error = _one_line(result)
     status = "oom" if is_oom(result) else "failed"
-    retryable = status == "failed" and is_infrastructure_error(result)
+    logger.log_text("".join(traceback.format_exception(result)), "traceback.txt")
     try:
-        logger.log_text("".join(traceback.format_exception(result)), "traceback.txt")
         hook.on_run_error(spec=spec, error=result)
     except Exception:  # recording must not hide the run's own error
         pass
-    try:
-        if isinstance(result, (UserError, DatasetUnavailable)):
-            logger.set_tags({FAILURE_KIND_TAG: "input"})
-        logger.end(status, error)
-    except Exception as track_exc:  # the tracking store went away mid-run
-        retryable = retryable or is_infrastructure_error(track_exc)
-    return outcome(status, error=error, retryable=retryable, exc=result)
+    if isinstance(result, (UserError, DatasetUnavailable)):
+        logger.set_tags({FAILURE_KIND_TAG: "input"})
+    logger.end(status, error)
+    return status, {}, error, result
+
+
+def _settle(spec: RunSpec, logger, hook, ended: tuple, seconds: float, attempt: int):
+    """The run's ``Outcome`` once its end is in the store; a run the store
+    writer could not record fails (an infrastructure failure)."""
+    from harness.worker import Outcome, is_infrastructure_error
+
+    status, metrics, error, exc = ended
+    run_id, problem = logger.wait()
+    if problem:
+        return Outcome(spec.run_key, spec.run_name, "failed", {}, problem, seconds, attempt,
+                       True, run_id or "", "WriterError")
+    if status in ("finished", "diverged"):
+        hook.after_run(spec=spec, status=status, metrics=metrics)
+    retryable = status == "failed" and is_infrastructure_error(exc)
+    return Outcome(spec.run_key, spec.run_name, status, metrics, error, seconds, attempt,
+                   retryable, run_id, type(exc).__name__ if exc is not None else "")
 
 
 def lost_outcomes(lost, uri: str | None, suite: str) -> list:

@@ -183,13 +183,15 @@ def _reason(outcome) -> str:
 def run_plan(plan: Plan, uri: str | None, *, device: str = "auto",
              executor="local", blocked: tuple[str, ...] = (), console=None,
              registry=None, limits=None, retries: int = 0, batch: bool = False,
-             max_group: int | None = None) -> Counter:
+             max_group: int | None = None, close_writer: bool = True) -> Counter:
     """Execute ``plan.todo``; return a Counter of statuses (``skipped``
     counts runs already done, ``running`` those running elsewhere).
 
     ``batch``: one work item per group of runs the task trains together
     (``harness.groups``, at most ``max_group`` runs each); not with
-    ``limits`` or ``retries``, which are per process.
+    ``limits`` or ``retries``, which are per process.  Its runs are written
+    by a store writer (``harness.storewriter``), stopped at the end unless
+    ``close_writer`` is false (``harness run`` asks it for the report first).
 
     ``executor``: a name, a ``{"name": ..., **params}`` spec or a built
     executor; its ``slots`` (runs at once on this machine, default 1) spread
@@ -210,7 +212,14 @@ def run_plan(plan: Plan, uri: str | None, *, device: str = "auto",
     for run_id in plan.stale.values():
         mark_stale(uri, run_id, "left running by a process that died; rerun")
     counts: Counter = Counter(skipped=len(plan.done), running=len(plan.running))
-    if plan.todo:
+    prepared = None
+    if plan.todo and batch:
+        from harness.storewriter import writer_for
+
+        # batch mode writes through a store writer (harness.storewriter): it
+        # imports mlflow and creates the store while this process groups the runs
+        prepared = writer_for(uri).prepare(plan.suite.name)
+    elif plan.todo:
         prepare_store(uri, plan.suite.name)
     registry.pm.hook.before_suite(suite=plan.suite, runs=plan.todo)
     name = getattr(executor, "name", type(executor).__name__)
@@ -237,6 +246,8 @@ def run_plan(plan: Plan, uri: str | None, *, device: str = "auto",
             raise ValueError("batch mode trains a group in one process: it does not "
                              "combine with limits or retries")
         pending = batch_items(plan.todo, registry, devices, max_group)
+        if prepared is not None:
+            prepared.result()
         fn = functools.partial(call_item, uri=uri, blocked=blocked, executor=name,
                                env=worker_env())
         fn.isolated = False
@@ -273,6 +284,10 @@ def run_plan(plan: Plan, uri: str | None, *, device: str = "auto",
             for _ in range(len(again) - len(pending)):
                 counts["finished"] += 1
                 progress.n += 1
+    if batch and close_writer:
+        from harness.storewriter import close_writers
+
+        close_writers()
     registry.pm.hook.after_suite(suite=plan.suite, summary=dict(counts))
     return counts
 

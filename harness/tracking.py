@@ -278,7 +278,10 @@ class RunLogger:
     one whose process died (``is_stale``)."""
 
     def __init__(self, uri: str | None, spec, provenance: dict[str, str],
-                 extra_tags: dict[str, Any] | None = None):
+                 extra_tags: dict[str, Any] | None = None,
+                 environment: dict[str, str] | None = None):
+        """``environment``: the training process's ``environment_tags()``,
+        when the run is written by another process (the store writer)."""
         from mlflow.entities import Param
 
         self.uri = uri
@@ -296,7 +299,7 @@ class RunLogger:
             "harness.status": "running",
             "harness.heartbeat": str(int(time.time())),
             "harness.pid": f"{socket.gethostname()}:{os.getpid()}",
-            **environment_tags(),
+            **(environment_tags() if environment is None else environment),
             **provenance,
             **{k: str(v) for k, v in (extra_tags or {}).items()},
         }
@@ -338,6 +341,23 @@ class RunLogger:
         self._metrics.extend(Metric(k, float(v), ts, step) for k, v in values.items())
         if len(self._metrics) >= BATCH:
             self.flush()
+
+    def log_metric_rows(self, rows: list[tuple]) -> None:
+        """Buffer ``(key, value, timestamp ms, step)`` rows logged elsewhere
+        (the store writer's client process)."""
+        from mlflow.entities import Metric
+
+        self._metrics.extend(Metric(k, v, ts, step) for k, v, ts, step in rows)
+        if len(self._metrics) >= BATCH:
+            self.flush()
+
+    def pending(self) -> int:
+        """How many metrics wait in the buffer."""
+        return len(self._metrics)
+
+    def stop_heartbeat(self) -> None:
+        """Stop refreshing ``harness.heartbeat`` (the run's process is gone)."""
+        self._stop.set()
 
     def flush(self) -> None:
         """Write buffered metrics and refresh the heartbeat tag."""
@@ -384,6 +404,16 @@ class RunLogger:
             self.client.log_artifacts(self.run_id, path, artifact_path)
         else:
             self.client.log_artifact(self.run_id, path, artifact_path)
+
+    def log_spooled_artifact(self, path: str, artifact_path: str | None, spool: str) -> None:
+        """``log_artifact`` of a copy made for this logger, then delete the
+        copy's folder ``spool``."""
+        import shutil
+
+        try:
+            self.log_artifact(path, artifact_path)
+        finally:
+            shutil.rmtree(spool, ignore_errors=True)
 
     def end(self, status: str, error: str = "") -> None:
         """Flush, tag the harness status (and one-line error), close the run."""

@@ -236,48 +236,6 @@ def test_models_that_cannot_stack_train_alone(tmp_path):
         "model `mlp`: the model uses dropout, which is not batchable"}
 
 
-def test_deferred_logger_keeps_calls_until_the_run_exists():
-    """Method calls are replayed in order on the real logger; data attributes
-    and artifacts wait for it; creation errors surface on resolve."""
-    from concurrent.futures import Future
-
-    from harness.groups import DeferredLogger
-
-    class Real:
-        client, run_id = "the client", "r1"
-
-        def __init__(self):
-            self.calls = []
-
-        def log_metrics(self, values, step=0):
-            self.calls.append(("m", values, step))
-
-        def log_text(self, text, name):
-            self.calls.append(("t", text, name))
-
-        def log_artifact(self, path, artifact_path=None):
-            self.calls.append(("a", path))
-
-    future = Future()
-    d = DeferredLogger(future)
-    d.log_metrics({"x": 1.0}, 3)
-    d.log_text("hi", "a.txt")
-    assert not d.flush_due()
-    real = Real()
-    future.set_result(real)
-    assert real.calls == []  # nothing written before resolve ...
-    d.log_artifact("/tmp/f")  # ... except an artifact, which resolves first
-    assert real.calls == [("m", {"x": 1.0}, 3), ("t", "hi", "a.txt"), ("a", "/tmp/f")]
-    assert d.client == "the client" and d.run_id == "r1"
-    d.log_metrics({"y": 2.0})
-    assert real.calls[-1] == ("m", {"y": 2.0}, 0)
-
-    failed = Future()
-    failed.set_exception(ConnectionError("tracking server unreachable"))
-    with pytest.raises(ConnectionError):
-        DeferredLogger(failed).resolve()
-
-
 @pytest.mark.slow
 def test_cli_batch_plan_run_resume_jobs(tmp_path, tracking_uri, capsys):
     """`harness plan --batch` shows groups and reasons; `harness run --batch`
