@@ -155,9 +155,9 @@ def cmd_run(args) -> int:
     executor = executor_from_args(args, reg)
     limits = Limits(args.timeout, args.memory_limit)
     batch = args.batch or args.max_group is not None
-    if batch and (limits.isolate or args.retries):
+    if batch and limits.isolate:
         raise UserError("--batch trains a group in one process: it does not combine with "
-                        "--timeout, --memory-limit or --retries")
+                        "--timeout or --memory-limit")
     console = Console(stderr=True)
     plan = make_plan(args.suite, uri, only=args.only, force=args.force,
                      rerun_failed=args.rerun_failed, registry=reg)

@@ -188,8 +188,9 @@ def run_plan(plan: Plan, uri: str | None, *, device: str = "auto",
     counts runs already done, ``running`` those running elsewhere).
 
     ``batch``: one work item per group of runs the task trains together
-    (``harness.groups``, at most ``max_group`` runs each); not with
-    ``limits`` or ``retries``, which are per process.  Its runs are written
+    (``harness.groups``, at most ``max_group`` runs each); not with a
+    timeout or memory limit, which are per process; a run retried after an
+    infrastructure failure of its group trains alone.  Its runs are written
     by a store writer (``harness.storewriter``), stopped at the end unless
     ``close_writer`` is false (``harness run`` asks it for the report first).
 
@@ -239,26 +240,32 @@ def run_plan(plan: Plan, uri: str | None, *, device: str = "auto",
     # each call supervises its own child process: a local executor may drive
     # them from threads instead of worker processes
     fn.isolated = limits.isolate
+    group_fn = None
     if batch:
         from harness.groups import batch_items, call_item, flat_outcomes
 
-        if limits.isolate:
+        if limits.timeout_s or limits.memory_bytes:
             raise ValueError("batch mode trains a group in one process: it does not "
-                             "combine with limits or retries")
+                             "combine with a timeout or a memory limit")
         pending = batch_items(plan.todo, registry, devices, max_group)
         if prepared is not None:
             prepared.result()
-        fn = functools.partial(call_item, uri=uri, blocked=blocked, executor=name,
-                               env=worker_env())
-        fn.isolated = False
+        group_fn = functools.partial(call_item, uri=uri, blocked=blocked, executor=name,
+                                     env=worker_env())
+        group_fn.isolated = False
     labels = {s.run_key: s.dataset_label for s in plan.todo}
     with _progress(out, len(plan.todo)) as progress:
         while pending:
-            by_key = {item[0]["run_key"]: item for item in pending if isinstance(item[0], dict)}
+            if group_fn is not None:  # items are groups: (spec dicts, device, attempt)
+                by_key = {d["run_key"]: (d, dev, att) for ds, dev, att in pending for d in ds}
+                results = flat_outcomes(executor.map(group_fn, pending), uri, plan.suite.name)
+            else:
+                by_key = {item[0]["run_key"]: item for item in pending
+                          if isinstance(item[0], dict)}
+                results = executor.map(fn, pending)
+            # a run retried after its group failed trains alone, in a fresh process
+            group_fn = None
             again = []
-            results = executor.map(fn, pending)
-            if batch:  # an item is a group: one outcome per run
-                results = flat_outcomes(results, uri, plan.suite.name)
             for result in results:
                 outcome = _lost_outcome(result, uri, plan.suite.name) \
                     if isinstance(result, Lost) else result

@@ -247,8 +247,8 @@ def test_cli_batch_plan_run_resume_jobs(tmp_path, tracking_uri, capsys):
     out = capsys.readouterr().out
     assert "batch mode:" in out and "alone (2 runs): scheme `sam` is not batchable" in out
     assert "estimated training time: unknown" in out
-    assert main(["run", suite, "--batch", "--retries", "1"]) == 2
-    assert "does not combine with" in capsys.readouterr().err
+    assert main(["run", suite, "--batch", "--timeout", "1h"]) == 2
+    assert "does not combine with --timeout" in capsys.readouterr().err
 
     assert main(["run", suite, "--batch", "--only", "*/ce/*"]) == 0
     assert "2 finished" in capsys.readouterr().out
@@ -262,3 +262,31 @@ def test_cli_batch_plan_run_resume_jobs(tmp_path, tracking_uri, capsys):
     assert len(groups) == 7
     assert main(["run", suite, "--batch"]) == 0
     assert "nothing to train" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_group_failing_on_infrastructure_is_retried_run_by_run(tmp_path, tracking_uri,
+                                                               monkeypatch, fresh_registry):
+    """A CUDA error in a group fails its runs as retryable; with --retries
+    each is trained again alone (attempt 2) and finishes."""
+    from mlflow.tracking import MlflowClient
+
+    from harness.cli import main
+
+    monkeypatch.setenv("HARNESS_PLUGINS", "harness_testplugin")
+    monkeypatch.setenv("HARNESS_TEST_CUDA_ERROR_ONCE", f"breast_cancer/ce/0@{tmp_path / 'm'}")
+    fresh_registry()
+    suite = suite_file(tmp_path)
+    assert main(["run", suite, "--batch", "--only", "*/[cf][ea]*/*", "--retries", "1"]) == 0
+    cl = MlflowClient(tracking_uri)
+    attempts: dict[str, list] = {}
+    for r in cl.search_runs([cl.get_experiment_by_name("batched").experiment_id],
+                            order_by=["attributes.start_time ASC"]):
+        t = r.data.tags
+        if "harness.run_key" in t:
+            attempts.setdefault(r.info.run_name, []).append(
+                (t["harness.attempt"], t["harness.status"], "harness.group" in t))
+    # the four runs trained as one group; the CUDA error failed all of them
+    assert attempts == {name: [("1", "failed", True), ("2", "finished", False)]
+                        for name in ("breast_cancer/ce/0", "breast_cancer/ce/1",
+                                     "breast_cancer/fast/0", "breast_cancer/fast/1")}

@@ -138,7 +138,9 @@ def register_fault_losses(register):
 def faults_before_run(spec):
     """HARNESS_TEST_KILL_ONCE=run_name@marker_file: SIGKILL this process on
     the first attempt of that run (a worker that dies).
-    HARNESS_TEST_SLOW_RUN=run_name:seconds: sleep before that run trains."""
+    HARNESS_TEST_SLOW_RUN=run_name:seconds: sleep before that run trains.
+    HARNESS_TEST_CUDA_ERROR_ONCE=run_name@marker_file: raise a CUDA error
+    (an infrastructure failure) on the first attempt of that run."""
     import os
     import signal
     import time
@@ -147,6 +149,10 @@ def faults_before_run(spec):
     if name == spec.run_name and marker and not os.path.exists(marker):
         open(marker, "w").close()
         os.kill(os.getpid(), signal.SIGKILL)
+    name, _, marker = os.environ.get("HARNESS_TEST_CUDA_ERROR_ONCE", "").partition("@")
+    if name == spec.run_name and marker and not os.path.exists(marker):
+        open(marker, "w").close()
+        raise RuntimeError("CUDA error: unspecified launch failure")
     name, _, seconds = os.environ.get("HARNESS_TEST_SLOW_RUN", "").rpartition(":")
     if name == spec.run_name:
         time.sleep(float(seconds))
