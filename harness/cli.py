@@ -155,6 +155,9 @@ def cmd_run(args) -> int:
     executor = executor_from_args(args, reg)
     limits = Limits(args.timeout, args.memory_limit)
     batch = args.batch or args.max_group is not None
+    if batch and os.name != "posix":
+        raise UserError("--batch needs a POSIX system: its MLflow writes go through a "
+                        "store-writer process fed by a pipe (harness/storewriter.py)")
     if batch and limits.isolate:
         raise UserError("--batch trains a group in one process: it does not combine with "
                         "--timeout or --memory-limit")
