@@ -11,9 +11,9 @@ batch norm, head 64), 20 epochs.  Every side is a fresh interpreter (start-up an
 included); the harness sides write to an MLflow sqlite store whose schema
 exists already.  Wall time depends on how loaded the machine is, so the
 table also gives each process's CPU time (user + sys) and the load average.
-For the batched run it splits the wall time into training, evaluation
-(``time/train_s``, ``time/eval_s`` summed over the runs) and the rest
-(interpreter, imports, planning, data, MLflow writes).
+For each harness run it splits the wall time (``wall_split``): training,
+evaluation, start-up with imports and data, waiting for the runs' MLflow
+writes to end, the end-of-run report, and exit.
 """
 
 from __future__ import annotations
@@ -106,30 +106,48 @@ for seed in range(SEEDS):
 """
 
 
-def timed(cmd: list[str], cwd: Path, env: dict) -> tuple[float, float]:
-    """(wall s, CPU s of the child) of one command."""
+def timed(cmd: list[str], cwd: Path, env: dict) -> tuple[float, float, float]:
+    """(wall s, CPU s of the child, unix start time) of one command."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.time()
     start = time.perf_counter()
     subprocess.run(cmd, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu
+    return wall, cpu, started
 
 
-def run_times(db: Path) -> tuple[float, float, int]:
-    """Sum of ``time/train_s`` and ``time/eval_s`` over the runs, and their count."""
+def wall_split(db: Path, started: float, wall: float) -> dict[str, float]:
+    """Where a harness process's wall time went, read from its MLflow store:
+    ``training`` and ``evaluation`` (``time/train_s`` and ``time/eval_s`` summed
+    over the runs), ``start, imports, data`` (the rest until the last run's
+    test metrics were logged), ``ending runs`` (until the last run was
+    terminated in the store: the MLflow writes the process waited for),
+    ``report`` (until the suite-level run ended) and ``exit``."""
     import sqlite3
 
     con = sqlite3.connect(db)
     try:
-        rows = con.execute("SELECT key, SUM(value), COUNT(*) FROM latest_metrics "
-                           "WHERE key IN ('time/train_s', 'time/eval_s') GROUP BY key").fetchall()
+        def one(sql: str) -> float:
+            return float(con.execute(sql).fetchone()[0] or 0)
+
+        keyed = "SELECT run_uuid FROM tags WHERE key = 'harness.run_key'"
+        train = one("SELECT SUM(value) FROM latest_metrics WHERE key = 'time/train_s'")
+        evaluate = one("SELECT SUM(value) FROM latest_metrics WHERE key = 'time/eval_s'")
+        # test metrics are stamped by the training process when it logs them
+        tested = one(f"SELECT MAX(timestamp) FROM metrics WHERE key LIKE 'test/%' "
+                     f"AND run_uuid IN ({keyed})") / 1000
+        ended = one(f"SELECT MAX(end_time) FROM runs WHERE run_uuid IN ({keyed})") / 1000
+        reported = one("SELECT MAX(end_time) FROM runs WHERE run_uuid IN (SELECT run_uuid "
+                       "FROM tags WHERE key = 'harness.kind' AND value = 'suite')") / 1000
     finally:
         con.close()
-    sums = {k: (v, n) for k, v, n in rows}
-    return sums["time/train_s"][0], sums["time/eval_s"][0], sums["time/train_s"][1]
+    return {"training": train, "evaluation": evaluate,
+            "start, imports, data": tested - started - train - evaluate,
+            "ending runs": ended - tested, "report": reported - ended,
+            "exit": started + wall - reported}
 
 
 def measure(workload: str, epochs: int, args, tmp: Path, env: dict) -> dict[str, list]:
@@ -153,8 +171,8 @@ def measure(workload: str, epochs: int, args, tmp: Path, env: dict) -> dict[str,
         for side, flags in (("harness", []), ("batched", batch_flags)):
             db = work / f"{side}{r}.db"
             shutil.copy(template, db)
-            results[side].append((*timed([*harness, f"sqlite:///{db}", *flags], work, env),
-                                  *run_times(db)))
+            wall, cpu, started = timed([*harness, f"sqlite:///{db}", *flags], work, env)
+            results[side].append((wall, cpu, wall_split(db, started, wall)))
     return results
 
 
@@ -178,10 +196,9 @@ def report(workload: str, epochs: int, results: dict, args, loads: list) -> None
     print(tabulate(rows, headers=["what", "wall s", "runs/s", "x loop (wall)", "CPU s",
                                   "x loop (CPU)"]))
     for side in ("harness", "batched"):
-        wall, _, train, evaluate, n = results[side][len(results[side]) // 2]
-        print(f"{labels[side]}: wall {wall:.1f} s = training {train:.1f} + evaluation "
-              f"{evaluate:.1f} + the rest {wall - train - evaluate:.1f} "
-              f"(interpreter, imports, planning, data, MLflow writes, report; {n} runs)")
+        wall, _, split = results[side][len(results[side]) // 2]
+        parts = " + ".join(f"{k} {v:.1f}" for k, v in split.items())
+        print(f"{labels[side]}: wall {wall:.1f} s = {parts}")
 
 
 def main() -> None:
