@@ -196,7 +196,7 @@ def report(workload: str, epochs: int, results: dict, args, loads: list) -> None
     print(tabulate(rows, headers=["what", "wall s", "runs/s", "x loop (wall)", "CPU s",
                                   "x loop (CPU)"]))
     for side in ("harness", "batched"):
-        wall, _, split = results[side][len(results[side]) // 2]
+        wall, _, split = sorted(results[side], key=lambda x: x[0])[len(results[side]) // 2]
         parts = " + ".join(f"{k} {v:.1f}" for k, v in split.items())
         print(f"{labels[side]}: wall {wall:.1f} s = {parts}")
 
