@@ -102,7 +102,11 @@ def register_tasks(register):
       (called at plan time: cheap, no data); and ``run_group(ctxs) ->
       list[dict | BaseException]``: train one group (a ``RunContext`` per
       run) and return per run its test metrics or the exception that ended
-      it.  Each run must log exactly what ``run`` would log for it.
+      it.  Each run must log exactly what ``run`` would log for it.  In a
+      group the contexts log through a store-writer process
+      (``harness.storewriter``): their logging calls are queued, and the
+      MLflow client and run id are not at hand (a task that reads the store
+      while it trains, such as ``harness.shared``, must not batch).
     """
 
 
