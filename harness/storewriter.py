@@ -114,8 +114,10 @@ class StoreWriter:
         for req in list(self._replies):
             future = self._replies.pop(req, None)
             if future is not None and not future.done():
-                future.set_exception(WriterError(
-                    f"the store writer exited (status {self._proc.wait()})"))
+                future.set_exception(self._exited())
+
+    def _exited(self) -> WriterError:
+        return WriterError(f"the store writer exited (status {self._proc.wait()})")
 
     def _send_loop(self) -> None:
         while True:
@@ -146,8 +148,7 @@ class StoreWriter:
         self._replies[req] = future
         if self._dead:  # checked after registering: the reader's sweep may have missed it
             self._replies.pop(req, None)
-            future.set_exception(WriterError(
-                f"the store writer exited (status {self._proc.wait()})"))
+            future.set_exception(self._exited())
             return future
         self.send(message[0], req, *message[1:])
         return future
@@ -286,10 +287,12 @@ class RemoteRunLogger:
 
 def serve(read_fd: int, write_fd: int, uri: str) -> None:
     """The writer's main loop (``StoreWriter`` starts it in a child process)."""
+    import importlib
     from multiprocessing.connection import Connection, wait
 
     from harness.plan import RunSpec
     from harness.tracking import RunLogger, prepare_store
+    from harness.worker import _one_line
 
     inbox = Connection(read_fd, writable=False)
     outbox = Connection(write_fd, readable=False)
@@ -304,21 +307,19 @@ def serve(read_fd: int, write_fd: int, uri: str) -> None:
             pass
 
     def fail(run: int, exc: BaseException) -> None:
-        errors.setdefault(run, f"{type(exc).__name__}: {exc}".splitlines()[0])
+        errors.setdefault(run, _one_line(exc))
 
     def answer(req: int, fn, *args, **kwargs) -> None:
         try:
             reply(req, True, fn(*args, **kwargs))
         except Exception as exc:  # noqa: BLE001 - said to the caller
-            reply(req, False, f"{type(exc).__name__}: {exc}")
+            reply(req, False, _one_line(exc))
 
     def handle(message: tuple) -> None:
         op = message[0]
         if op == "warm":
             warm.extend(message[1])
         elif op in REPORTS:
-            import importlib
-
             module, name = REPORTS[op].rsplit(".", 1)
             _, req, args, kwargs = message
             answer(req, getattr(importlib.import_module(module), name), *args, **kwargs)
@@ -363,8 +364,6 @@ def serve(read_fd: int, write_fd: int, uri: str) -> None:
                 max(due, key=RunLogger.pending).flush()
                 continue
             if warm:  # nothing to write: import what a later request needs
-                import importlib
-
                 try:
                     importlib.import_module(warm.pop(0))
                 except Exception:  # noqa: BLE001 - the request itself will say it
