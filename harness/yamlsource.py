@@ -53,31 +53,125 @@ def parse_path(text: str) -> Path_:
     return tuple(text.split(".")) if text else ()
 
 
-def _walk(node, path: Path_, lines: dict[Path_, int], file: str) -> None:
-    """Record the line of every key path; a key given twice in one mapping is
-    an error (YAML itself keeps the last one silently: a second ``ce:`` would
-    replace the first method without a word)."""
+#: Most nodes a document may hold once its aliases (``*name``) are expanded,
+#: and how deep its collections may nest.  A suite is a few hundred nodes; the
+#: budget stops an alias bomb (``b: [*a, *a, ...]`` nested nine deep expands
+#: to ~10^9 nodes from 20 lines) before anything walks the expansion.
+MAX_NODES = 100_000
+MAX_DEPTH = 64
+
+
+def _check_budget(root, file: str) -> None:
+    """Raise ``ConfigError`` at the first node whose expansion exceeds
+    ``MAX_NODES`` or ``MAX_DEPTH``, or that contains itself through an alias.
+    Sizes are memoised by node identity, so the check is linear in the
+    document, not in its expansion."""
     import yaml
 
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[Any, int] = {}
-        for key_node, value_node in node.value:
-            key = yaml.safe_load(yaml.serialize(key_node)) if not isinstance(
-                key_node, yaml.ScalarNode) else key_node.value
-            line = key_node.start_mark.line + 1
-            if key in seen and key != "<<":
-                raise ConfigError(format_path((*path, key)), MISSING,
-                                  f"duplicate key {key!r} (first at line {seen[key]}); YAML "
-                                  "would keep only the last one", file=file, line=line)
-            seen.setdefault(key, line)
-            sub = (*path, key)
-            lines[sub] = line
-            _walk(value_node, sub, lines, file)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            sub = (*path, i)
-            lines[sub] = item.start_mark.line + 1
-            _walk(item, sub, lines, file)
+    sizes: dict[int, tuple[int, int]] = {}  # id(node) -> (expanded nodes, depth)
+    open_: set[int] = set()
+
+    def fail(node, message: str) -> ConfigError:
+        return ConfigError("", MISSING, message, file=file, line=node.start_mark.line + 1)
+
+    # an explicit stack: deep nesting must fail with a message, not RecursionError
+    stack = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        else:
+            children = []
+        if done:
+            open_.discard(key)
+            size = 1 + sum(sizes[id(c)][0] for c in children)
+            depth = 1 + max((sizes[id(c)][1] for c in children), default=0)
+            if size > MAX_NODES:
+                raise fail(node, f"the document expands to more than {MAX_NODES} values "
+                           "(aliases '*name' repeat what their anchor '&name' holds); "
+                           "a suite this large is refused")
+            sizes[key] = (size, depth)
+            continue
+        if key in sizes:
+            continue
+        if key in open_:
+            raise fail(node, "an alias refers to a collection that contains it (a "
+                       "recursive '&anchor'); a suite must be a tree")
+        if len(open_) >= MAX_DEPTH:
+            raise fail(node, f"collections nest more than {MAX_DEPTH} levels deep")
+        open_.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in children
+                     if id(c) not in sizes or id(c) in open_)
+
+
+def _walk(root, lines: dict[Path_, int], file: str) -> None:
+    """Record the line of every key path; a key given twice in one mapping is
+    an error (YAML itself keeps the last one silently: a second ``ce:`` would
+    replace the first method without a word).
+
+    A node reached again through an alias is not walked again, so the walk
+    is linear in the document: a path below an alias has no line of its own
+    and ``YamlSource.line_of`` gives the nearest recorded ancestor's (the key
+    that holds the alias)."""
+    import yaml
+
+    walked: set[int] = set()
+    stack: list[tuple[Any, Path_]] = [(root, ())]
+    while stack:
+        node, path = stack.pop()
+        if id(node) in walked:
+            continue
+        walked.add(id(node))
+        below: list[tuple[Any, Path_]] = []
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, value_node in node.value:
+                key = _key(key_node)
+                line = key_node.start_mark.line + 1
+                if key in seen and key != "<<":
+                    raise ConfigError(format_path((*path, key)), MISSING,
+                                      f"duplicate key {key!r} (first at line {seen[key]}); "
+                                      "YAML would keep only the last one", file=file, line=line)
+                seen.setdefault(key, line)
+                sub = (*path, key)
+                lines.setdefault(sub, line)
+                below.append((value_node, sub))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                sub = (*path, i)
+                lines.setdefault(sub, item.start_mark.line + 1)
+                below.append((item, sub))
+        # document order: an anchor comes before its aliases, so the paths under
+        # it get its own lines and an alias only the line where it is used
+        stack.extend(reversed(below))
+
+
+def _key(key_node) -> Any:
+    """A mapping key as the path names it: a scalar's text, else its value
+    (a ``[1, 2]`` key becomes a tuple, hashable)."""
+    import yaml
+
+    if isinstance(key_node, yaml.ScalarNode):
+        return key_node.value
+    if isinstance(key_node, yaml.SequenceNode):
+        return tuple(_key(n) for n in key_node.value)
+    return yaml.serialize(key_node).strip()
+
+
+def _unshare(value: Any) -> Any:
+    """A copy in which no two places share a list or mapping: YAML builds
+    ``*name`` as the very object ``&name`` holds, and a check that normalises
+    one place in place would otherwise change the other.  Bounded by
+    ``MAX_NODES``, so linear."""
+    if isinstance(value, dict):
+        return {k: _unshare(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unshare(v) for v in value]
+    return value
 
 
 #: Parser messages that almost always mean a line is indented wrongly.
@@ -113,15 +207,21 @@ def load_yaml(file: str | Path) -> YamlSource:
                           file=file) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is not None:
+            _check_budget(node, file)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError("", MISSING, f"malformed YAML: {problem}{_hint(problem)}", file=file,
                           line=mark.line + 1 if mark else None) from None
+    except RecursionError:  # PyYAML's composer recurses once per nesting level
+        raise ConfigError("", MISSING, f"collections nest more than {MAX_DEPTH} levels deep",
+                          file=file) from None
     lines: dict[Path_, int] = {(): 1}
     if node is not None:
-        _walk(node, (), lines, file)
+        _walk(node, lines, file)
+        data = _unshare(data)
     # Integer-looking keys are ints after safe_load; mirror them in the map.
     for path in list(lines):
         lines.setdefault(tuple(_maybe_int(p) for p in path), lines[path])
