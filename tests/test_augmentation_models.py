@@ -23,18 +23,26 @@ def blobs(seed=0, n=200):
     return X.astype(np.float32), y
 
 
-def test_gaussian_nb_model_is_the_hand_computed_posterior():
+@pytest.mark.parametrize("variance, pooled", [
+    # means 1 and 12; residuals -1, 1, -2, 2, 0: squared sum 10 over N = 5 rows,
+    # K = 2 classes.  Maximum likelihood (the reference code's ddof 0) is the default.
+    ({}, 10 / 5), ({"variance": "ml"}, 10 / 5), ({"variance": "unbiased"}, 10 / 3)])
+def test_gaussian_nb_model_is_the_hand_computed_posterior(variance, pooled):
     X = np.array([[0.0], [2.0], [10.0], [14.0], [12.0]], np.float32)
     y = np.array([0, 0, 1, 1, 1])
-    model = gaussian_nb(in_shape=(1,), n_classes=2, var_smoothing=0.0).fit(X, y)
-    # means 1 and 12; residuals -1, 1, -2, 2, 0: pooled variance 10 / (5 - 2)
-    var = 10 / 3
+    model = gaussian_nb(in_shape=(1,), n_classes=2, var_smoothing=0.0, **variance).fit(X, y)
+    assert float(model.var[0]) == pytest.approx(pooled)
     x = 5.0
-    log_post = [math.log(2 / 5) - (x - 1) ** 2 / (2 * var),
-                math.log(3 / 5) - (x - 12) ** 2 / (2 * var)]
+    log_post = [math.log(2 / 5) - (x - 1) ** 2 / (2 * pooled),
+                math.log(3 / 5) - (x - 12) ** 2 / (2 * pooled)]
     expected = np.exp(log_post) / np.exp(log_post).sum()
     probs = torch.softmax(model(torch.tensor([[x]])).double(), 1).numpy()[0]
     assert np.allclose(probs, expected)
+
+
+def test_gaussian_nb_variance_option_is_checked():
+    with pytest.raises(ValueError, match="variance must be 'ml' or 'unbiased'"):
+        gaussian_nb(in_shape=(1,), n_classes=2, variance="pooled")
 
 
 def test_gaussian_nb_refuses_gradient_training():

@@ -24,7 +24,7 @@ is still logged); use it with ``training.epochs: 1``.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from harness import FromData, UserError, hookimpl
 
@@ -88,13 +88,20 @@ def logreg(in_shape: Annotated[tuple, FromData], n_classes: Annotated[int, FromD
 
 
 def gaussian_nb(in_shape: Annotated[tuple, FromData], n_classes: Annotated[int, FromData],
-                var_smoothing: float = 1e-9):
-    """Gaussian naive Bayes, pooled diagonal variance, fit in closed form (use closed_form)."""
+                var_smoothing: float = 1e-9, variance: Literal["ml", "unbiased"] = "ml"):
+    """Gaussian naive Bayes, pooled diagonal variance, fit in closed form (use closed_form).
+
+    ``variance: ml`` (default) divides the pooled squared residuals by N, the
+    maximum-likelihood estimate the reference code of Zheng et al. uses
+    (per-class ``np.var`` with ddof 0, weighted by the class priors);
+    ``unbiased`` divides by N - K."""
     import math
 
     import torch
     import torch.nn as nn
 
+    if variance not in ("ml", "unbiased"):
+        raise ValueError(f"gaussian_nb: variance must be 'ml' or 'unbiased', got {variance!r}")
     d = math.prod(in_shape)
 
     class PooledGaussianNB(nn.Module):
@@ -118,7 +125,7 @@ def gaussian_nb(in_shape: Annotated[tuple, FromData], n_classes: Annotated[int, 
             return self.log_prior - 0.5 * sq
 
         def fit(self, X, y) -> PooledGaussianNB:
-            """Class means, pooled unbiased diagonal variance and class priors."""
+            """Class means, pooled diagonal variance (``variance``) and class priors."""
             import numpy as np
 
             X = _as_numpy(X).reshape(len(X), -1).astype(np.float64)
@@ -129,7 +136,8 @@ def gaussian_nb(in_shape: Annotated[tuple, FromData], n_classes: Annotated[int, 
             for c in present:
                 means[c] = X[y == c].mean(0)
             resid = X - means[y]
-            var = (resid ** 2).sum(0) / max(len(X) - len(present), 1)
+            dof = len(X) if variance == "ml" else len(X) - len(present)
+            var = (resid ** 2).sum(0) / max(dof, 1)
             var = var + var_smoothing * max(float(X.var(0).max()), 1e-12)
             with np.errstate(divide="ignore"):
                 log_prior = np.where(counts > 0, np.log(counts / counts.sum()), -1e4)
