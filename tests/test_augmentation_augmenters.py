@@ -77,12 +77,41 @@ def test_gmm_samples_per_class_and_is_reproducible():
     assert Xg1[yg1 == 0].mean() < -1 < 1 < Xg1[yg1 == 1].mean()
 
 
-def test_instance_noise_inflates_the_fitted_variance():
+def test_instance_noise_smoothed_fit_inflates_the_variance():
     X, y = two_blobs(n=(3000, 3000), d=2)
     plain = A.gaussian_nb().fit(X, y, np.random.default_rng(0))
-    noisy = A.gaussian_nb(instance_noise=1.0).fit(X, y, np.random.default_rng(5))
+    noisy = A.gaussian_nb(instance_noise=1.0, denoise=False).fit(X, y, np.random.default_rng(5))
     # independent noise adds its variance: 1 + 1
     assert np.allclose(noisy.var_, plain.var_ + 1.0, atol=0.1)
+
+
+@pytest.mark.parametrize("make", [
+    lambda **kw: A.gaussian_nb(**kw),
+    lambda **kw: A.gmm(n_components=1, **kw),
+    lambda **kw: A.gmm(n_components=1, covariance_type="full", **kw),
+])
+def test_instance_noise_is_removed_before_sampling_by_default(make):
+    """Chae et al. estimate the data distribution by the fitted generator
+    without its noise: fit on X + N(0, 1.5^2), sample with unit variance back."""
+    X, y = two_blobs(n=(4000, 4000), d=2)
+    var_real = np.concatenate([X[y == c] - X[y == c].mean(0) for c in (0, 1)]).var(0)
+    assert np.allclose(var_real, 1.0, atol=0.1)
+    rng = np.random.default_rng(1)
+    Xg, yg = make(instance_noise=1.5).fit(X, y, np.random.default_rng(5)).sample(
+        {0: 4000, 1: 4000}, rng)
+    var_gen = np.concatenate([Xg[yg == c] - Xg[yg == c].mean(0) for c in (0, 1)]).var(0)
+    assert np.allclose(var_gen, var_real, atol=0.15)
+    Xs, ys = make(instance_noise=1.5, denoise=False).fit(X, y, np.random.default_rng(5)).sample(
+        {0: 4000, 1: 4000}, rng)
+    var_smooth = np.concatenate([Xs[ys == c] - Xs[ys == c].mean(0) for c in (0, 1)]).var(0)
+    assert np.allclose(var_smooth, var_real + 1.5 ** 2, atol=0.3)
+
+
+def test_removing_more_noise_than_the_fit_holds_leaves_a_positive_variance():
+    X, y = two_blobs(n=(50, 50), d=2)
+    aug = A.gaussian_nb().fit(X, y, np.random.default_rng(0))
+    aug._remove_instance_noise(100.0)
+    assert (aug.var_ > 0).all() and (aug.var_ < 1e-3).all()
 
 
 @pytest.mark.parametrize("make", [

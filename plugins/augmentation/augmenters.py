@@ -7,10 +7,19 @@ the per-class minimum check, flattening ``(N, *in_shape)`` inputs to rows and
 back, and turning a total count into per-class counts.  Subclasses implement
 ``_fit(X, y, rng)`` and ``_sample(n_per_class, rng)`` on flat float64 rows.
 
-:class:`LikelihoodAugmenter` adds ``instance_noise`` (Kim et al.): the
-generator is fit on ``X + N(0, sigma^2)``, which smooths the density a
-likelihood-trained generator learns from few samples.  SMOTE interpolates
-between neighbours and has no likelihood, so it does not take the option.
+:class:`LikelihoodAugmenter` adds ``instance_noise`` (Chae, Kim, Kim and Lin,
+"A likelihood approach to nonparametric estimation of a singular
+distribution using deep generative models", JMLR 2023): the generator is
+fit by maximum likelihood on ``X + N(0, sigma^2)``, which makes the
+likelihood of data concentrated near a low-dimensional set well defined.
+The paper's estimator of the data distribution is the fitted generator's
+output with the noise left out (the push-forward of the latent law, not the
+noise-smoothed density that was fit), so samples are drawn with the
+instance noise removed by default (``denoise: true``): ``gaussian_nb`` and
+``gmm`` subtract ``sigma^2`` from their fitted variances (floored just above
+zero).  ``denoise: false`` samples the smoothed fit.  ``cvae`` and ``ddpm``
+sample their smoothed fit either way.  SMOTE interpolates between
+neighbours and has no likelihood, so it does not take the option.
 
 Built-ins here: ``smote`` (imbalanced-learn), ``gaussian_nb`` (class means and
 one pooled diagonal variance: the GDA paper's bGMM generator) and ``gmm``
@@ -124,22 +133,34 @@ class Augmenter:
 
 class LikelihoodAugmenter(Augmenter):
     """An augmenter fit by maximum likelihood; ``instance_noise`` > 0 fits it
-    on the data plus Gaussian noise of that standard deviation (Kim et al.)."""
+    on the data plus Gaussian noise of that standard deviation (Chae et al.);
+    ``denoise`` then samples with that noise's variance removed where the
+    subclass can (``_remove_instance_noise``), as the paper's estimator does."""
 
-    def __init__(self, ratio: float = 1.0, mode: Mode = "fixed", instance_noise: float = 0.0):
+    def __init__(self, ratio: float = 1.0, mode: Mode = "fixed", instance_noise: float = 0.0,
+                 denoise: bool = True):
         super().__init__(ratio, mode)
         if instance_noise < 0:
             raise ValueError(f"{self.name}: instance_noise must be >= 0, got {instance_noise!r}")
         self.instance_noise = float(instance_noise)
+        self.denoise = bool(denoise)
 
     def fit(self, X, y, rng: np.random.Generator) -> LikelihoodAugmenter:
-        """Fit on ``X`` (plus instance noise when set)."""
+        """Fit on ``X`` (plus instance noise when set, removed again from the
+        fitted model when ``denoise``)."""
         import numpy as np
 
         if self.instance_noise > 0:
             X = np.asarray(X, np.float64)
             X = X + rng.normal(0.0, self.instance_noise, size=X.shape)
-        return super().fit(X, y, rng)
+        super().fit(X, y, rng)
+        if self.instance_noise > 0 and self.denoise:
+            self._remove_instance_noise(self.instance_noise ** 2)
+        return self
+
+    def _remove_instance_noise(self, variance: float) -> None:
+        """Take the instance noise's ``variance`` out of the fitted model;
+        generators without a separable noise term keep their smoothed fit."""
 
 
 class Smote(Augmenter):
@@ -198,6 +219,11 @@ class GaussianNB(LikelihoodAugmenter):
         # a constant feature (a border pixel) would give zero variance
         self.var_ = np.maximum(var, 1e-9 * max(float(var.max()), 1.0))
 
+    def _remove_instance_noise(self, variance: float) -> None:
+        import numpy as np
+
+        self.var_ = np.maximum(self.var_ - variance, 1e-9 * max(float(self.var_.max()), 1.0))
+
     def _sample(self, n_per_class, rng):
         import numpy as np
 
@@ -215,8 +241,8 @@ class GMM(LikelihoodAugmenter):
 
     def __init__(self, ratio: float = 1.0, mode: Mode = "fixed", instance_noise: float = 0.0,
                  n_components: int = 2, covariance_type: str = "diag",
-                 reg_covar: float = 1e-3):
-        super().__init__(ratio, mode, instance_noise)
+                 reg_covar: float = 1e-3, denoise: bool = True):
+        super().__init__(ratio, mode, instance_noise, denoise)
         if n_components < 1:
             raise ValueError(f"gmm: n_components must be >= 1, got {n_components!r}")
         self.n_components = int(n_components)
@@ -235,6 +261,22 @@ class GMM(LikelihoodAugmenter):
             gm = GaussianMixture(self.n_components, covariance_type=self.covariance_type,
                                  reg_covar=self.reg_covar, random_state=_seed(rng))
             self.models_[c] = gm.fit(X[y == c])
+
+    def _remove_instance_noise(self, variance: float) -> None:
+        """sigma^2 (times I) off every component's covariance; ``sample``
+        reads ``covariances_``.  Full and tied matrices are clipped to
+        positive eigenvalues."""
+        import numpy as np
+
+        for gm in self.models_.values():
+            cov = np.asarray(gm.covariances_, np.float64)
+            floor = 1e-9 * max(float(np.abs(cov).max()), 1.0)
+            if self.covariance_type in ("diag", "spherical"):
+                gm.covariances_ = np.maximum(cov - variance, floor)
+                continue
+            vals, vecs = np.linalg.eigh(cov)
+            vals = np.maximum(vals - variance, floor)
+            gm.covariances_ = (vecs * vals[..., None, :]) @ np.swapaxes(vecs, -1, -2)
 
     def _sample(self, n_per_class, rng):
         import numpy as np
@@ -255,17 +297,23 @@ def smote(ratio: float = 1.0, mode: Mode = "fixed", k_neighbors: int = 5) -> Smo
     return Smote(ratio, mode, k_neighbors)
 
 
-def gaussian_nb(ratio: float = 1.0, mode: Mode = "fixed", instance_noise: float = 0.0
-                ) -> GaussianNB:
-    """Class-conditional Gaussian, pooled diagonal variance (bGMM generator, Zheng et al. 2023)."""
-    return GaussianNB(ratio, mode, instance_noise)
+def gaussian_nb(ratio: float = 1.0, mode: Mode = "fixed", instance_noise: float = 0.0,
+                denoise: bool = True) -> GaussianNB:
+    """Class-conditional Gaussian, pooled diagonal variance (bGMM generator, Zheng et al. 2023).
+
+    ``instance_noise``: fit on the data plus N(0, sigma^2); ``denoise``: sample
+    with sigma^2 taken off the fitted variance (Chae et al.'s estimator)."""
+    return GaussianNB(ratio, mode, instance_noise, denoise)
 
 
 def gmm(ratio: float = 1.0, mode: Mode = "fixed", instance_noise: float = 0.0,
         n_components: int = 2, covariance_type: Literal["full", "tied", "diag", "spherical"]
-        = "diag", reg_covar: float = 1e-3) -> GMM:
-    """Gaussian mixture per class (scikit-learn GaussianMixture, EM)."""
-    return GMM(ratio, mode, instance_noise, n_components, covariance_type, reg_covar)
+        = "diag", reg_covar: float = 1e-3, denoise: bool = True) -> GMM:
+    """Gaussian mixture per class (scikit-learn GaussianMixture, EM).
+
+    ``instance_noise``/``denoise`` as for ``gaussian_nb``: with ``denoise``
+    sigma^2 I comes off every component's covariance before sampling."""
+    return GMM(ratio, mode, instance_noise, n_components, covariance_type, reg_covar, denoise)
 
 
 @hookimpl
