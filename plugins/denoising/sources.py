@@ -11,6 +11,9 @@ first, which also averages away its JPEG artefacts.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field
 
 from harness import hookimpl
 from harness.data import RawDataset
@@ -52,7 +55,8 @@ def _fit_size(rgb, size: int):
     return rescale(rgb, scale, channel_axis=-1, anti_aliasing=True)
 
 
-def photos(size: int = 128, names: list[str] | None = None) -> RawDataset:
+def photos(size: Annotated[int, Field(ge=8)] = 128,
+           names: list[str] | None = None) -> RawDataset:
     """Bundled photographs (scikit-image data, scikit-learn sample images) as clean packed raw.
 
     ``size``: largest packed side (photographs are downscaled to fit);
@@ -121,8 +125,11 @@ def _load_raw_array(file: Path):
     return np.clip(arr, 0.0, 1.0)
 
 
-def image_folder(path: Path, size: int = 128) -> RawDataset:
-    """A folder of PNG/JPEG photographs (sRGB, inverse ISP) or .npy/.npz raw arrays in [0, 1].
+def image_folder(path: Path, size: Annotated[int, Field(ge=8)] = 128) -> RawDataset:
+    """A flat folder of PNG/JPEG photographs (sRGB, inverse ISP) or .npy/.npz raw arrays in [0, 1].
+
+    The denoising layout of the shared ``image_folder`` source
+    (:mod:`harness_plugins.data.image_folder`), which calls this.
 
     A relative ``path`` is relative to the suite file's folder; ``size``
     bounds the packed side of photographs (raw arrays are used as they are)."""
@@ -154,6 +161,7 @@ image_folder.label = lambda params: Path(str(params["path"])).name
 
 @hookimpl
 def register_datasets(register):
-    """Image sources of the denoising task."""
+    """Image sources of the denoising task (``image_folder``, shared with
+    classification, is registered by ``harness_plugins.data.image_folder``
+    and reads a flat folder through :func:`image_folder` here)."""
     register("photos", photos)
-    register("image_folder", image_folder)
