@@ -17,8 +17,14 @@ to training-ready arrays (tabular rows or images, integer labels).
 6. preprocessing fit on the train split only: tabular data is imputed
    (median; most frequent for categorical columns), categorical columns are
    one-hot encoded (unknown categories -> all zeros) and numeric ones
-   standardised; images ``(N, C, H, W)`` are standardised per channel;
-7. float32 features and int64 labels in a ``PreparedData``.
+   standardised; float images ``(N, C, H, W)`` are standardised per channel;
+   uint8 images (the image sources') keep their pixels in ``X_train`` and
+   get an ``ImagePipeline`` (channel statistics of the train split and the
+   source's augmentation, :mod:`harness_plugins.classification.augment`),
+   which normalises ``X_val``/``X_test`` now and each training batch on the
+   run's device (``ImageData.augment``);
+7. float32 features (uint8 train pixels) and int64 labels in a
+   ``PreparedData`` (``ImageData`` for uint8 images).
 
 Every random choice derives from ``split_seed`` (transforms get a numpy
 Generator seeded from the seed, the transform's position and the split part),
@@ -70,6 +76,29 @@ class PreparedData:
         import numpy as np
 
         return np.bincount(self.y_train, minlength=self.n_classes).tolist()
+
+
+@dataclass
+class ImageData(PreparedData):
+    """Prepared uint8 images: ``X_train`` stays ``uint8`` ``(N, C, H, W)`` (a
+    quarter of float32's memory, on the run's device as is), ``X_val`` and
+    ``X_test`` are normalised float32.  The training loop passes every
+    training batch through :meth:`augment`; code that feeds ``X_train`` to a
+    model by other paths converts it with :meth:`inputs`."""
+
+    pipeline: Any = None
+
+    def augment(self, x, generator):
+        """A training batch (uint8 tensor on the run's device) cropped, flipped,
+        normalised and cut out as the source asked, drawing from ``generator``."""
+        return self.pipeline.train_batch(x, generator)
+
+    def inputs(self, x):
+        """Model inputs of train-split rows without augmentation: normalised float32
+        (tensor in, tensor out; numpy in, numpy out)."""
+        if isinstance(x, np.ndarray):
+            return self.pipeline.numpy_eval(x) if x.dtype == np.uint8 else x
+        return self.pipeline.eval_batch(x)
 
 
 STAGES = ("full", "train", "trainval")
@@ -244,7 +273,8 @@ def prepare_dataset(entry: dict, split_seed: int, *, registry=None) -> PreparedD
     seed = abs(int(split_seed)) % 2**32
     raw = load_raw(source, params, registry, entry.get("base_dir"))
 
-    X, categorical = encode_features(raw)
+    pixels = is_uint8_images(raw)
+    X, categorical = (np.asarray(raw.X), None) if pixels else encode_features(raw)
     y, classes, labelled = encode_labels(raw.y)
     if len(y) == 0:
         raise UserError(f"dataset {raw.name!r} has no labelled rows")
@@ -277,8 +307,15 @@ def prepare_dataset(entry: dict, split_seed: int, *, registry=None) -> PreparedD
         raise UserError(f"dataset {entry.get('label') or raw.name!r} has no training rows "
                         f"left after its split and transforms")
 
-    prep = fit_preprocessing(X_train, categorical)
-    X_train, X_val, X_test = prep(X_train), prep(X_val), prep(X_test)
+    pipeline = None
+    if pixels:
+        from harness_plugins.classification.augment import ImagePipeline
+
+        pipeline = ImagePipeline.fit(X_train, raw.meta.get("augment"))
+        X_val, X_test = pipeline.numpy_eval(X_val), pipeline.numpy_eval(X_test)
+    else:
+        prep = fit_preprocessing(X_train, categorical)
+        X_train, X_val, X_test = prep(X_train), prep(X_val), prep(X_test)
     changed_train = clean_train is not None and not np.array_equal(clean_train, y_train)
     changed_val = clean_val is not None and not np.array_equal(clean_val, y_val)
     meta = {
@@ -293,12 +330,24 @@ def prepare_dataset(entry: dict, split_seed: int, *, registry=None) -> PreparedD
     }
     if changed_train:
         meta["noise_rate_train"] = float(np.mean(clean_train != y_train))
-    return PreparedData(
+    kind, extra = PreparedData, {}
+    if pipeline is not None:
+        kind, extra = ImageData, {"pipeline": pipeline}
+        meta["pipeline"] = pipeline.describe()
+    return kind(
         name=str(entry.get("label") or raw.name),
         X_train=np.ascontiguousarray(X_train), y_train=y_train.astype(np.int64),
         X_val=np.ascontiguousarray(X_val), y_val=y_val.astype(np.int64),
         X_test=np.ascontiguousarray(X_test), y_test=y_test.astype(np.int64),
         classes=classes, in_shape=tuple(X_train.shape[1:]), meta=meta,
         y_train_clean=clean_train if changed_train else None,
-        y_val_clean=clean_val if changed_val else None,
+        y_val_clean=clean_val if changed_val else None, **extra,
     )
+
+
+def is_uint8_images(raw: RawDataset) -> bool:
+    """Whether a source gave uint8 images ``(N, C, H, W)``: they keep their
+    pixels through the split and get the device pipeline (``ImageData``)."""
+    X = raw.X
+    return (isinstance(X, np.ndarray) and X.dtype == np.uint8 and X.ndim == 4
+            and raw.image_shape is not None)

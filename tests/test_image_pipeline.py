@@ -1,0 +1,104 @@
+"""The uint8 image pipeline: statistics, augmentation on the device, prepared data, end to end."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from harness_plugins.classification.augment import ImagePipeline
+
+
+def _pixels(n=6, c=3, h=5, w=7, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, c, h, w), dtype=np.uint8)
+
+
+def test_statistics_are_the_train_splits_channel_mean_and_std():
+    X = _pixels(n=9)
+    pipe = ImagePipeline.fit(X, {"crop": 2, "flip": True})
+    ref = X.astype(np.float64)
+    assert np.allclose(pipe.mean, ref.mean(axis=(0, 2, 3)))
+    assert np.allclose(pipe.std, ref.std(axis=(0, 2, 3)))
+    assert (pipe.crop, pipe.flip, pipe.cutout) == (2, True, 0)
+    with pytest.raises(ValueError, match="unknown augmentation keys"):
+        ImagePipeline.fit(X, {"rotate": 10})
+
+
+def test_no_augmentation_is_plain_normalisation():
+    X = _pixels()
+    pipe = ImagePipeline.fit(X, {})
+    x = torch.as_tensor(X)
+    out = pipe.train_batch(x, torch.Generator().manual_seed(0))
+    mean = np.asarray(pipe.mean).reshape(1, -1, 1, 1)
+    std = np.asarray(pipe.std).reshape(1, -1, 1, 1)
+    assert torch.allclose(out, torch.as_tensor((X - mean) / std, dtype=torch.float32), atol=1e-5)
+    assert torch.equal(pipe.eval_batch(x), torch.as_tensor(pipe.numpy_eval(X)))
+
+
+def _windows(img_padded, h, w):
+    """Every h x w window of a padded image."""
+    H, W = img_padded.shape[-2:]
+    return [img_padded[..., i:i + h, j:j + w] for i in range(H - h + 1) for j in range(W - w + 1)]
+
+
+def test_random_crop_is_a_window_of_the_black_padded_image():
+    X = _pixels(n=8)
+    pipe = ImagePipeline.fit(X, {"crop": 2})
+    out = pipe.train_batch(torch.as_tensor(X), torch.Generator().manual_seed(1)).numpy()
+    black = [-m / s for m, s in zip(pipe.mean, pipe.std)]
+    offsets = set()
+    for k in range(len(X)):
+        norm = pipe.numpy_eval(X[k:k + 1])[0]
+        padded = np.stack([np.pad(norm[c], 2, constant_values=black[c]) for c in range(3)])
+        hits = [i for i, win in enumerate(_windows(padded, 5, 7)) if np.allclose(win, out[k])]
+        assert hits, f"image {k} is not a window of its padded image"
+        offsets.add(hits[0])
+    assert len(offsets) > 1  # offsets are drawn per image
+
+
+def test_flip_and_determinism_come_from_the_given_generator():
+    X = _pixels(n=64, h=4, w=4)
+    pipe = ImagePipeline.fit(X, {"flip": True})
+    x = torch.as_tensor(X)
+    a = pipe.train_batch(x, torch.Generator().manual_seed(3))
+    b = pipe.train_batch(x, torch.Generator().manual_seed(3))
+    c = pipe.train_batch(x, torch.Generator().manual_seed(4))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    plain = pipe.eval_batch(x)
+    flipped = torch.tensor([torch.equal(a[i], plain[i].flip(2)) for i in range(64)])
+    kept = torch.tensor([torch.equal(a[i], plain[i]) for i in range(64)])
+    assert bool((flipped | kept).all()) and 16 < int(flipped.sum()) < 48
+
+
+def test_cutout_zeroes_one_clipped_square_per_image():
+    X = np.full((32, 1, 8, 8), 200, np.uint8)
+    X[0] = 0  # the statistics must not make 200 normalise to 0
+    pipe = ImagePipeline.fit(X, {"cutout": 4})
+    out = pipe.train_batch(torch.as_tensor(X[1:]), torch.Generator().manual_seed(0))
+    zeros = (out == 0).sum(dim=(1, 2, 3))
+    assert bool((zeros >= 4).all()) and bool((zeros <= 16).all())  # clipped at the border
+    assert int((zeros == 16).sum()) > 0
+
+
+def test_float_batches_give_the_same_augmentation_as_uint8():
+    X = _pixels(n=16)
+    pipe = ImagePipeline.fit(X, {"crop": 3, "flip": True, "cutout": 2})
+    a = pipe.train_batch(torch.as_tensor(X), torch.Generator().manual_seed(7))
+    b = pipe.train_batch(torch.as_tensor(pipe.numpy_eval(X)), torch.Generator().manual_seed(7))
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_prepared_image_data_keeps_uint8_train_pixels():
+    from harness_plugins.classification.prepare import ImageData, prepare_dataset
+
+    entry = {"source": "synthetic_images",
+             "params": {"n_train": 40, "n_test": 10, "size": 8, "n_classes": 4}}
+    data = prepare_dataset(entry, 0)
+    assert isinstance(data, ImageData)
+    assert data.X_train.dtype == np.uint8 and data.X_train.shape == (32, 3, 8, 8)
+    assert data.X_val.dtype == np.float32 and len(data.y_test) == 10  # the official test split
+    assert np.allclose(data.pipeline.mean, data.X_train.astype(np.float64).mean(axis=(0, 2, 3)))
+    assert np.allclose(data.inputs(data.X_train).mean(axis=(0, 2, 3)), 0, atol=1e-4)
+    assert data.meta["pipeline"]["crop"] == 4 and data.in_shape == (3, 8, 8)
+    again = prepare_dataset(entry, 0)
+    assert np.array_equal(again.X_train, data.X_train)
