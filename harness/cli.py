@@ -85,9 +85,15 @@ def cmd_list(args) -> int:
 
 
 def cmd_datasets(args) -> int:
-    """Print the catalog of a dataset source (the sets it offers), when it has one."""
+    """Print the catalog of a dataset source (the sets it offers), when it has one;
+    ``datasets fetch NAME`` downloads a source's data instead."""
     from tabulate import tabulate
 
+    if args.source == "fetch":
+        return cmd_fetch(args)
+    if args.name is not None:
+        raise UserError(f"unexpected argument {args.name!r}: `harness datasets SOURCE` "
+                        f"lists a catalog, `harness datasets fetch SOURCE` downloads")
     info = _registry(args).get("datasets", args.source)
     catalog = getattr(info.factory, "catalog", None)
     if catalog is None:
@@ -97,6 +103,38 @@ def cmd_datasets(args) -> int:
         print(json.dumps(rows, indent=2, default=str))
     else:
         print(tabulate(rows, headers="keys", floatfmt=".2f"))
+    return 0
+
+
+def cmd_fetch(args) -> int:
+    """Download a dataset source's published files through its factory's
+    ``fetch(root, progress)`` (checksum, unpack, idempotent; the source knows
+    its URLs and default folder, the core none)."""
+    from pathlib import Path
+
+    if args.name is None:
+        raise UserError("`harness datasets fetch` needs a dataset source name, e.g. "
+                        "`harness datasets fetch cifar10 --root DIR`")
+    info = _registry(args).get("datasets", args.name)
+    fetch = getattr(info.factory, "fetch", None)
+    if fetch is None:
+        raise UserError(f"dataset source {args.name!r} has nothing to fetch (no fetch())")
+    # None: the source's own default data folder
+    root = Path(args.root).expanduser() if args.root else None
+    shown = []  # a progress line was drawn on the terminal: end it
+
+    def progress(label: str, done: int, total: int | None) -> None:
+        if sys.stderr.isatty():
+            of = f" of {total / 2**20:.1f}" if total else ""
+            print(f"\r{label}: {done / 2**20:.1f}{of} MiB", end="", file=sys.stderr, flush=True)
+            shown.append(True)
+
+    try:
+        message = fetch(root, progress)
+    finally:
+        if shown:
+            print(file=sys.stderr)
+    print(message)
     return 0
 
 
@@ -337,8 +375,12 @@ def build_parser(executor_opts: dict[str, ExecutorOption] | None = None
     sp.add_argument("kind", nargs="?", help="losses, datasets, metrics, ... (default: all)")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(fn=cmd_list)
-    sp = sub.add_parser("datasets", help="the sets a dataset source offers (e.g. keel)")
-    sp.add_argument("source", help="a dataset source with a catalog")
+    sp = sub.add_parser("datasets", help="the sets a dataset source offers (e.g. keel); "
+                        "`datasets fetch NAME [--root DIR]` downloads a source's data")
+    sp.add_argument("source", help="a dataset source with a catalog, or `fetch`")
+    sp.add_argument("name", nargs="?", help="with fetch: the dataset source to download")
+    sp.add_argument("--root", help="with fetch: the data folder (default: $HARNESS_DATA or "
+                    "~/.cache/harness/data)")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(fn=cmd_datasets)
 

@@ -26,6 +26,15 @@ Progress = Callable[[str, int, "int | None"], None]
 CHUNK = 1 << 20
 
 
+def data_home() -> Path:
+    """Where datasets live without a ``root``: ``$HARNESS_DATA``, else
+    ``$XDG_CACHE_HOME/harness/data`` (``~/.cache/harness/data``)."""
+    if os.environ.get("HARNESS_DATA"):
+        return Path(os.environ["HARNESS_DATA"]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache).expanduser() / "harness" / "data"
+
+
 @dataclass(frozen=True)
 class Resource:
     """One published file: where it is, its MD5, the folder (relative to the
@@ -129,10 +138,13 @@ def fetch_resources(resources: list[Resource], root: Path, progress: Progress | 
 
 
 def fetcher(name: str, resources: list[Resource], done: Callable[[Path], bool]):
-    """``fetch(root, progress=None) -> str`` for a source factory's ``fetch`` attribute."""
+    """``fetch(root, progress=None) -> str`` for a source factory's ``fetch`` attribute
+    (``root`` None: :func:`data_home`)."""
 
-    def fetch(root: Path, progress: Progress | None = None) -> str:
-        return fetch_resources(resources, root, progress, done, name)
+    def fetch(root: Path | None, progress: Progress | None = None) -> str:
+        # read at call time: a mirror's (or a test's) own checksums can replace them
+        return fetch_resources(fetch.resources, data_home() if root is None else root,
+                               progress, done, name)
 
     fetch.resources = resources
     return fetch

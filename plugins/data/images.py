@@ -19,7 +19,6 @@ file stops the suite at validation, naming the files and the
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -29,7 +28,7 @@ from pydantic import Field
 from harness import hookimpl
 from harness.data import RawDataset
 from harness.errors import ConfigError
-from harness_plugins.data.fetch import Resource, fetcher
+from harness_plugins.data.fetch import Resource, data_home, fetcher
 
 Pad = Annotated[int, Field(ge=0, le=64)]
 Cut = Annotated[int, Field(ge=0, le=256)]
@@ -64,15 +63,6 @@ CITATIONS = {
                "Robustness to Common Corruptions and Perturbations}, author={Hendrycks, Dan "
                "and Dietterich, Thomas}, booktitle={ICLR}, year={2019}}",
 }
-
-
-def data_home() -> Path:
-    """Where datasets live without a ``root``: ``$HARNESS_DATA``, else
-    ``$XDG_CACHE_HOME/harness/data`` (``~/.cache/harness/data``)."""
-    if os.environ.get("HARNESS_DATA"):
-        return Path(os.environ["HARNESS_DATA"]).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache).expanduser() / "harness" / "data"
 
 
 @dataclass(frozen=True)
