@@ -154,6 +154,15 @@ def test_missing_root_names_expected_files_and_the_fetch_command(tmp_path):
         images.mnist.check({"root": tmp_path / "nowhere"})
 
 
+def test_missing_data_directory_fails_the_runs_not_the_plan(tmp_path, monkeypatch):
+    from harness.errors import DatasetUnavailable
+
+    monkeypatch.setenv("HARNESS_DATA", str(tmp_path / "empty"))
+    assert images.cifar10.check({}) is None  # a suite without root still plans
+    with pytest.raises(DatasetUnavailable, match="harness datasets fetch cifar10`"):
+        images.cifar10()
+
+
 def test_data_home_from_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("HARNESS_DATA", str(tmp_path))
     write_mnist(tmp_path / "MNIST" / "raw")

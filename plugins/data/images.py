@@ -12,9 +12,12 @@ augmentation the task's pipeline applies to training batches
 ``root`` (relative to the suite file) is the folder holding the unpacked
 archive as torchvision lays it out (``cifar-10-batches-py/``,
 ``MNIST/raw/``), or that unpacked folder itself; without it, the data
-directory (``$HARNESS_DATA``, else ``~/.cache/harness/data``).  A missing
-file stops the suite at validation, naming the files and the
-``harness datasets fetch`` command.
+directory (``$HARNESS_DATA``, else ``~/.cache/harness/data``).  A file
+missing under a given ``root`` stops the suite at validation (exit 2),
+naming the files and the ``harness datasets fetch`` command; a file missing
+from the data directory fails the runs on that dataset at once
+(``DatasetUnavailable``, same message), so a suite still plans on a machine
+without the data.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from pydantic import Field
 
 from harness import hookimpl
 from harness.data import RawDataset
-from harness.errors import ConfigError
+from harness.errors import ConfigError, DatasetUnavailable
 from harness_plugins.data.fetch import Resource, data_home, fetcher
 
 Pad = Annotated[int, Field(ge=0, le=64)]
@@ -97,9 +100,13 @@ class Layout:
         fetch = f"harness datasets fetch {self.name}" + (f" --root {base}" if root else "")
         why = (f"{base} does not exist" if not base.exists() else
                f"{present} lacks {', '.join(missing)}")
-        raise ConfigError("root", str(root) if root is not None else None,
-                          f"{self.name}: {why}; expected {', '.join(self.files)} in "
-                          f"{where} (or in the root itself); `{fetch}` downloads them")
+        msg = (f"{self.name}: {why}; expected {', '.join(self.files)} in {where} (or in "
+               f"the root itself); `{fetch}` downloads them")
+        if root is None:
+            # the data directory may be filled later (or on the worker): the
+            # runs fail at once with this line, planning still works offline
+            raise DatasetUnavailable(msg)
+        raise ConfigError("root", str(root), msg)
 
 
 def _augment(crop: int, flip: bool, cutout: int) -> dict:
@@ -196,11 +203,10 @@ def svhn(root: Path | None = None, crop: Pad = 4, flip: bool = False,
 def _corrupted(which: int, root, corruption: str, severity: int, crop, flip, cutout):
     from harness_plugins.data.image_formats import read_cifar, read_corrupted
 
-    base = Path(root).expanduser() if root is not None else data_home()
     clean, shifted = (CIFAR10, CIFAR10_C) if which == 10 else (CIFAR100, CIFAR100_C)
     folder = shifted.locate(root)
     _check_corruption(folder, corruption)
-    X_train, y_train, _, _, names = read_cifar(clean.locate(base), which)
+    X_train, y_train, _, _, names = read_cifar(clean.locate(root), which)
     X_test, y_test = read_corrupted(folder, corruption, severity)
     return _official(f"{shifted.name}-{corruption}-{severity}", X_train, y_train, X_test,
                      y_test, names, _augment(crop, flip, cutout), CITATIONS["cifar_c"],
@@ -279,15 +285,21 @@ def synthetic_images(n_train: Annotated[int, Field(ge=2)] = 512,
 
 
 def _layout_check(layout: Layout):
-    return lambda params: layout.locate(params.get("root")) and None
+    """A given ``root`` must hold the files (exit 2 at validation); without
+    one the data directory is checked when a run loads the data."""
+    def check(params):
+        if params.get("root") is not None:
+            layout.locate(params["root"])
+    return check
 
 
 def _corrupted_check(which: int):
     def check(params):
         root = params.get("root")
-        base = Path(root).expanduser() if root is not None else data_home()
+        if root is None:
+            return
         folder = (CIFAR10_C if which == 10 else CIFAR100_C).locate(root)
-        (CIFAR10 if which == 10 else CIFAR100).locate(base)
+        (CIFAR10 if which == 10 else CIFAR100).locate(Path(root).expanduser())
         _check_corruption(folder, params.get("corruption", "gaussian_noise"))
     return check
 
