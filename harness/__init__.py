@@ -11,6 +11,8 @@ Public API (kept import-light so ``harness --help`` starts fast):
   is a nested component spec (validated with the suite).
 - ``FromData``: ``Annotated`` marker for a factory parameter the task fills
   from the data (a model's ``in_shape``), not the suite.
+- ``Unbounded(reason)``: ``Annotated`` marker for a numeric factory parameter
+  that takes any value on purpose (every other number declares its range).
 - ``metric(inputs=..., greater_is_better=...)``: declares a metric factory.
 - ``run_suite(path, ...)``, ``build_report(suite_or_experiment, ...)``: what
   ``harness run`` and ``harness report`` do, from Python (``harness.api``,
@@ -23,7 +25,7 @@ import pluggy
 
 from harness.errors import ConfigError, Diverged, UserError
 from harness.metrics import metric
-from harness.params import Component, FromData
+from harness.params import Component, FromData, Unbounded
 
 __version__ = "0.1.0"
 
@@ -34,6 +36,7 @@ __all__ = [
     "ConfigError",
     "Diverged",
     "FromData",
+    "Unbounded",
     "UserError",
     "__version__",
     "build_report",

@@ -42,6 +42,21 @@ FromData: Any = _FromData()
 
 
 @dataclass(frozen=True)
+class Unbounded:
+    """Marks a numeric parameter that takes any value on purpose:
+    ``shift: Annotated[float, Unbounded("a shift of the logits: any real")]``.
+
+    Every numeric parameter of a built-in component declares its valid range
+    in its signature (``Annotated[float, pydantic.Field(gt=0)]``, ``Literal``)
+    so that a suite is checked before any run; a test walks the registry and
+    fails on a number with neither a range nor this marker.  ``reason`` says
+    why every value is valid.  Non-finite floats (``.inf``, ``.nan``) are
+    refused either way, unless the ``Field`` sets ``allow_inf_nan=True``."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class Param:
     """One factory parameter: name, type hint (or ``Any``), default
     (``MISSING`` when required), and the component kind its value names
@@ -144,13 +159,29 @@ def did_you_mean(word: str, choices) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+#: A parameter's range is finite unless its ``Field`` says ``allow_inf_nan``:
+#: ``gamma: .inf`` would otherwise pass ``ge=0`` and fail inside every run.
+_NO_INF_NAN: Any = {"allow_inf_nan": False}
+
+
+def _adapter(annotation: Any):
+    """A pydantic ``TypeAdapter`` refusing non-finite floats; a type that
+    carries its own config (a model, a dataclass) keeps it."""
+    from pydantic import PydanticUserError, TypeAdapter
+
+    try:
+        return TypeAdapter(annotation, config=_NO_INF_NAN)
+    except PydanticUserError:
+        return TypeAdapter(annotation)
+
+
 def validate_params(params: list[Param], var_kw: bool, values: dict, path: str,
                     what: str) -> dict:
     """Check ``values`` against ``params``; return them coerced by pydantic.
 
     Raises ``ConfigError`` naming ``path.<param>`` for an unknown name, a
     missing required parameter or a value of the wrong type."""
-    from pydantic import TypeAdapter, ValidationError
+    from pydantic import ValidationError
 
     known = {p.name: p for p in params}
     out: dict = {}
@@ -168,7 +199,7 @@ def validate_params(params: list[Param], var_kw: bool, values: dict, path: str,
             out[key] = value
             continue
         try:
-            out[key] = TypeAdapter(p.annotation).validate_python(value, strict=False)
+            out[key] = _adapter(p.annotation).validate_python(value, strict=False)
         except ValidationError as exc:
             msg = exc.errors()[0].get("msg", str(exc))
             raise ConfigError(key_path, value, f"{what} parameter {key!r} expects "

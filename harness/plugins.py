@@ -58,7 +58,7 @@ class ComponentInfo:
             "name": self.name,
             "description": self.description,
             "params": [
-                {"name": p.name, "type": p.describe().split(":", 1)[1].split("=")[0].strip()
+                {"name": p.name, "type": p.describe().partition(": ")[2].partition(" = ")[0]
                  if ":" in p.describe() else "",
                  "default": None if p.required else repr(p.default), "required": p.required}
                 for p in self.params

@@ -128,7 +128,7 @@ def test_components_params_are_param_objects():
     assert isinstance(params, list) and all(isinstance(p, Param) for p in params)
     gamma = {p.name: p for p in params}["gamma"]
     assert not gamma.required and gamma.default == 2.0
-    assert gamma.describe() == "gamma: float = 2.0"
+    assert gamma.describe() == "gamma: float (>= 0) = 2.0"
 
 
 def test_api_is_imported_only_when_used():

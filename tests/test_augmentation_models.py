@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from harness import UserError
+import harness
+from harness import ConfigError, UserError
 from harness_plugins.augmentation.gda import bgmm, train_per_class
 from harness_plugins.augmentation.metrics import generalization_gap
 from harness_plugins.augmentation.models import closed_form, gaussian_nb, logreg
@@ -116,5 +117,5 @@ def test_train_per_class_keeps_n_rows_per_class():
     Xk, yk = t.apply(X, y, np.random.default_rng(0))
     assert np.bincount(yk).tolist() == [5, 3, 5]
     assert np.array_equal(y[Xk[:, 0]], yk)
-    with pytest.raises(ValueError, match="at least 1"):
-        train_per_class(0)
+    with pytest.raises(ConfigError, match=r"n = 0: .*expects int \(>= 1\)"):
+        harness.create("transforms", {"name": "train_per_class", "n": 0})

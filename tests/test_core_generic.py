@@ -252,7 +252,8 @@ def test_quickstart_metrics_are_unchanged(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("transform, message", [
-    ("label_noise: {rate: 1.5}", "label_noise rate must be in [0.0, 1.0], got 1.5"),
+    ("label_noise: {rate: 1.5}", "label_noise.rate = 1.5: transform 'label_noise' parameter "
+                                 "'rate' expects float (>= 0, <= 1)"),
     ("subsample: {}", "subsample needs exactly one of n and fraction"),
 ])
 def test_transform_ranges_stop_at_validation(tmp_path, capsys, transform, message):

@@ -123,7 +123,7 @@ def test_anyloss_is_batch_level_and_checks_parameters():
     assert loss.batch_level and not hasattr(loss, "per_sample")
     with pytest.raises(harness.ConfigError):
         harness.create("losses", {"name": "anyloss", "metric": "mcc"})
-    with pytest.raises(ValueError, match="L must be > 0"):
+    with pytest.raises(harness.ConfigError, match=r"L = 0.0: .*expects float \(> 0\)"):
         harness.create("losses", {"name": "anyloss", "L": 0.0})
 
 
@@ -253,7 +253,7 @@ def test_ensloss_resample_every():
     assert torch.isfinite(short)
     with pytest.raises(harness.ConfigError):
         harness.create("losses", {"name": "ensloss", "resample_every": "often"})
-    with pytest.raises(ValueError, match="resample_every must be >= 1"):
+    with pytest.raises(harness.ConfigError, match=r"resample_every = 0: .*int \(>= 1\)"):
         harness.create("losses", {"name": "ensloss", "resample_every": 0})
 
 

@@ -98,7 +98,7 @@ def test_gce_hand_value_and_limits():
     assert value({"name": "gce", "q": 1.0}) == pytest.approx(value("mae"), rel=1e-12)
     assert value({"name": "gce", "q": 0.3}) == pytest.approx(value({"name": "comp_sum",
                                                                     "tau": 1.3}), rel=1e-12)
-    with pytest.raises(ValueError, match="q must be >= 0"):
+    with pytest.raises(harness.ConfigError, match=r"q = -0.5: .*expects float \(>= 0\)"):
         harness.create("losses", {"name": "gce", "q": -0.5})
 
 
@@ -259,7 +259,7 @@ def test_comp_sum_below_tau_one_overflows_and_its_doc_says_the_run_diverges():
 def test_aldr_kl_default_is_close_to_ldr_kl_and_rejects_small_alpha():
     # lam0 = 10 makes softmax(f / lam0) nearly uniform: lambda_i ~ lam0.
     assert value("aldr_kl") == pytest.approx(value("ldr_kl"), rel=1e-3)
-    with pytest.raises(ValueError, match="alpha must be > 1"):
+    with pytest.raises(harness.ConfigError, match=r"alpha = 1.0: .*expects float \(> 1\)"):
         harness.create("losses", {"name": "aldr_kl", "alpha": 1.0})
 
 

@@ -181,7 +181,7 @@ def test_mesa_default_decay_is_an_ema_horizon_of_one_epoch():
         info.steps_per_epoch = steps
         scheme.setup(model, lambda z, t, **kw: F.cross_entropy(z, t), info)
         assert scheme.ema_decay == pytest.approx(expected)
-    with pytest.raises(ValueError, match="decay must be in"):
+    with pytest.raises(harness.ConfigError, match=r"decay = 1.0: .*float \(>= 0, < 1\)"):
         harness.create("optimizers", {"name": "mesa", "decay": 1.0})
 
 

@@ -89,8 +89,11 @@ def test_imbalance_uses_bound_class_count_not_split_max():
 
 @pytest.mark.parametrize("bad", [0.0, -0.1, 1.5])
 def test_imbalance_fraction_range(bad):
-    with pytest.raises(ValueError, match=r"imbalance fraction must be in \(0.0, 1.0\]"):
-        imbalance(bad)
+    import harness
+
+    spec = {"name": "imbalance", "fraction": bad}
+    with pytest.raises(harness.ConfigError, match=r"fraction = .*float \(> 0, <= 1\)"):
+        harness.create("transforms", spec)
 
 
 def test_label_noise_pair_flips_exact_rate_to_next_class():

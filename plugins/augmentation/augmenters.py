@@ -29,7 +29,9 @@ one pooled diagonal variance: the GDA paper's bGMM generator) and ``gmm``
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from pydantic import Field
 
 from harness import UserError, hookimpl
 
@@ -38,6 +40,14 @@ if TYPE_CHECKING:  # numpy is imported lazily: this module loads at start-up
 
 Mode = Literal["fixed", "per_batch"]
 MODES = ("fixed", "per_batch")
+#: Generated samples per real train sample.
+Ratio = Annotated[float, Field(ge=0)]
+#: Standard deviation of the Gaussian noise added before fitting.
+NoiseStd = Annotated[float, Field(ge=0)]
+#: Steps, units, batch sizes: at least one.
+Count = Annotated[int, Field(ge=1)]
+#: A learning rate.
+Rate = Annotated[float, Field(gt=0)]
 
 
 def _seed(rng: np.random.Generator) -> int:
@@ -292,12 +302,12 @@ class GMM(LikelihoodAugmenter):
         return np.concatenate(Xs), np.concatenate(ys)
 
 
-def smote(ratio: float = 1.0, mode: Mode = "fixed", k_neighbors: int = 5) -> Smote:
+def smote(ratio: Ratio = 1.0, mode: Mode = "fixed", k_neighbors: Count = 5) -> Smote:
     """SMOTE (Chawla et al. 2002) via imbalanced-learn: interpolate same-class neighbours."""
     return Smote(ratio, mode, k_neighbors)
 
 
-def gaussian_nb(ratio: float = 1.0, mode: Mode = "fixed", instance_noise: float = 0.0,
+def gaussian_nb(ratio: Ratio = 1.0, mode: Mode = "fixed", instance_noise: NoiseStd = 0.0,
                 denoise: bool = True) -> GaussianNB:
     """Class-conditional Gaussian, pooled diagonal variance (bGMM generator, Zheng et al. 2023).
 
@@ -306,9 +316,9 @@ def gaussian_nb(ratio: float = 1.0, mode: Mode = "fixed", instance_noise: float 
     return GaussianNB(ratio, mode, instance_noise, denoise)
 
 
-def gmm(ratio: float = 1.0, mode: Mode = "fixed", instance_noise: float = 0.0,
-        n_components: int = 2, covariance_type: Literal["full", "tied", "diag", "spherical"]
-        = "diag", reg_covar: float = 1e-3, denoise: bool = True) -> GMM:
+def gmm(ratio: Ratio = 1.0, mode: Mode = "fixed", instance_noise: NoiseStd = 0.0,
+        n_components: Count = 2, covariance_type: Literal["full", "tied", "diag", "spherical"]
+        = "diag", reg_covar: Annotated[float, Field(ge=0)] = 1e-3, denoise: bool = True) -> GMM:
     """Gaussian mixture per class (scikit-learn GaussianMixture, EM).
 
     ``instance_noise``/``denoise`` as for ``gaussian_nb``: with ``denoise``

@@ -18,8 +18,12 @@ also keeps the global numpy and torch states untouched.
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field
+
 from harness import UserError, hookimpl
-from harness_plugins.augmentation.augmenters import Augmenter, Mode, _seed
+from harness_plugins.augmentation.augmenters import Augmenter, Count, Mode, Ratio, _seed
 
 INSTALL = "pip install 'harness-bench[ctgan]'"
 LABEL = "__label__"
@@ -92,14 +96,14 @@ class CTGANFamily(Augmenter):
         return np.concatenate(Xs), np.concatenate(ys)
 
 
-def ctgan(ratio: float = 1.0, mode: Mode = "fixed", epochs: int = 300,
-          batch_size: int = 500) -> CTGANFamily:
+def ctgan(ratio: Ratio = 1.0, mode: Mode = "fixed", epochs: Count = 300,
+          batch_size: Annotated[int, Field(ge=2)] = 500) -> CTGANFamily:
     """CTGAN (Xu et al. 2019), conditional tabular GAN; needs the optional ctgan package."""
     return CTGANFamily("ctgan", ratio, mode, epochs, batch_size)
 
 
-def tvae(ratio: float = 1.0, mode: Mode = "fixed", epochs: int = 300,
-         batch_size: int = 500) -> CTGANFamily:
+def tvae(ratio: Ratio = 1.0, mode: Mode = "fixed", epochs: Count = 300,
+         batch_size: Annotated[int, Field(ge=2)] = 500) -> CTGANFamily:
     """TVAE (Xu et al. 2019), tabular VAE from the ctgan package (optional extra)."""
     return CTGANFamily("tvae", ratio, mode, epochs, batch_size)
 

@@ -11,8 +11,20 @@ standardised features, so unit-scale outputs need no rescaling.
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field
+
 from harness import hookimpl
-from harness_plugins.augmentation.augmenters import LikelihoodAugmenter, Mode, _seed
+from harness_plugins.augmentation.augmenters import (
+    Count,
+    LikelihoodAugmenter,
+    Mode,
+    NoiseStd,
+    Rate,
+    Ratio,
+    _seed,
+)
 
 
 def _mlp(sizes: list[int]):
@@ -90,9 +102,9 @@ class CVAE(LikelihoodAugmenter):
         return x.cpu().numpy(), labels
 
 
-def cvae(ratio: float = 1.0, mode: Mode = "fixed", instance_noise: float = 0.0,
-         latent: int = 8, hidden: int = 128, train_steps: int = 2000, batch_size: int = 64,
-         lr: float = 1e-3, beta: float = 1.0) -> CVAE:
+def cvae(ratio: Ratio = 1.0, mode: Mode = "fixed", instance_noise: NoiseStd = 0.0,
+         latent: Count = 8, hidden: Count = 128, train_steps: Count = 2000, batch_size: Count = 64,
+         lr: Rate = 1e-3, beta: Annotated[float, Field(ge=0)] = 1.0) -> CVAE:
     """Conditional VAE (Sohn et al. 2015): MLP encoder/decoder, Gaussian decoder, torch."""
     return CVAE(ratio, mode, instance_noise, latent, hidden, train_steps, batch_size, lr, beta)
 

@@ -24,7 +24,15 @@ from __future__ import annotations
 from typing import Literal
 
 from harness import hookimpl
-from harness_plugins.augmentation.augmenters import LikelihoodAugmenter, Mode, _seed
+from harness_plugins.augmentation.augmenters import (
+    Count,
+    LikelihoodAugmenter,
+    Mode,
+    NoiseStd,
+    Rate,
+    Ratio,
+    _seed,
+)
 
 
 def _denoiser(d: int, n_classes: int, hidden: int, depth: int):
@@ -157,10 +165,10 @@ class DDPM(LikelihoodAugmenter):
         return x.cpu().numpy(), labels
 
 
-def ddpm(ratio: float = 1.0, mode: Mode = "fixed", instance_noise: float = 0.0,
-         steps: int = 100, train_steps: int = 2000, hidden: int = 128, depth: int = 3,
-         batch_size: int = 128, lr: float = 1e-3,
-         sampler: Literal["ancestral", "ddim"] = "ancestral", sample_steps: int = 50) -> DDPM:
+def ddpm(ratio: Ratio = 1.0, mode: Mode = "fixed", instance_noise: NoiseStd = 0.0,
+         steps: Count = 100, train_steps: Count = 2000, hidden: Count = 128, depth: Count = 3,
+         batch_size: Count = 128, lr: Rate = 1e-3,
+         sampler: Literal["ancestral", "ddim"] = "ancestral", sample_steps: Count = 50) -> DDPM:
     """Class-conditional diffusion model (DDPM, Ho et al. 2020), MLP denoiser, cosine schedule."""
     return DDPM(ratio, mode, instance_noise, steps, train_steps, hidden, depth, batch_size,
                 lr, sampler, sample_steps)

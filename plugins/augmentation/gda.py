@@ -14,20 +14,20 @@ simulation and the 50/100/200-per-class regimes of the augmentation suite.
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field
+
 from harness import hookimpl
 from harness.data import RawDataset
 
 
-def bgmm(d: int = 10, n_samples: int = 20000, sigma: float = 0.6,
-         random_state: int = 0) -> RawDataset:
+def bgmm(d: Annotated[int, Field(ge=1)] = 10, n_samples: Annotated[int, Field(ge=2)] = 20000,
+         sigma: Annotated[float, Field(gt=0)] = 0.6,
+         random_state: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0) -> RawDataset:
     """Binary Gaussian mixture: class means +-1/sqrt(d) per coordinate, sigma 0.6 (GDA paper)."""
     import numpy as np
 
-    if d < 1 or n_samples < 2:
-        raise ValueError(f"bgmm needs d >= 1 and n_samples >= 2, got d={d!r}, "
-                         f"n_samples={n_samples!r}")
-    if sigma <= 0:
-        raise ValueError(f"bgmm: sigma must be > 0, got {sigma!r}")
     rng = np.random.default_rng(random_state)
     y = rng.integers(0, 2, n_samples)
     sign = (2 * y - 1)[:, None]
@@ -63,10 +63,8 @@ class TrainPerClass:
         return f"TrainPerClass(n={self.n!r})"
 
 
-def train_per_class(n: int) -> TrainPerClass:
+def train_per_class(n: Annotated[int, Field(ge=1)]) -> TrainPerClass:
     """Keep n training rows per class (all of a smaller class); val and test untouched."""
-    if n < 1:
-        raise ValueError(f"train_per_class n must be at least 1, got {n!r}")
     return TrainPerClass(n)
 
 

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+from pydantic import Field
+
 from harness import FromData, UserError, hookimpl
 
 
@@ -38,15 +40,12 @@ def _as_numpy(t):
 
 
 def logreg(in_shape: Annotated[tuple, FromData], n_classes: Annotated[int, FromData],
-           C: float = 1.0, max_iter: int = 1000):
+           C: Annotated[float, Field(gt=0)] = 1.0, max_iter: Annotated[int, Field(ge=1)] = 1000):
     """Logistic regression (linear layer; closed_form fits it with sklearn L-BFGS, L2 penalty C)."""
     import math
 
     import torch
     import torch.nn as nn
-
-    if C <= 0:
-        raise ValueError(f"logreg: C must be > 0, got {C!r}")
 
     class LogReg(nn.Module):
         """Multinomial logistic regression on flattened inputs."""
@@ -88,7 +87,8 @@ def logreg(in_shape: Annotated[tuple, FromData], n_classes: Annotated[int, FromD
 
 
 def gaussian_nb(in_shape: Annotated[tuple, FromData], n_classes: Annotated[int, FromData],
-                var_smoothing: float = 1e-9, variance: Literal["ml", "unbiased"] = "ml"):
+                var_smoothing: Annotated[float, Field(ge=0)] = 1e-9,
+                variance: Literal["ml", "unbiased"] = "ml"):
     """Gaussian naive Bayes, pooled diagonal variance, fit in closed form (use closed_form).
 
     ``variance: ml`` (default) divides the pooled squared residuals by N, the

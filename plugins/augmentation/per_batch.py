@@ -22,6 +22,8 @@ from __future__ import annotations
 import copy
 from typing import Annotated
 
+from pydantic import Field
+
 from harness import Component, UserError, hookimpl
 
 
@@ -77,8 +79,9 @@ class PerBatchMix:
         return getattr(self.inner, name)
 
 
-def augment_per_batch(base: Annotated[str | dict, Component("optimizers")], n_real: int,
-                      ratio: float, batch_size: int) -> PerBatchMix:
+def augment_per_batch(base: Annotated[str | dict, Component("optimizers")],
+                      n_real: Annotated[int, Field(ge=1)], ratio: Annotated[float, Field(ge=0)],
+                      batch_size: Annotated[int, Field(ge=1)]) -> PerBatchMix:
     """Internal: set by augment mode per_batch (a generated share in each batch); not for suites."""
     from harness.plugins import get_registry
 

@@ -10,7 +10,9 @@ Calibrators with ``needs_views = True`` (``correctness_aware``) also take
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from harness import hookimpl
 
@@ -289,27 +291,31 @@ class CorrectnessAware:
         return _softmax(_np(logits, float) / self.temperatures(logits, view_logits)[:, None])
 
 
+#: L-BFGS iterations of a scaling fit.
+MaxIter = Annotated[int, Field(ge=1)]
+
+
 def none():
     """No calibration: softmax of the logits."""
     return NoCalibration()
 
 
-def temperature(init: float = 1.5, max_iter: int = 100):
+def temperature(init: Annotated[float, Field(gt=0)] = 1.5, max_iter: MaxIter = 100):
     """Temperature scaling, one T fitted by L-BFGS on the NLL (Guo et al., ICML 2017)."""
     return ScalingCalibrator("temperature", max_iter, init)
 
 
-def vector_scaling(max_iter: int = 100):
+def vector_scaling(max_iter: MaxIter = 100):
     """Vector scaling, per-class logit scale and bias (Guo et al., ICML 2017)."""
     return ScalingCalibrator("vector", max_iter)
 
 
-def matrix_scaling(max_iter: int = 100):
+def matrix_scaling(max_iter: MaxIter = 100):
     """Matrix scaling, affine map of the logits (Guo et al., ICML 2017)."""
     return ScalingCalibrator("matrix", max_iter)
 
 
-def histogram_binning(bins: int = 15,
+def histogram_binning(bins: Annotated[int, Field(ge=1)] = 15,
                       strategy: Literal["equal_frequency", "equal_width"] = "equal_frequency"):
     """Histogram binning, one-vs-rest, equal-frequency bins by default (Zadrozny & Elkan, ICML 2001).
 
@@ -323,8 +329,13 @@ def isotonic():
     return IsotonicCalibration()
 
 
-def correctness_aware(lr: float = 1e-4, epochs: int = 10, hidden: int = 5, top_k: int = 4,
-                      batch_size: int = 1000, seed: int = 0, views: int | None = 3,
+def correctness_aware(lr: Annotated[float, Field(gt=0)] = 1e-4,
+                      epochs: Annotated[int, Field(ge=0)] = 10,
+                      hidden: Annotated[int, Field(ge=1)] = 5,
+                      top_k: Annotated[int, Field(ge=1)] = 4,
+                      batch_size: Annotated[int, Field(ge=1)] = 1000,
+                      seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0,
+                      views: Annotated[int, Field(ge=1)] | None = 3,
                       include_original: bool = False,
                       clamp: Literal["hard", "smooth"] = "hard"):
     """Correctness-aware calibrator: per-sample temperature from transformed views (Liu 2024).

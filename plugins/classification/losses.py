@@ -11,7 +11,9 @@ torch is imported inside functions so that ``harness plugins`` starts fast.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from harness import hookimpl
 
@@ -206,8 +208,9 @@ class Exponential(BinaryLoss):
 # -- factories ---------------------------------------------------------------------
 
 
-def cross_entropy(label_smoothing: float = 0.0,
-                  class_weight: Literal["balanced"] | list[float] | None = None):
+def cross_entropy(label_smoothing: Annotated[float, Field(ge=0, le=1)] = 0.0,
+                  class_weight: Literal["balanced"] | list[Annotated[float, Field(ge=0)]]
+                  | None = None):
     """Cross-entropy with optional label smoothing (Szegedy et al., CVPR 2016) and class weights.
 
     ``class_weight="balanced"`` weighs class k by n_train / (C * count_k),
@@ -216,7 +219,8 @@ def cross_entropy(label_smoothing: float = 0.0,
     return CrossEntropy(label_smoothing, class_weight)
 
 
-def focal(gamma: float = 2.0, alpha: float | None = None):
+def focal(gamma: Annotated[float, Field(ge=0)] = 2.0,
+          alpha: Annotated[float, Field(ge=0, le=1)] | None = None):
     """Focal loss (Lin et al., ICCV 2017): down-weights easy examples by (1-p_y)^gamma.
 
     ``alpha`` (binary data only) weighs the positive class by alpha and the

@@ -8,9 +8,11 @@ torch is imported inside functions.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from harness import hookimpl
+from pydantic import Field
+
+from harness import Unbounded, hookimpl
 from harness_plugins.classification.losses import BinaryLoss
 
 # AnyLoss's smoothing constant, against 0/0 on one-class batches.
@@ -136,7 +138,7 @@ class EnsLoss(BinaryLoss):
 
 
 def anyloss(metric: Literal["f1", "fbeta", "gmean", "balanced_accuracy"] = "f1",
-            beta: float = 1.0, L: float = 73.0):
+            beta: Annotated[float, Field(gt=0)] = 1.0, L: Annotated[float, Field(gt=0)] = 73.0):
     """AnyLoss: a confusion-matrix metric (F-beta, G-mean, balanced accuracy) made a differentiable loss (Han et al., KDD 2024).
 
     Soft confusion matrix over the batch from A = sigmoid(L (p - 0.5)),
@@ -146,7 +148,8 @@ def anyloss(metric: Literal["f1", "fbeta", "gmean", "balanced_accuracy"] = "f1",
     return AnyLoss(metric, beta, L)
 
 
-def ensloss(lam: float = 0.0, resample_every: int = 1, phantom: bool = True):
+def ensloss(lam: Annotated[float, Unbounded("a Box-Cox exponent: any real")] = 0.0,
+            resample_every: Annotated[int, Field(ge=1)] = 1, phantom: bool = True):
     """EnsLoss: random calibrated convex loss derivatives, an ensemble of losses by SGD (Dai, ICML 2025).
 
     Per batch, N + 1 draws z ~ N(0, 1) from torch's global RNG,

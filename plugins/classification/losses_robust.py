@@ -10,7 +10,9 @@ from __future__ import annotations
 import math
 from typing import Annotated
 
-from harness import Component, hookimpl
+from pydantic import Field
+
+from harness import Component, Unbounded, hookimpl
 from harness_plugins.classification.losses import Loss
 
 
@@ -218,7 +220,7 @@ class KLDRO(Loss):
 # -- factories ---------------------------------------------------------------------
 
 
-def comp_sum(tau: float = 1.5):
+def comp_sum(tau: Annotated[float, Field(ge=0)] = 1.5):
     """Comp-sum loss (1 - p_y^(tau-1))/(tau-1) spanning sum-exp, CE, GCE and MAE (Mao, Mohri, Zhong, ICML 2023); tau < 1 can overflow to inf: the run ends diverged.
 
     tau = 0: 1/p_y - 1; tau = 1: cross-entropy; tau in (1, 2): GCE with
@@ -229,12 +231,10 @@ def comp_sum(tau: float = 1.5):
     return CompSum(tau)
 
 
-def gce(q: float = 0.7):
+def gce(q: Annotated[float, Field(ge=0)] = 0.7):
     """Generalized cross-entropy (1 - p_y^q)/q, robust to label noise (Zhang & Sabuncu, NeurIPS 2018).
 
     q -> 0 is cross-entropy, q = 1 is MAE; comp_sum with tau = 1 + q."""  # noqa: E501
-    if q < 0:
-        raise ValueError(f"gce q must be >= 0, got {q}")
     return CompSum(1.0 + q, name="gce")
 
 
@@ -243,7 +243,8 @@ def mae():
     return CompSum(2.0, name="mae")
 
 
-def z_loss(a: float = 1.0, b: float = 1.0):
+def z_loss(a: Annotated[float, Field(gt=0)] = 1.0,
+           b: Annotated[float, Unbounded("a target z-score: any real")] = 1.0):
     """Z-loss softplus(a (b - z_y))/a on standardised logits, shift and scale invariant (de Brebisson & Vincent, arXiv 2016).
 
     z = (o - mean o) / std o (population std).  The defaults a = 1, b = 1 are
@@ -252,7 +253,8 @@ def z_loss(a: float = 1.0, b: float = 1.0):
     return ZLoss(a, b)
 
 
-def ldr_kl(lam: float = 10.0, margin: float = 0.1, softplus: bool = True):
+def ldr_kl(lam: Annotated[float, Field(gt=0)] = 10.0,
+           margin: Annotated[float, Field(ge=0)] = 0.1, softplus: bool = True):
     """LDR-KL loss: KL-regularised label-distributionally robust loss (Zhu, Ying, Yang, ICML 2023).
 
     lam log((1/K) sum_k exp(d_k / lam)) with d_k = margin 1[k != y] + f_k - f_y,
@@ -261,7 +263,9 @@ def ldr_kl(lam: float = 10.0, margin: float = 0.1, softplus: bool = True):
     return LDRKL(lam, margin, softplus)
 
 
-def aldr_kl(lam0: float = 10.0, alpha: float = 2.0, margin: float = 0.1, softplus: bool = True):
+def aldr_kl(lam0: Annotated[float, Field(gt=0)] = 10.0,
+            alpha: Annotated[float, Field(gt=1)] = 2.0,
+            margin: Annotated[float, Field(ge=0)] = 0.1, softplus: bool = True):
     """ALDR-KL loss: LDR-KL with an adaptive per-instance lambda_i (Zhu, Ying, Yang, ICML 2023).
 
     lambda_i = lam0 - lam0 KL(p_i || uniform) / (alpha log K), p_i from
@@ -275,7 +279,8 @@ def aldr_kl(lam0: float = 10.0, alpha: float = 2.0, margin: float = 0.1, softplu
     return ALDRKL(lam0, alpha, margin, softplus)
 
 
-def kl_dro(base: Annotated[str | dict, Component("losses")] = "cross_entropy", r: float = 1.0):
+def kl_dro(base: Annotated[str | dict, Component("losses")] = "cross_entropy",
+           r: Annotated[float, Field(gt=0)] = 1.0):
     """KL-DRO instance reweighting r log mean_i exp(l_i / r) of a per-sample base loss (Sow, Lin, Wang, Liang, ICLR 2024).
 
     Its gradient weighs sample i by softmax(l / r)_i; r -> inf is the plain

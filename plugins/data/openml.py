@@ -23,6 +23,9 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field
 
 from harness import hookimpl
 from harness.data import RawDataset
@@ -185,8 +188,12 @@ def _to_raw(frame, y, meta: dict, shape: list[int] | None, name: str) -> RawData
                       meta={"openml_dataset_id": meta["dataset_id"], "target": meta["target"]})
 
 
-def openml_dataset(dataset_id: int, target: str | None = None,
-                   shape: list[int] | None = None) -> RawDataset:
+#: C, H, W of flat image rows.
+Shape = list[Annotated[int, Field(ge=1)]] | None
+
+
+def openml_dataset(dataset_id: Annotated[int, Field(ge=1)], target: str | None = None,
+                   shape: Shape = None) -> RawDataset:
     """An OpenML dataset by id (its default target unless `target`; `shape` C,H,W for flat images).
 
     Image sets whose columns make the layout obvious (``pixel1..pixelN``,
@@ -236,8 +243,8 @@ def _task_split(task_id: int, fold: int, repeat: int):
     return train, test, int(task.dataset_id), target
 
 
-def openml_task(task_id: int, fold: int = 0, repeat: int = 0,
-                shape: list[int] | None = None) -> RawDataset:
+def openml_task(task_id: Annotated[int, Field(ge=1)], fold: Annotated[int, Field(ge=0)] = 0,
+                repeat: Annotated[int, Field(ge=0)] = 0, shape: Shape = None) -> RawDataset:
     """An OpenML classification task: its dataset, target and the train/test split of one fold."""
     import numpy as np
 

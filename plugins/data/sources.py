@@ -10,7 +10,9 @@ OpenML sources live in ``openml``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from harness import hookimpl
 from harness.data import RawDataset
@@ -48,9 +50,15 @@ def sklearn(name: Literal["breast_cancer", "wine", "iris", "digits"],
     return RawDataset(name, X, np.asarray(bunch.target), meta=meta)
 
 
-def synthetic(n_samples: int = 1000, n_features: int = 20, n_informative: int | None = None,
-              n_redundant: int = 0, n_classes: int = 2, weights: list[float] | None = None,
-              class_sep: float = 1.0, flip_y: float = 0.0, random_state: int = 0) -> RawDataset:
+def synthetic(n_samples: Annotated[int, Field(ge=1)] = 1000,
+              n_features: Annotated[int, Field(ge=1)] = 20,
+              n_informative: Annotated[int, Field(ge=1)] | None = None,
+              n_redundant: Annotated[int, Field(ge=0)] = 0,
+              n_classes: Annotated[int, Field(ge=2)] = 2,
+              weights: list[Annotated[float, Field(ge=0, le=1)]] | None = None,
+              class_sep: Annotated[float, Field(ge=0)] = 1.0,
+              flip_y: Annotated[float, Field(ge=0, le=1)] = 0.0,
+              random_state: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0) -> RawDataset:
     """Gaussian-cluster classification data (sklearn make_classification), fixed by random_state.
 
     ``n_informative`` defaults to half the features (at least enough for

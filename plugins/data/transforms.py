@@ -16,16 +16,11 @@ numpy is imported inside methods so ``harness plugins`` starts fast.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from harness import hookimpl
+from pydantic import Field
 
-
-def _check_range(what: str, value: float, low: float, high: float, low_open: bool) -> None:
-    """Reject a value outside ``(low, high]`` (``low_open``) or ``[low, high]``."""
-    if value > high or value < low or (low_open and value == low):
-        bounds = f"{'(' if low_open else '['}{low}, {high}]"
-        raise ValueError(f"{what} must be in {bounds}, got {value!r}")
+from harness import Unbounded, hookimpl
 
 
 def resolve_class(value, classes: list) -> int:
@@ -193,32 +188,30 @@ class Subsample:
         return f"Subsample(n={self.n!r}, fraction={self.fraction!r})"
 
 
-def one_vs_rest(positive: int | str) -> OneVsRest:
+def one_vs_rest(positive: Annotated[int, Unbounded("a label value or class index")]
+                | str) -> OneVsRest:
     """Binary task: the positive class (a label value, else a class index) vs the rest."""
     return OneVsRest(positive)
 
 
-def imbalance(fraction: float, profile: Literal["exp", "step"] = "exp") -> Imbalance:
+def imbalance(fraction: Annotated[float, Field(gt=0, le=1)],
+              profile: Literal["exp", "step"] = "exp") -> Imbalance:
     """Make TRAIN imbalanced: keep `fraction` of class 1 (binary); exp (long-tail) or step profile.
 
     See ``Imbalance`` for the multi-class profiles; val and test keep the
     original class balance."""
-    _check_range("imbalance fraction", fraction, 0.0, 1.0, low_open=True)
     return Imbalance(fraction, profile)
 
 
-def label_noise(rate: float, kind: Literal["uniform", "pair"] = "uniform") -> LabelNoise:
+def label_noise(rate: Annotated[float, Field(ge=0, le=1)],
+                kind: Literal["uniform", "pair"] = "uniform") -> LabelNoise:
     """Corrupt a `rate` of train and val labels (uniform redraw or pair y+1 mod K); test clean."""
-    _check_range("label_noise rate", rate, 0.0, 1.0, low_open=False)
     return LabelNoise(rate, kind)
 
 
-def subsample(n: int | None = None, fraction: float | None = None) -> Subsample:
+def subsample(n: Annotated[int, Field(ge=1)] | None = None,
+              fraction: Annotated[float, Field(gt=0, le=1)] | None = None) -> Subsample:
     """Keep n rows or a fraction of the dataset, stratified by class (before the split)."""
-    if n is not None and n < 1:
-        raise ValueError(f"subsample n must be at least 1, got {n!r}")
-    if fraction is not None:
-        _check_range("subsample fraction", fraction, 0.0, 1.0, low_open=True)
     return Subsample(n, fraction)
 
 

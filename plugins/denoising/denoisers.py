@@ -10,25 +10,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from pydantic import Field
+
 from harness import FromData, hookimpl
 
 
-def _at_least(**values) -> None:
-    from harness import ConfigError
-
-    for name, (value, least) in values.items():
-        if value < least:
-            raise ConfigError(name, value, f"must be >= {least}")
-
-
-def unet(in_channels: Annotated[int, FromData], width: int = 16, depth: int = 4,
-         residual: bool = False):
+def unet(in_channels: Annotated[int, FromData], width: Annotated[int, Field(ge=1)] = 16,
+         depth: Annotated[int, Field(ge=1)] = 4, residual: bool = False):
     """Low-light raw U-Net (SID/ELD: conv3x3-LeakyReLU pairs, max-pool, transposed-conv skips).
 
     ``width``: channels of the first level (SID uses 32), doubled per level;
     ``depth``: number of down-sampling steps; ``residual``: predict the noise
     and subtract it instead of predicting the clean image."""
-    _at_least(width=(width, 1), depth=(depth, 1))
     return _unet(in_channels, width, depth, residual)
 
 
@@ -74,11 +67,11 @@ def _unet(channels: int, width: int, depth: int, residual: bool):
     return UNet()
 
 
-def dncnn(in_channels: Annotated[int, FromData], depth: int = 10, width: int = 32):
+def dncnn(in_channels: Annotated[int, FromData], depth: Annotated[int, Field(ge=2)] = 10,
+          width: Annotated[int, Field(ge=1)] = 32):
     """DnCNN (Zhang et al. 2017): conv-BN-ReLU stack predicting the noise (residual learning)."""
     import torch.nn as nn
 
-    _at_least(depth=(depth, 2), width=(width, 1))
     layers: list = [nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU()]
     for _ in range(depth - 2):
         layers += [nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
@@ -115,7 +108,8 @@ BM3D_MISSING = ("denoiser 'bm3d' needs the bm3d package, an optional extra: "
                 "pip install 'harness-bench[denoise]'")
 
 
-def bm3d(in_channels: Annotated[int, FromData], sigma: float | None = None):
+def bm3d(in_channels: Annotated[int, FromData],
+         sigma: Annotated[float, Field(gt=0)] | None = None):
     """BM3D (Dabov et al. 2007, the bm3d package; extra 'denoise'), per packed channel.
 
     ``sigma``: noise standard deviation of the amplified input; ``None``
@@ -123,11 +117,6 @@ def bm3d(in_channels: Annotated[int, FromData], sigma: float | None = None):
     import importlib.util
 
     import torch.nn as nn
-
-    if sigma is not None and sigma <= 0:
-        from harness import ConfigError
-
-        raise ConfigError("sigma", sigma, "must be > 0 (or null to estimate it)")
 
     class BM3D(nn.Module):
         trainable = False

@@ -11,6 +11,10 @@ values in DN (any shape; the pixel value distribution is compared).
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field
+
 from harness import hookimpl, metric
 
 
@@ -96,17 +100,13 @@ def psnr_noisy():
 
 
 @metric(inputs=("dark_real", "dark_generated"), greater_is_better=False)
-def noise_kl(bin_width: float = 1.0):
+def noise_kl(bin_width: Annotated[float, Field(gt=0)] = 1.0):
     """KL divergence of held-out real dark frames to the noise model's dark frames (1 DN bins)."""
-    if bin_width <= 0:
-        from harness import ConfigError
-
-        raise ConfigError("bin_width", bin_width, "must be > 0")
     return lambda real, generated: histogram_kl(real, generated, bin_width)
 
 
 @metric(inputs=("dark_real", "dark_generated"), greater_is_better=False)
-def noise_quantile_l1(levels: int = 999):
+def noise_quantile_l1(levels: Annotated[int, Field(ge=1)] = 999):
     """Mean L1 distance (DN) between quantiles of real and generated dark frames."""
     return lambda real, generated: quantile_l1(real, generated, levels)
 

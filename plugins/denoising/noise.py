@@ -20,6 +20,9 @@ and scaled back up.
 from __future__ import annotations
 
 import math
+from typing import Annotated
+
+from pydantic import Field
 
 from harness import hookimpl
 
@@ -147,16 +150,14 @@ class PoissonGaussian(NoiseModel):
         return {"K": self.gain, "sigma": self.sigma}
 
 
-def eld(gain_spread: float = 1.0, sigma_jitter: float = 0.0) -> NoiseModel:
+def eld(gain_spread: Annotated[float, Field(ge=1)] = 1.0,
+        sigma_jitter: Annotated[float, Field(ge=0)] = 0.0) -> NoiseModel:
     """ELD physics model (Wei et al. 2020): shot + Tukey-lambda read + row + quantisation + bias.
 
     ``gain_spread`` > 1 samples log K ~ U(log K/spread, log K*spread) per image
     and ``sigma_jitter`` the spread s of log sigma ~ N(log sigma_0 + log(K/K0), s),
-    ELD's per-gain sampling (read and row sigmas scale with the gain)."""
-    if gain_spread < 1:
-        from harness import ConfigError
-
-        raise ConfigError("gain_spread", gain_spread, "must be >= 1 (1 = the calibrated gain)")
+    ELD's per-gain sampling (read and row sigmas scale with the gain); 1 is the
+    calibrated gain alone."""
     return ELD(gain_spread, sigma_jitter)
 
 

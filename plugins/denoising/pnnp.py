@@ -24,22 +24,23 @@ shot noise.
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field
+
 from harness import hookimpl
 from harness_plugins.denoising.noise import NoiseModel, row_noise, shot
 
 
-def pnnp(hidden: int = 16, steps: int = 1000, lr: float = 0.02, batch: int = 4096,
-         fixed_pattern: bool = True, seed: int = 0) -> NoiseModel:
+def pnnp(hidden: Annotated[int, Field(ge=1)] = 16, steps: Annotated[int, Field(ge=1)] = 1000,
+         lr: Annotated[float, Field(gt=0)] = 0.02, batch: Annotated[int, Field(ge=16)] = 4096,
+         fixed_pattern: bool = True,
+         seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0) -> NoiseModel:
     """PNNP-style learned noise model: decoupled dark-frame components, monotone proxy network.
 
     ``hidden``: tanh units of the read-noise quantile network; ``steps``,
     ``lr``, ``batch``: its training with the quantile L1 loss; ``fixed_pattern``:
     add the learned dark-shading map (random crops) to generated noise."""
-    from harness import ConfigError
-
-    for name, value, least in (("hidden", hidden, 1), ("steps", steps, 1), ("batch", batch, 16)):
-        if value < least:
-            raise ConfigError(name, value, f"must be >= {least}")
     return PNNP(hidden, steps, lr, batch, fixed_pattern, seed)
 
 

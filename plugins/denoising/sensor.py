@@ -21,30 +21,32 @@ its own ``seed`` (a camera's calibration does not change between runs).
 
 from __future__ import annotations
 
-from harness import hookimpl
+from typing import Annotated
+
+from pydantic import Field
+
+from harness import Unbounded, hookimpl
 from harness_plugins.denoising.noise import row_noise, shot, tukey_lambda
 
 
-def simulated(gain: float = 1.0, read_lambda: float = -0.15, read_scale: float = 1.5,
-              row_sigma: float = 0.7, pattern_sigma: float = 1.0,
-              bias: list[float] = (0.4, -0.3, 0.2, 0.5), black: int = 512, white: int = 16383,
-              size: int = 128, n_dark: int = 16, n_heldout: int = 8, flat_levels: int = 6,
-              seed: int = 1234):
+def simulated(gain: Annotated[float, Field(gt=0)] = 1.0,
+              read_lambda: Annotated[float, Unbounded("a Tukey-lambda shape: any real")] = -0.15,
+              read_scale: Annotated[float, Field(gt=0)] = 1.5,
+              row_sigma: Annotated[float, Field(ge=0)] = 0.7,
+              pattern_sigma: Annotated[float, Field(ge=0)] = 1.0,
+              bias: Annotated[list[Annotated[float, Unbounded("an offset in DN: any real")]],
+                              Field(min_length=4, max_length=4)] = (0.4, -0.3, 0.2, 0.5),
+              black: Annotated[int, Field(ge=0)] = 512, white: Annotated[int, Field(ge=1)] = 16383,
+              size: Annotated[int, Field(ge=1)] = 128, n_dark: Annotated[int, Field(ge=1)] = 16,
+              n_heldout: Annotated[int, Field(ge=1)] = 8,
+              flat_levels: Annotated[int, Field(ge=2)] = 6,
+              seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 1234):
     """Simulated raw sensor with known noise: shot, Tukey-lambda read, row, fixed pattern, ADC.
 
     ``size``: packed frame side (images are cropped to it); ``n_dark`` dark
     frames for fitting, ``n_heldout`` for distribution distances,
-    ``flat_levels`` flat-field pairs for the gain."""
-    from harness import ConfigError
-
-    for name, value in (("gain", gain), ("size", size), ("n_dark", n_dark),
-                        ("n_heldout", n_heldout)):
-        if value <= 0:
-            raise ConfigError(name, value, "must be > 0")
-    if flat_levels < 2:
-        raise ConfigError("flat_levels", flat_levels, "the gain needs flat frames at >= 2 levels")
-    if len(bias) != 4:
-        raise ConfigError("bias", list(bias), "needs 4 values (R, G1, G2, B)")
+    ``flat_levels`` flat-field pairs for the gain (two levels at least);
+    ``bias``: the black-level offsets of R, G1, G2, B."""
     return SimulatedSensor(gain, read_lambda, read_scale, row_sigma, pattern_sigma,
                            list(bias), black, white, size, n_dark, n_heldout, flat_levels, seed)
 

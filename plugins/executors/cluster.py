@@ -163,7 +163,8 @@ def slurm(partition: str | None = None, gpus_per_run: Annotated[int, Field(ge=0)
           max_parallel: Annotated[int, Field(ge=0)] = 0,
           mem_gb: Annotated[float, Field(gt=0)] | None = None,
           timeout_min: Annotated[int, Field(ge=1)] = 24 * 60,
-          folder: str = "submitit/%j", cluster: str | None = None, poll_s: float = 1.0,
+          folder: str = "submitit/%j", cluster: str | None = None,
+          poll_s: Annotated[float, Field(gt=0)] = 1.0,
           **slurm_options):
     """SLURM through submitit: one job array, one array task per run.
 

@@ -27,7 +27,9 @@ selectors that fine-tune the supernet) and ``epoch_end(epoch)``.  Batches are
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from harness import hookimpl
 
@@ -274,30 +276,38 @@ class SdDarts(Darts):
         self.snapshots.append(snap)
 
 
-def darts(order: Literal[1, 2] = 1, w_lr: float = 0.025, w_lr_min: float = 0.001,
-          momentum: float = 0.9, w_weight_decay: float = 3e-4, grad_clip: float = 5.0,
-          alpha_lr: float = 3e-4, alpha_weight_decay: float = 1e-3) -> Darts:
+#: Learning rates and the gradient clip.
+Rate = Annotated[float, Field(gt=0)]
+#: Weight decays, penalty weights, a final learning rate.
+NonNegative = Annotated[float, Field(ge=0)]
+#: SGD momentum of the weights.
+Momentum = Annotated[float, Field(ge=0, lt=1)]
+
+
+def darts(order: Literal[1, 2] = 1, w_lr: Rate = 0.025, w_lr_min: NonNegative = 0.001,
+          momentum: Momentum = 0.9, w_weight_decay: NonNegative = 3e-4, grad_clip: Rate = 5.0,
+          alpha_lr: Rate = 3e-4, alpha_weight_decay: NonNegative = 1e-3) -> Darts:
     """DARTS (Liu et al., ICLR 2019): bilevel search, first- or second-order alpha updates."""
     return Darts(order, w_lr, w_lr_min, momentum, w_weight_decay, grad_clip, alpha_lr,
                  alpha_weight_decay)
 
 
-def rarts(beta: float = 1.0, lam: float = 1.0, w_lr: float = 0.025, w_lr_min: float = 0.001,
-          momentum: float = 0.9, w_weight_decay: float = 3e-4, grad_clip: float = 5.0,
-          alpha_lr: float = 3e-4, alpha_weight_decay: float = 1e-3) -> Rarts:
+def rarts(beta: Rate = 1.0, lam: NonNegative = 1.0, w_lr: Rate = 0.025,
+          w_lr_min: NonNegative = 0.001, momentum: Momentum = 0.9,
+          w_weight_decay: NonNegative = 3e-4, grad_clip: Rate = 5.0, alpha_lr: Rate = 3e-4,
+          alpha_weight_decay: NonNegative = 1e-3) -> Rarts:
     """RARTS (Xue et al., 2020): weight twins coupled by (lam/2)||w-y||^2, first-order only."""
     return Rarts(beta, lam, w_lr=w_lr, w_lr_min=w_lr_min, momentum=momentum,
                  w_weight_decay=w_weight_decay, grad_clip=grad_clip, alpha_lr=alpha_lr,
                  alpha_weight_decay=alpha_weight_decay)
 
 
-def sd_darts(lam: float = 1.0, tau: float = 2.0, teachers: int = 2, order: Literal[1, 2] = 1,
-             w_lr: float = 0.025, w_lr_min: float = 0.001, momentum: float = 0.9,
-             w_weight_decay: float = 3e-4, grad_clip: float = 5.0, alpha_lr: float = 3e-4,
-             alpha_weight_decay: float = 1e-3) -> SdDarts:
+def sd_darts(lam: NonNegative = 1.0, tau: Rate = 2.0, teachers: Annotated[int, Field(ge=1)] = 2,
+             order: Literal[1, 2] = 1, w_lr: Rate = 0.025, w_lr_min: NonNegative = 0.001,
+             momentum: Momentum = 0.9, w_weight_decay: NonNegative = 3e-4,
+             grad_clip: Rate = 5.0, alpha_lr: Rate = 3e-4,
+             alpha_weight_decay: NonNegative = 1e-3) -> SdDarts:
     """SD-DARTS (Zhu et al., 2023): DARTS plus self-distillation from voting teachers."""
-    if teachers < 1:
-        raise ValueError(f"teachers must be at least 1, got {teachers}")
     return SdDarts(lam, tau, teachers, order=order, w_lr=w_lr, w_lr_min=w_lr_min,
                    momentum=momentum, w_weight_decay=w_weight_decay, grad_clip=grad_clip,
                    alpha_lr=alpha_lr, alpha_weight_decay=alpha_weight_decay)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
 
 from harness import hookimpl
 
@@ -107,11 +109,9 @@ def magnitude() -> Magnitude:
     return Magnitude()
 
 
-def perturbation(tune_epochs: int = 5,
+def perturbation(tune_epochs: Annotated[int, Field(ge=0)] = 5,
                  edge_order: Literal["random", "fixed"] = "random") -> Perturbation:
     """DARTS-PT (Wang et al., ICLR 2021): per edge keep the op whose masking hurts most."""
-    if tune_epochs < 0:
-        raise ValueError(f"tune_epochs must be >= 0, got {tune_epochs}")
     return Perturbation(tune_epochs, edge_order)
 
 

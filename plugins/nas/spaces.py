@@ -18,6 +18,8 @@ import itertools
 from dataclasses import dataclass
 from typing import Annotated
 
+from pydantic import Field
+
 from harness import Component, FromData, hookimpl
 
 #: The operation vocabulary (NAS-Bench-201's); :mod:`.ops` builds each.
@@ -118,20 +120,21 @@ def _check(name: str, ops, nodes: int, channels: int, cells: int, stages: int) -
         raise ValueError(f"unknown operation {unknown[0]!r}; known: {', '.join(OP_NAMES)}")
     if len(set(ops)) != len(ops) or not ops:
         raise ValueError(f"ops must be distinct and non-empty, got {list(ops)}")
-    for key, value in (("nodes", nodes), ("channels", channels), ("cells", cells),
-                       ("stages", stages)):
-        if value < (2 if key == "nodes" else 1):
-            raise ValueError(f"{key} must be at least {2 if key == 'nodes' else 1}, got {value}")
     return SearchSpace(name, ops, nodes, channels, cells, stages)
 
 
-def nb201(channels: int = 16, cells: int = 5, stages: int = 3,
+#: Channels of the first stage, cells per stage, stages: at least one.
+Count = Annotated[int, Field(ge=1)]
+
+
+def nb201(channels: Count = 16, cells: Count = 5, stages: Count = 3,
           ops: list[str] = OP_NAMES) -> SearchSpace:
     """NAS-Bench-201 cell (Dong & Yang, ICLR 2020): 4 nodes, 6 edges, 5 ops."""
     return _check("nb201", ops, 4, channels, cells, stages)
 
 
-def tiny(channels: int = 8, cells: int = 1, stages: int = 2, nodes: int = 3,
+def tiny(channels: Count = 8, cells: Count = 1, stages: Count = 2,
+         nodes: Annotated[int, Field(ge=2)] = 3,
          ops: list[str] = ("skip", "conv3x3", "avgpool3")) -> SearchSpace:
     """A space small enough to train every member (3 ops on 3 edges = 27 cells by default)."""
     space = _check("tiny", ops, nodes, channels, cells, stages)
