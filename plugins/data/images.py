@@ -251,7 +251,8 @@ def synthetic_images(n_train: Annotated[int, Field(ge=2)] = 512,
                      n_classes: Annotated[int, Field(ge=2, le=256)] = 10,
                      size: Annotated[int, Field(ge=4, le=512)] = 32,
                      channels: Literal[1, 3] = 3,
-                     noise: Annotated[float, Field(ge=0)] = 40.0, random_state: int = 0,
+                     noise: Annotated[float, Field(ge=0)] = 40.0,
+                     random_state: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0,
                      crop: Pad = 4, flip: bool = True, cutout: Cut = 0) -> RawDataset:
     """Generated uint8 images (class templates, shifted, plus noise) with CIFAR's layout, offline.
 
