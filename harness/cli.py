@@ -72,8 +72,9 @@ def cmd_list(args) -> int:
     from tabulate import tabulate
 
     reg = _registry(args)
-    kinds = [args.kind] if args.kind else reg.kinds()
-    infos = [info for kind in kinds for info in reg.components(kind).values()]
+    kinds = [args.kind] if args.kind else sorted(reg.kinds())
+    infos = [info for kind in kinds
+             for _, info in sorted(reg.components(kind).items(), key=lambda kv: str(kv[0]))]
     if args.json:
         print(json.dumps([i.as_dict() for i in infos], indent=2))
         return 0
@@ -292,7 +293,9 @@ def cmd_report(args) -> int:
 
     out = build_report(args.suite, experiment=args.experiment, tracking_uri=args.tracking_uri,
                        metric=args.metric, formats=args.format.split(","), out=args.out,
-                       baseline=args.baseline, compare=args.compare or [])
+                       baseline=args.baseline, compare=args.compare or [],
+                       include_stale=args.include_stale,
+                       registry=_registry(args) if args.suite else None)
     print(f"report written to {out}")
     return 0
 
@@ -389,8 +392,12 @@ def build_parser(executor_opts: dict[str, ExecutorOption] | None = None
     sp.add_argument("--experiment", help="MLflow experiment (instead of a suite file)")
     sp.add_argument("--tracking-uri")
     sp.add_argument("--metric", help="primary metric (default: the suite's rank_by)")
-    sp.add_argument("--format", default="md,html,latex,csv")
+    sp.add_argument("--format", default="md,html,latex,csv",
+                    help="comma-separated, any of: md, html, latex, csv (default: all four)")
     sp.add_argument("--out", help="output directory (default reports/<suite>)")
+    sp.add_argument("--include-stale", action="store_true",
+                    help="also count runs whose run key the suite file's current plan no "
+                         "longer has (earlier configurations)")
     sp.add_argument("--baseline", help="reference method for wins/ties/losses")
     sp.add_argument("--compare", action="append", metavar="SUITE",
                     help="another suite to compare on shared datasets (repeatable)")

@@ -13,10 +13,28 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-#: Columns, in display order (``harness.runstate.status_column``).
-STATES = ("done", "diverged", "running", "failed", "timeout", "oom", "interrupted", "pending")
-_STYLE = {"done": "green", "diverged": "yellow", "running": "cyan", "failed": "red",
-          "timeout": "red", "oom": "red", "interrupted": "magenta", "pending": "dim"}
+from harness.runstate import (
+    DIVERGED,
+    FAILED,
+    FAILED_,
+    FINISHED,
+    INTERRUPTED,
+    OOM,
+    RUNNING,
+    TIMEOUT,
+    status_column,
+)
+
+#: The column of a run key that never ran, and of a finished one: the words
+#: are ``harness.runstate.status_column``'s, never spelled here.
+PENDING = status_column(None)
+DONE = status_column({"status": FINISHED})
+#: Columns, in display order.
+STATES = (DONE, DIVERGED, RUNNING, FAILED_, TIMEOUT, OOM, INTERRUPTED, PENDING)
+#: The error shown for a run left RUNNING by a process that is gone.
+DIED = "process died while running"
+_STYLE = {DONE: "green", DIVERGED: "yellow", RUNNING: "cyan", FAILED_: "red",
+          TIMEOUT: "red", OOM: "red", INTERRUPTED: "magenta", PENDING: "dim"}
 
 
 @dataclass
@@ -48,8 +66,6 @@ class SuiteStatus:
 def state_of(info: dict | None, now: float | None = None) -> str:
     """The column of the run that speaks for one run key (None: pending);
     the rules are ``harness.runstate``'s."""
-    from harness.runstate import status_column
-
     return status_column(info, now)
 
 
@@ -71,9 +87,8 @@ def collect(suite_file: str, uri: str | None = None, *, only: str | None = None,
         info = existing.get(spec.run_key)
         state = state_of(info, now)
         out.methods.setdefault(spec.method, Counter())[state] += 1
-        if state in ("failed", "timeout", "oom", "interrupted") and info:
-            error = info.get("error") or ("process died while running" if
-                                          info["status"] == "running" else "")
+        if (state in FAILED or state == INTERRUPTED) and info:
+            error = info.get("error") or (DIED if info["status"] == RUNNING else "")
             out.failures.append((spec.run_name, state, error))
     return out
 
@@ -161,4 +176,4 @@ def show(suite_file: str, uri: str | None = None, *, only: str | None = None,
         except KeyboardInterrupt:
             pass
     total = status.total
-    return 1 if total["failed"] + total["timeout"] + total["oom"] else 0
+    return 1 if sum(total[s] for s in FAILED) else 0

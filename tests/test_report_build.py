@@ -88,7 +88,8 @@ def make_toy(uri: str) -> None:
     log_run(client, exp, dataset="d1", method="stray", seed=0, acc=0.5, tags=False)
     # what `harness run` logs after a suite: a report holder, not a result
     suite_run = client.create_run(exp, run_name="toy (suite)",
-                                  tags={"harness.kind": "suite", "harness.suite": "toy"})
+                                  tags={"harness.kind": "suite", "harness.suite": "toy",
+                                        "harness.rank_by": "accuracy"})
     client.set_terminated(suite_run.info.run_id)
     # A second suite for --compare: shares d1, d2 and d3; has its own `focal`.
     other = client.create_experiment("other")
@@ -159,8 +160,11 @@ def test_failures_missing_cells_and_duplicates_are_stated(report):
     # 52 runs logged for `toy`: 48 used + 1 untagged + 1 suite-level + 2 superseded duplicates
     assert "Read **52** runs from MLflow; **48** used" in md
     assert "1 suite-level run(s) in `toy` (tag harness.kind=suite)" in md
-    assert "42 finished, 3 failed, 1 timeout, 1 oom, 1 diverged." in md
-    assert "d4: anyloss" in md and "missing (3 not finished)" in md
+    assert "42 finished, 1 diverged, 3 failed, 1 timeout, 1 oom." in md
+    # a missing cell says why: its runs' states, in `harness status`'s words
+    assert "d4: anyloss (3 failed)" in md and "missing (3 failed)" in md
+    # an experiment has no plan: every run counts, and the report says so
+    assert "Report of MLflow experiment `toy`: every run in it counts" in md
     assert "`d4` (missing anyloss)" in md
     assert "1 run(s) in `toy` have no harness.dataset/harness.method tags" in md
     assert "`dup-key` (3 runs" in md
@@ -193,11 +197,9 @@ def test_markdown_statistics_sections(report):
     assert "![Critical difference diagram](cd_diagram.png)" in md
 
 
-def test_suite_file_rank_by_and_errors(store, tmp_path):
-    suite = tmp_path / "toy.yaml"
-    suite.write_text("name: toy\nrank_by: log_loss\ntask: classification\n")
-    out = build_report(suite, tracking_uri=store, out=tmp_path / "r",
-                       formats=["md", "csv"])
+def test_metric_direction_and_errors(store, tmp_path):
+    out = build_report(experiment="toy", metric="log_loss", tracking_uri=store,
+                       out=tmp_path / "r", formats=["md", "csv"])
     assert sorted(p.name for p in out.iterdir() if p.suffix != ".png") == [
         "failures.csv", "index.md", "leaderboard.csv"]
     md = (out / "index.md").read_text()
@@ -249,6 +251,50 @@ def test_console_leaderboard(store):
         console_leaderboard("toy", tracking_uri=store, metric="f2")
 
 
+def test_console_leaderboard_counts_only_the_planned_run_keys(store):
+    """The end of `harness run`: the plan's run keys count, the others are
+    one line, and the first line says how complete the plan is."""
+    keys = [f"toy-{d}-{m}-{s}" for d in ("d1", "d2") for m in ("baseline", "focal")
+            for s in range(3)]
+    keys += ["toy-d1-anyloss-0", "never-ran-1", "never-ran-2"]
+    text = console_leaderboard("toy", tracking_uri=store, run_keys=keys)
+    lines = text.splitlines()
+    # 13 of the 15 keys have a finished run; two never ran
+    assert lines[0] == ("test/accuracy (higher is better) over finished runs; "
+                        "13 of 15 runs: partial (13 done, 2 pending)")
+    # 48 kept runs in `toy`, 13 of them planned
+    assert lines[1] == ("35 run(s) of earlier configurations ignored; "
+                        "`harness report --include-stale` shows them")
+    per_dataset = lines.index("per dataset: mean ± std (seeds)")
+    # ranked on d1, the one dataset with all three: anyloss 0.90 > focal 0.86 > baseline 0.82
+    assert lines[per_dataset + 1].split() == ["dataset", "anyloss", "focal", "baseline"]
+    assert [ln.split()[0] for ln in lines[per_dataset + 3:]][:2] == ["d1", "d2"]
+    assert "d3" not in text and "d5" not in text
+    # anyloss on d1: one planned seed, so one result
+    assert "0.9000 (1)" in text
+
+
+def test_a_report_needs_a_metric_and_says_which(tmp_path):
+    """No suite rank_by, no logged rank_by, no --metric: no classification
+    default, but an error naming what to pass."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, RunTag
+
+    uri = f"sqlite:///{tmp_path / 'norank.db'}"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("norank")
+    run = client.create_run(exp)
+    tags = {"harness.dataset": "a", "harness.method": "x", "harness.seed": "0",
+            "harness.status": "finished", "harness.run_key": "k"}
+    client.log_batch(run.info.run_id, metrics=[Metric("test/mse", 0.5, 0, 0)],
+                     tags=[RunTag(k, v) for k, v in tags.items()])
+    with pytest.raises(UserError, match=r"pass --metric .*one of: test/mse$"):
+        build_report(experiment="norank", tracking_uri=uri, out=tmp_path / "r")
+    with pytest.raises(UserError, match=r"pass --metric .*one of: test/mse$"):
+        console_leaderboard("norank", tracking_uri=uri)
+    assert "test/mse" in console_leaderboard("norank", tracking_uri=uri, metric="mse")
+
+
 def test_no_history_and_no_time_skips_plots(tmp_path):
     from mlflow import MlflowClient
     from mlflow.entities import Metric, RunTag
@@ -263,7 +309,8 @@ def test_no_history_and_no_time_skips_plots(tmp_path):
                     "harness.status": "finished", "harness.run_key": f"{d}{m}"}
             client.log_batch(run.info.run_id, metrics=[Metric("test/accuracy", v, 0, 0)],
                              tags=[RunTag(k, x) for k, x in tags.items()])
-    out = build_report(experiment="bare", tracking_uri=uri, out=tmp_path / "r")
+    out = build_report(experiment="bare", tracking_uri=uri, out=tmp_path / "r",
+                       metric="accuracy")
     md = (out / "index.md").read_text()
     assert "Learning curves (val/accuracy): not drawn (no run logged a val/accuracy" in md
     assert "not drawn (no run logged time/train_s)" in md
@@ -289,3 +336,7 @@ def test_unknown_metric_is_a_user_error(store, tmp_path):
     with pytest.raises(UserError, match=r"no run logged test/f2; logged: test/accuracy, "
                                         r"test/log_loss, time/train_s"):
         build_report(experiment="toy", tracking_uri=store, metric="f2", out=tmp_path)
+    # a near miss is named
+    with pytest.raises(UserError, match=r"no run logged test/acc \(did you mean "
+                                        r"'test/accuracy'\?\)"):
+        build_report(experiment="toy", tracking_uri=store, metric="test/acc", out=tmp_path)

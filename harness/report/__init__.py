@@ -16,10 +16,11 @@ functions so importing this package stays cheap.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from harness.errors import UserError
+from harness.runstate import DONE
 
 __all__ = ["build_report", "console_leaderboard", "log_suite_report"]
 
@@ -28,29 +29,41 @@ def build_report(suite: str | Path | None = None, *, experiment: str | None = No
                  tracking_uri: str | None = None, metric: str | None = None,
                  formats: Sequence[str] = ("md", "html", "latex", "csv"),
                  out: str | Path | None = None, baseline: str | None = None,
-                 compare: Sequence[str] = ()) -> Path:
+                 compare: Sequence[str] = (), include_stale: bool = False,
+                 registry=None) -> Path:
     """Write the report of ``suite`` (a suite YAML file, or a suite name) and
     return the report directory (default ``reports/<suite name>``).
 
+    A suite file is reported as it is now: only runs whose run key its
+    current plan holds count (``planned``); runs of earlier configurations
+    are left out and counted, or pooled in with ``include_stale``; planned
+    runs that have no result are listed with their state, and the title says
+    how complete the plan is.  A suite name or ``experiment`` alone reads
+    every run of that MLflow experiment, and the report says so.
+
     ``experiment`` overrides the MLflow experiment (default: the suite name);
     ``metric`` the ranked metric (default: the suite's ``rank_by``, else the
-    ``rank_by`` the last ``harness run`` logged with the experiment, else
-    ``accuracy``); its direction comes from the runs' ``harness.direction.*``
-    tags (``aggregate.direction``); ``baseline`` adds wins/ties/losses against that method;
-    ``compare`` adds the methods of other suite files or experiments on the
-    datasets they share with this one.  Raises ``UserError`` for a missing
-    suite file, an unknown experiment, baseline or format, or no runs."""
+    ``rank_by`` the last ``harness run`` logged with the experiment; without
+    either, a ``UserError`` asks for one); its direction comes from the runs'
+    ``harness.direction.*`` tags (``aggregate.direction``); ``baseline`` adds
+    wins/ties/losses against that method; ``compare`` adds the methods of
+    other suite files or experiments on the datasets they share with this
+    one; ``registry`` validates suite files (default: the installed plugins).
+    Raises ``UserError`` for a missing suite file, an unknown experiment,
+    baseline, metric or format, or no runs."""
     return _build(suite, experiment=experiment, tracking_uri=tracking_uri, metric=metric,
-                  formats=formats, out=out, baseline=baseline, compare=compare)
+                  formats=formats, out=out, baseline=baseline, compare=compare,
+                  include_stale=include_stale, registry=registry)
 
 
 def _build(suite: str | Path | None = None, *, experiment: str | None = None,
            tracking_uri: str | None = None, metric: str | None = None,
            formats: Sequence[str] = ("md", "html", "latex", "csv"),
            out: str | Path | None = None, baseline: str | None = None,
-           compare: Sequence[str] = (), timings: dict | None = None) -> Path:
+           compare: Sequence[str] = (), timings: dict | None = None,
+           include_stale: bool = False, registry=None) -> Path:
     """``build_report`` plus ``timings`` (stage -> seconds), for benchmarks."""
-    from harness.report import aggregate, analysis, figures, load, render
+    from harness.report import aggregate, analysis, figures, load, planned, render
 
     timings = {} if timings is None else timings
     clock = time.perf_counter()
@@ -68,14 +81,20 @@ def _build(suite: str | Path | None = None, *, experiment: str | None = None,
         raise UserError("build_report needs a suite file or an experiment name")
     title = info.name if info else experiment
     uri = load.resolve_tracking_uri(tracking_uri)
+    plan = planned.from_suite_file(info.path, registry) if info and info.path else None
     loaded = load.load_runs(experiment, uri)
-    # a suite file's rank_by, else the one `harness run` logged with the suite
-    metric = metric or (info.rank_by if info else None) or loaded.rank_by or "accuracy"
-    notes = _load_notes(loaded)
-    runs = loaded.runs
+    runs, scope = planned.restrict(loaded.runs, plan, include_stale)
+    notes = scope.notes(experiment) + _load_notes(loaded)
+    metric = metric or (info.rank_by if info else None) or loaded.rank_by
+    if not metric:
+        raise UserError(_no_metric(experiment, runs))
     for spec in compare:
         other_info = load.resolve_source(spec)
         other = load.load_runs(other_info.name, uri)
+        other_plan = (planned.from_suite_file(other_info.path, registry)
+                      if other_info.path else None)
+        other.runs, other_scope = planned.restrict(other.runs, other_plan, include_stale)
+        notes += [f"`{other_info.name}`: {n}" for n in other_scope.notes(other_info.name)[1:]]
         runs, unshared = _merge(runs, other, other_info.name, notes)
         loaded.n_read += other.n_read
         for name, votes in other.directions.items():
@@ -84,6 +103,12 @@ def _build(suite: str | Path | None = None, *, experiment: str | None = None,
             notes.append(f"Datasets of `{other_info.name}` not in `{title}` were left out: "
                          + ", ".join(map(str, unshared)) + ".")
     if runs.empty:
+        stale = (f" ({scope.n_stale} run(s) of earlier configurations ignored; "
+                 "`--include-stale` to show them)" if scope.n_stale else "")
+        if plan is not None:
+            raise UserError(f"none of the {plan.total} planned runs of {info.path} is in "
+                            f"MLflow experiment {experiment!r} at {uri}{stale}; "
+                            f"`harness run {info.path}` runs them")
         raise UserError(f"no harness runs in MLflow experiment {experiment!r} at {uri} "
                         f"({loaded.n_read} runs read, none with harness.* tags)")
     lap("load")
@@ -93,7 +118,8 @@ def _build(suite: str | Path | None = None, *, experiment: str | None = None,
         notes.append(f"Warning: {warning}.")
     lap("metric direction")
     data = analysis.analyse(loaded, title=title, metric=metric, tracking_uri=uri,
-                            baseline=baseline, runs=runs, notes=notes, greater=greater)
+                            baseline=baseline, runs=runs, notes=notes, greater=greater,
+                            scope=scope)
     lap("statistics")
     out_dir = Path(out) if out is not None else Path("reports") / title
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -110,7 +136,8 @@ def _build(suite: str | Path | None = None, *, experiment: str | None = None,
 
 def log_suite_report(suite, uri: str | None, counts: dict) -> str | None:
     """What ``harness run`` does at its end: build the full report of
-    ``suite`` (a validated ``harness.suite.Suite``) and log it, with the
+    ``suite`` (a validated ``harness.suite.Suite``; the report counts the
+    runs of its file's current plan, as ``build_report`` does) and log it, with the
     status ``counts``, as a suite-level MLflow run (``harness.kind=suite``,
     ``harness.rank_by``).  Return that run's id; ``None`` when no run finished
     or diverged now (the last suite run already holds this report) or the
@@ -120,7 +147,7 @@ def log_suite_report(suite, uri: str | None, counts: dict) -> str | None:
 
     from harness.tracking import log_suite_run
 
-    if not counts.get("finished", 0) + counts.get("diverged", 0):
+    if not sum(counts.get(s, 0) for s in DONE):
         return None
     with tempfile.TemporaryDirectory() as tmp:
         try:
@@ -168,32 +195,43 @@ def _merge(runs, other, name: str, notes: list[str]):
 
 
 def console_leaderboard(experiment: str, *, tracking_uri: str | None = None,
-                        metric: str | None = None) -> str:
+                        metric: str | None = None,
+                        run_keys: Collection[str] | None = None) -> str:
     """Plain text for the end of ``harness run``: the ranked leaderboard
     (average rank, win rate, Elo with its 95% interval, datasets) over
     finished runs, then ``mean ± std (seeds)`` of ``test/<metric>`` per
     dataset (rows) and method (columns, best first).  Each table has one
-    number format."""
+    number format.
+
+    ``run_keys``: the run keys of the suite's current plan (all of it, not
+    only what this ``harness run`` ran): only those runs count, the runs of
+    other configurations are counted in one line, and the first line says
+    how complete the plan is (``24 of 888 runs: partial``).  None: every run
+    of the experiment counts.  ``metric`` defaults to the ``rank_by`` the
+    last ``harness run`` logged; without one a ``UserError`` asks for it."""
     from tabulate import tabulate
 
-    from harness.report import aggregate, analysis, load
+    from harness.report import aggregate, analysis, load, planned
 
     uri = load.resolve_tracking_uri(tracking_uri)
     loaded = load.load_runs(experiment, uri)
-    runs = loaded.runs
+    plan = planned.from_run_keys(run_keys) if run_keys is not None else None
+    runs, scope = planned.restrict(loaded.runs, plan)
+    stale = (f"{scope.n_stale} run(s) of earlier configurations ignored; "
+             "`harness report --include-stale` shows them" if scope.n_stale else "")
     if runs.empty:
-        return f"no harness runs in experiment {experiment!r}"
+        return "\n".join(x for x in (f"no harness runs in experiment {experiment!r}"
+                                      + (f" ({scope.completeness()})" if plan else ""),
+                                      stale) if x)
     metric = metric or loaded.rank_by
-    if metric is None:
-        # Without a suite there is no rank_by: accuracy if logged, else the first test metric.
-        logged = sorted(c for c in runs.columns if c.startswith("test/"))
-        metric = "test/accuracy" if "test/accuracy" in logged or not logged else logged[0]
+    if not metric:
+        raise UserError(_no_metric(experiment, runs))
     column = aggregate.metric_column(metric)
     greater, warning = aggregate.direction(column, loaded.directions)
     if warning:
         _warn(warning)
     data = analysis.analyse(loaded, title=experiment, metric=column, tracking_uri=uri,
-                            greater=greater)
+                            greater=greater, runs=runs, scope=scope)
     methods = data.methods
     # a dataset without a single result (e.g. unavailable offline) is one
     # line under the table, not a row of "missing"
@@ -201,6 +239,10 @@ def console_leaderboard(experiment: str, *, tracking_uri: str | None = None,
     empty = [str(d) for d in data.matrix.index if d not in scored]
     arrow = "higher" if greater else "lower"
     text = f"{column} ({arrow} is better) over finished runs"
+    if plan is not None:
+        text += f"; {scope.completeness()} ({planned.state_summary(scope.states)})"
+    if stale:
+        text += f"\n{stale}"
     if len(data.leaderboard):
         text += "\n\n" + _console_board(data)
     headers, rows = analysis.console_table(data.cells, scored, methods)
@@ -208,7 +250,22 @@ def console_leaderboard(experiment: str, *, tracking_uri: str | None = None,
     text += f"\n\nper dataset: mean ± std (seeds)\n{table}"
     if empty:
         text += f"\nno results on {len(empty)} dataset(s): {', '.join(empty)}"
+    missing = [f"{d}/{m} ({data.reasons[(d, m)]})" for d, m in data.missing
+               if (d, m) in data.reasons]
+    if missing:
+        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more"
+                                           if len(missing) > 10 else "")
+        text += f"\nmissing cells: {shown}"
     return text
+
+
+def _no_metric(experiment: str, runs) -> str:
+    """The error for a report without a metric to rank by: what to pass."""
+    logged = sorted(c for c in runs.columns if str(c).startswith("test/")
+                    and runs[c].notna().any())
+    return (f"no metric to rank experiment {experiment!r} by: no suite file with rank_by and "
+            f"no rank_by logged by `harness run`; pass --metric (metric= in Python), one of: "
+            f"{', '.join(logged) or 'no test/* metric was logged'}")
 
 
 def _console_board(data) -> str:

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import math
 
-STATUS_ORDER = ("finished", "failed", "timeout", "oom", "diverged", "interrupted", "running")
+from harness.runstate import FINISHED, STATUSES
+
+#: Status words in display order (``harness.runstate``'s).
+STATUS_ORDER = STATUSES
 
 
 def metric_name(column: str) -> str:
@@ -62,7 +65,7 @@ def scored_runs(runs, column: str):
     """Finished runs that logged ``column``: the runs every statistic uses."""
     if column not in runs.columns:
         return runs.iloc[0:0].assign(**{column: []})
-    return runs[runs["status"].eq("finished") & runs[column].notna()]
+    return runs[runs["status"].eq(FINISHED) & runs[column].notna()]
 
 
 #: Resamples of the bootstrap interval of a cell's mean.
@@ -105,7 +108,7 @@ def cell_table(runs, column: str):
     cells = cells.reindex(status.size().index)
     cells["n"] = cells["n"].fillna(0).astype(int)
     cells["n_runs"] = status.size()
-    cells["n_bad"] = status.apply(lambda s: int((s != "finished").sum()))
+    cells["n_bad"] = status.apply(lambda s: int((s != FINISHED).sum()))
     return cells
 
 

@@ -10,7 +10,9 @@ import math
 from dataclasses import dataclass, field
 
 from harness.errors import UserError
+from harness.params import did_you_mean
 from harness.report import aggregate, stats
+from harness.runstate import FINISHED
 
 #: Columns of leaderboard.csv, in order (wins/ties/losses only with a baseline).
 LEADERBOARD_COLUMNS = ["method", "avg_rank", "win_rate", "normalized_score", "elo", "elo_low",
@@ -46,6 +48,15 @@ class ReportData:
     notes: list[str] = field(default_factory=list)
     #: why there is no Nemenyi CD (too few datasets for the number of methods)
     cd_skipped: str | None = None
+    #: which runs count and where the plan stands (``planned.Scope``; None: every run)
+    scope: object = None
+    #: (dataset, method) -> why it has fewer results than runs (``2 failed, 1 pending``)
+    reasons: dict = field(default_factory=dict)
+
+    @property
+    def completeness(self) -> str | None:
+        """``24 of 888 runs: partial`` for a suite file's plan, else None."""
+        return self.scope.completeness() if self.scope is not None else None
 
     @property
     def methods(self) -> list[str]:
@@ -104,25 +115,32 @@ def mean_train_time(scored, datasets):
 
 def analyse(loaded, *, title: str, metric: str, tracking_uri: str, baseline: str | None = None,
             runs=None, notes: list[str] | None = None,
-            greater: bool | None = None) -> ReportData:
+            greater: bool | None = None, scope=None) -> ReportData:
     """Aggregate, rank and test the runs of ``loaded`` (or ``runs`` when the
-    caller merged several experiments).  ``greater`` overrides the metric's
-    direction (default: the runs' ``harness.direction.*`` tags,
-    ``aggregate.direction``)."""
+    caller merged several experiments or kept a plan's runs).  ``greater``
+    overrides the metric's direction (default: the runs' ``harness.direction.*``
+    tags, ``aggregate.direction``).  ``scope`` (``planned.restrict``) adds the
+    planned datasets and methods that have no run yet, as missing cells with
+    their reasons."""
+    from harness.report import planned
+
     runs = loaded.runs if runs is None else runs
+    scope = scope if scope is not None else planned.Scope(None)
     notes = list(notes or [])
     column = aggregate.metric_column(metric)
     logged = sorted(c for c in runs.columns if c.startswith(("test/", "time/"))
                     and runs[c].notna().any())
-    if column not in logged and runs["status"].eq("finished").any():
+    if column not in logged and runs["status"].eq(FINISHED).any():
         # Finished runs exist but none has the metric: almost surely a typo.
-        raise UserError(f"no run logged {column}; logged: {', '.join(logged) or 'nothing'}")
+        raise UserError(f"no run logged {column}{did_you_mean(column, logged)}; logged: "
+                        f"{', '.join(logged) or 'nothing'}; pass one of them to --metric")
     if greater is None:
         greater = aggregate.direction(column, loaded.directions)[0]
     scored = aggregate.scored_runs(runs, column)
     cells = aggregate.cell_table(runs, column)
-    datasets = sorted(runs["dataset"].unique(), key=str)
-    all_methods = sorted(runs["method"].unique(), key=str)
+    plan = scope.plan
+    datasets = sorted(set(runs["dataset"]) | set(plan.datasets if plan else ()), key=str)
+    all_methods = sorted(set(runs["method"]) | set(plan.methods if plan else ()), key=str)
     matrix = aggregate.score_matrix(cells, datasets, all_methods)
     methods, unscored = aggregate.split_methods(matrix)
     if baseline is not None and baseline not in all_methods:
@@ -144,7 +162,7 @@ def analyse(loaded, *, title: str, metric: str, tracking_uri: str, baseline: str
     cliques = stats.cd_cliques(board["avg_rank"].dropna(), cd) if math.isfinite(cd) else []
     wil = stats.pairwise_wilcoxon(compared[list(board.index)], greater)
 
-    unlogged = runs[runs["status"].eq("finished")].shape[0] - len(scored)
+    unlogged = runs[runs["status"].eq(FINISHED)].shape[0] - len(scored)
     if unlogged:
         notes.append(f"{unlogged} finished run(s) did not log {column}; they are not scored.")
     per_seed = scored.groupby(["dataset", "method", "seed"]).size()
@@ -158,7 +176,8 @@ def analyse(loaded, *, title: str, metric: str, tracking_uri: str, baseline: str
         n_read=loaded.n_read, status_counts=aggregate.status_counts(runs), cells=cells,
         matrix=matrix, complete=complete, dropped=dropped,
         missing=aggregate.missing_cells(matrix), unscored_methods=unscored, leaderboard=board,
-        friedman=fr, cd=cd, cliques=cliques, wilcoxon=wil, notes=notes, cd_skipped=cd_skipped)
+        friedman=fr, cd=cd, cliques=cliques, wilcoxon=wil, notes=notes, cd_skipped=cd_skipped,
+        scope=scope, reasons=planned.cell_reasons(runs, scope))
 
 
 def _nemenyi(k: int, n: int) -> tuple[float, str | None]:
@@ -176,7 +195,7 @@ def _nemenyi(k: int, n: int) -> tuple[float, str | None]:
 
 def problems(runs):
     """Runs that did not finish, for the report's failure table."""
-    bad = runs[~runs["status"].eq("finished")]
+    bad = runs[~runs["status"].eq(FINISHED)]
     cols = ["dataset", "method", "seed", "status", "error", "run_id"]
     return bad[cols].sort_values(["dataset", "method", "seed"], key=lambda s: s.astype(str))
 

@@ -20,9 +20,11 @@ from pathlib import Path
 from harness import runstate
 from harness.errors import UserError
 from harness.metrics import DIRECTION_TAG
+from harness.status import DIED
 
 TAG_COLUMNS = ("suite", "run_key", "dataset", "method", "seed", "task", "status", "error",
-               "host", "version", "git_commit", "torch", "gpu", "executor", "failure_kind")
+               "host", "version", "git_commit", "torch", "gpu", "executor", "failure_kind",
+               "pid", "heartbeat")
 #: The tracking URI rule is ``harness.runstate``'s.
 resolve_tracking_uri = runstate.resolve_uri
 
@@ -153,12 +155,30 @@ def load_runs(experiment: str, tracking_uri: str | None = None) -> LoadedRuns:
     tagged = df["dataset"].notna() & df["method"].notna() & ~suite_runs
     n_untagged = int((~tagged & ~suite_runs).sum())
     df = df[tagged].drop(columns="kind")
-    df["status"] = [runstate.normalize(s if isinstance(s, str) else None, m)
-                    for s, m in zip(df["status"], df["mlflow_status"])]
+    df["status"] = [_status(row) for row in df.to_dict("records")]
+    died = df["status"].eq(runstate.INTERRUPTED) & df["mlflow_status"].eq("RUNNING")
+    df.loc[died & df["error"].isna(), "error"] = DIED
     df["run_key"] = df["run_key"].fillna(df["run_id"])
     df, dups = _dedupe(df)
     return LoadedRuns(experiment, df.reset_index(drop=True), n_read, n_untagged, dups,
                       int(suite_runs.sum()), rank_by[1], directions)
+
+
+def _status(row: dict) -> str:
+    """The run's status word (``runstate.normalize``), with a run left
+    RUNNING by a process that is gone (``runstate.is_stale``) ``interrupted``,
+    as ``harness status`` and ``harness run`` see it."""
+    status = row["status"]
+    word = runstate.normalize(status if isinstance(status, str) else None, row["mlflow_status"])
+    if word == runstate.RUNNING and runstate.is_stale(
+            {"pid": _text(row["pid"]), "heartbeat": _text(row["heartbeat"]),
+             "start": row["start_time"]}):
+        return runstate.INTERRUPTED
+    return word
+
+
+def _text(value) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _dedupe(df):

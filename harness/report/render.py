@@ -15,7 +15,7 @@ from pathlib import Path
 from harness.report import stats, tables
 from harness.report.analysis import ReportData, fmt_num, problems
 from harness.report.figures import Figure
-from harness.runstate import display_uri
+from harness.runstate import DONE, FAILED, display_uri
 
 FORMATS = ("md", "html", "latex", "csv")
 #: Rows of the failed-runs table on the pages; failures.csv has every one.
@@ -24,8 +24,7 @@ FAILURE_ROWS = 20
 
 def _summary(data: ReportData) -> list[str]:
     c = data.status_counts
-    parts = [f"{n} {s}" for s, n in c.items() if n or s in ("finished", "failed", "timeout",
-                                                                "oom", "diverged")]
+    parts = [f"{n} {s}" for s, n in c.items() if n or s in DONE | FAILED]
     used = len(data.runs)
     rest = "" if used == data.n_read else " (the notes below say why the others are not)"
     items = [f"Read **{data.n_read}** runs from MLflow; **{used}** used{rest}: "
@@ -38,6 +37,10 @@ def _summary(data: ReportData) -> list[str]:
                      f"finished run that logged `{data.column}`: {_cells(data)}.")
     else:
         items.append("No missing (dataset, method) cells.")
+    short = _short_cells(data)
+    if short:
+        items.append(f"**{len(short)} incomplete cell(s)** with fewer results than planned "
+                     "runs: " + "; ".join(short) + ".")
     if data.unscored_methods:
         items.append("Methods without any result, left out of every cross-dataset statistic: "
                      + ", ".join(f"`{m}`" for m in data.unscored_methods) + ".")
@@ -71,14 +74,46 @@ def _provenance(data: ReportData, most: int = 5) -> list[str]:
     return ["Produced by: " + "; ".join(parts) + "."]
 
 
+#: Cells named one by one in the summary before the rest are counted.
+MAX_CELLS = 40
+
+
 def _cells(data: ReportData) -> str:
-    """Missing cells, one entry per dataset ("every method" when none ran)."""
+    """Missing cells with their reasons (the planned runs' states), one entry
+    per dataset ("every method" when no method has a result there)."""
     by_ds: dict = {}
     for d, m in data.missing:
         by_ds.setdefault(d, []).append(m)
     n_methods = len(data.matrix.columns)
-    return "; ".join(f"{d}: every method" if len(ms) == n_methods else
-                     f"{d}: {', '.join(map(str, ms))}" for d, ms in by_ds.items())
+    entries = []
+    for d, ms in by_ds.items():
+        why = [data.reasons.get((d, m)) for m in ms]
+        if len(ms) == n_methods and len(set(why)) == 1:
+            entries.append(f"{d}: every method" + (f" ({why[0]})" if why[0] else ""))
+        else:
+            entries.append(f"{d}: " + ", ".join(
+                f"{m} ({w})" if w else str(m) for m, w in zip(ms, why)))
+    return _capped(entries)
+
+
+def _short_cells(data: ReportData) -> list[str]:
+    """Scored cells whose planned runs are not all done, e.g. ``wine/focal
+    (2 results; 1 pending)``; only a suite file's report knows the plan."""
+    if data.scope is None or data.scope.plan is None:
+        return []
+    missing = set(data.missing)
+    out = []
+    for cell, why in data.reasons.items():
+        if cell in missing or cell not in data.cells.index:
+            continue
+        out.append(f"{cell[0]}/{cell[1]} ({int(data.cells.loc[cell, 'n'])} results; {why})")
+    return [_capped(out)] if out else []
+
+
+def _capped(entries: list[str], most: int = MAX_CELLS) -> str:
+    if len(entries) <= most:
+        return "; ".join(entries)
+    return "; ".join(entries[:most]) + f"; and {len(entries) - most} more"
 
 
 def _failure_causes(data: ReportData) -> list[str]:
@@ -129,8 +164,9 @@ def document(data: ReportData, figures: list[Figure]) -> list[tuple]:
     (fig, Figure) (details, summary, Table)."""
     figs = {f.key: f for f in figures}
     direction = "higher" if data.greater else "lower"
+    done = f" ({data.completeness})" if data.completeness else ""
     doc: list[tuple] = [
-        ("h", 1, f"Leaderboard: {data.title}"),
+        ("h", 1, f"Leaderboard: {data.title}{done}"),
         ("p", f"Metric `{data.column}` ({direction} is better) · experiment `{data.experiment}`"
               f" · tracking URI `{display_uri(data.tracking_uri)}`"),
         ("h", 2, "Runs"), ("ul", _summary(data)),

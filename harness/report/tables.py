@@ -116,7 +116,8 @@ def leaderboard_table(data: ReportData) -> Table:
                "and W/T/L over every dataset where both methods have results."
                + (" train s/run: mean `time/train_s` per run over the same datasets as "
                   "the average rank." if timed else ""))
-    return Table("leaderboard", f"Leaderboard on {data.column}", headers, rows, caption)
+    done = f" ({data.completeness})" if data.completeness else ""
+    return Table("leaderboard", f"Leaderboard on {data.column}{done}", headers, rows, caption)
 
 
 def per_dataset_table(data: ReportData) -> Table:
@@ -131,8 +132,10 @@ def per_dataset_table(data: ReportData) -> Table:
         for m in methods:
             c = data.cells.loc[(d, m)] if (d, m) in data.cells.index else None
             if c is None or c["n"] == 0:
+                why = data.reasons.get((d, m))
                 bad = int(c["n_bad"]) if c is not None else 0
-                row.append(f"missing ({bad} not finished)" if bad else "missing (no runs)")
+                row.append(f"missing ({why})" if why else f"missing ({bad} not finished)"
+                           if bad else "missing (no runs)")
                 continue
             text = fmt_mean_std(c["mean"], c["std"], int(c["n"]))
             row.append(bold(text) if vals[m] == top else text)

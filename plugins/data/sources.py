@@ -129,6 +129,28 @@ csv.label = lambda params: Path(str(params["path"])).stem
 sklearn.label = lambda params: str(params["name"]) + ("-img" if params.get("as_image") else "")
 
 
+def _sklearn_catalog() -> list[dict]:
+    """The bundled sets, one row each (``harness datasets sklearn``): they
+    ship with scikit-learn and load in milliseconds, so the numbers are read
+    from the data, not written down."""
+    import numpy as np
+    from sklearn import datasets
+
+    rows = []
+    for name in SKLEARN_SETS:
+        bunch = getattr(datasets, f"load_{name}")()
+        counts = np.bincount(bunch.target)
+        rows.append({"name": name, "n": int(bunch.data.shape[0]),
+                     "features": int(bunch.data.shape[1]), "classes": len(counts),
+                     "min_class": int(counts.min()),
+                     "imbalance_ratio": float(counts.max() / counts.min()),
+                     "as_image": "1x8x8" if name == "digits" else ""})
+    return rows
+
+
+sklearn.catalog = _sklearn_catalog
+
+
 @hookimpl
 def register_datasets(register):
     """The bundled, synthetic and CSV dataset sources."""
