@@ -4,11 +4,16 @@ per m_S, from the MLflow runs of ``suites/gda_simulation.yaml``.
     harness run suites/gda_simulation.yaml --tracking-uri sqlite:///gda.db
     python benchmarks/gda_gap.py --tracking-uri sqlite:///gda.db [--out gda_gap.png]
 
-Prints, per classifier (the suite's method before its sweep point), a table
-of mean +- std over seeds of ``test/generalization_gap`` and
-``test/accuracy`` for each m_S (dataset label ``bgmm/m<m_S>``) and gamma
-(``augment.ratio``), and draws gap vs gamma (symlog x axis, gamma = 0
-included) with one line per m_S and one panel per classifier.
+Prints, per classifier (the suite's method before its sweep point), tables
+of the mean over seeds of the 0-1 gap (``test/generalization_gap``), the NLL
+gap (``test/nll_generalization_gap``, when logged) and ``test/accuracy``
+for each m_S (dataset label ``bgmm/m<m_S>``, m_S as the suite counts it) and
+gamma (``augment.ratio``); then, per m_S, the paired comparison of gamma 0
+with the largest gamma (every seed has the same real rows at every gamma):
+mean difference, its 95% interval and the Wilcoxon signed-rank p-value.
+Draws gap vs gamma (symlog x axis, gamma = 0 included), one line per m_S,
+with 95% intervals of the mean (1.96 standard errors) as error bars, one
+panel per classifier and gap.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import re
 
 
 def load(tracking_uri: str, experiment: str):
-    """Finished runs as a frame: classifier, m_S, gamma, seed, gap, accuracy."""
+    """Finished runs as a frame: classifier, m_S, gamma, seed, gap, nll_gap, accuracy."""
     import mlflow
     import pandas as pd
 
@@ -34,46 +39,76 @@ def load(tracking_uri: str, experiment: str):
                      "m_S": int(m.group(1)), "gamma": float(r["params.augment.ratio"]),
                      "seed": int(r["tags.harness.seed"]),
                      "gap": r["metrics.test/generalization_gap"],
+                     "nll_gap": r.get("metrics.test/nll_generalization_gap", float("nan")),
                      "accuracy": r["metrics.test/accuracy"]})
     return pd.DataFrame(rows)
 
 
+GAPS = (("gap", "0-1 generalisation gap"), ("nll_gap", "NLL generalisation gap"))
+
+
 def tables(frame) -> str:
-    """Mean +- std of gap and accuracy per (classifier, m_S, gamma)."""
+    """Means over seeds of both gaps and accuracy per (classifier, m_S, gamma),
+    and the paired gamma-0 vs largest-gamma comparison per m_S."""
+    from scipy.stats import wilcoxon
+
+    fmt = lambda v: f"{v:.4f}"  # noqa: E731
     out = []
     for clf, part in frame.groupby("classifier"):
-        stats = part.groupby(["m_S", "gamma"]).agg(
-            gap=("gap", "mean"), gap_std=("gap", "std"), acc=("accuracy", "mean"),
-            n=("seed", "count"))
-        gap = stats["gap"].unstack("gamma")
-        acc = stats["acc"].unstack("gamma")
-        out.append(f"{clf}: generalisation gap (mean over seeds), rows m_S, columns gamma\n"
-                   f"{gap.to_string(float_format=lambda v: f'{v:.4f}')}\n")
-        out.append(f"{clf}: test accuracy\n{acc.to_string(float_format=lambda v: f'{v:.4f}')}\n")
+        n = part.groupby(["m_S", "gamma"])["seed"].count()
+        out.append(f"{clf}: {n.min()}-{n.max()} seeds per cell")
+        for col, title in (*GAPS, ("accuracy", "test accuracy")):
+            if part[col].isna().all():
+                continue
+            table = part.groupby(["m_S", "gamma"])[col].mean().unstack("gamma")
+            out.append(f"{clf}: {title} (mean over seeds), rows m_S, columns gamma\n"
+                       f"{table.to_string(float_format=fmt)}\n")
+        top = part["gamma"].max()
+        for col, title in GAPS:
+            if part[col].isna().all():
+                continue
+            lines = [f"{clf}: {title}, gamma 0 minus gamma {top:g}, paired over seeds",
+                     "m_S   n   mean diff   95% interval        Wilcoxon p"]
+            for m_s, rows in part.groupby("m_S"):
+                wide = rows.pivot_table(index="seed", columns="gamma", values=col)
+                if 0.0 not in wide or top not in wide:
+                    continue
+                diff = (wide[0.0] - wide[top]).dropna()
+                if len(diff) < 2:
+                    continue
+                half = 1.96 * diff.std(ddof=1) / len(diff) ** 0.5
+                p = wilcoxon(diff).pvalue if (diff != 0).any() else 1.0
+                lines.append(f"{m_s:<5} {len(diff):<3} {diff.mean():+.4f}    "
+                             f"[{diff.mean() - half:+.4f}, {diff.mean() + half:+.4f}]  {p:.2g}")
+            out.append("\n".join(lines) + "\n")
     return "\n".join(out)
 
 
 def plot(frame, path: str) -> None:
-    """Gap vs gamma, one line per m_S (mean +- std), one panel per classifier."""
+    """Gap vs gamma, one line per m_S (mean and its 95% interval), one row per
+    gap and one column per classifier."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     classifiers = sorted(frame["classifier"].unique())
-    fig, axes = plt.subplots(1, len(classifiers), figsize=(5 * len(classifiers), 4),
-                             squeeze=False, sharey=True)
-    for ax, clf in zip(axes[0], classifiers):
-        part = frame[frame["classifier"] == clf]
-        for m_s, curve in part.groupby("m_S"):
-            stats = curve.groupby("gamma")["gap"].agg(["mean", "std"]).fillna(0.0)
-            ax.errorbar(stats.index, stats["mean"], yerr=stats["std"], marker="o",
-                        capsize=2, label=f"m_S = {m_s}")
-        ax.set_xscale("symlog", linthresh=1.0)
-        ax.set_xlabel("gamma (generated / real per class)")
-        ax.set_title(clf)
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("|train 0-1 loss - test 0-1 loss|")
+    gaps = [(col, title) for col, title in GAPS if not frame[col].isna().all()]
+    fig, axes = plt.subplots(len(gaps), len(classifiers),
+                             figsize=(5 * len(classifiers), 4 * len(gaps)), squeeze=False)
+    for row, (col, title) in enumerate(gaps):
+        for ax, clf in zip(axes[row], classifiers):
+            part = frame[frame["classifier"] == clf]
+            for m_s, curve in part.groupby("m_S"):
+                stats = curve.groupby("gamma")[col].agg(["mean", "std", "count"])
+                half = (1.96 * stats["std"] / stats["count"] ** 0.5).fillna(0.0)
+                ax.errorbar(stats.index, stats["mean"], yerr=half, marker="o",
+                            capsize=2, label=f"m_S = {m_s}")
+            ax.set_xscale("symlog", linthresh=1.0)
+            ax.set_xlabel("gamma (generated / real)")
+            ax.set_title(f"{clf}: {title}")
+            ax.grid(alpha=0.3)
+        axes[row][0].set_ylabel(f"{title} (mean, 95% interval)")
     axes[0][-1].legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -19,6 +19,7 @@ training: {{epochs: 2, batch_size: 32, optimizer: {{name: adam, lr: 0.01}}}}
 methods:
 {methods}
 metrics: [accuracy, generalization_gap]
+task: classification
 """
 
 
@@ -94,9 +95,11 @@ training: {epochs: 1, batch_size: 4096, optimizer: closed_form}
 methods:
   logreg: {augment: {name: gaussian_nb, ratio: 0}}
   naive_bayes: {model: gaussian_nb, augment: {name: gaussian_nb, ratio: 0}}
+  theta_mean: {model: bgmm_mean, augment: {name: gaussian_nb, ratio: 0}}
 sweep:
   logreg: {augment.ratio: [0, 10]}
-metrics: [generalization_gap, accuracy]
+metrics: [generalization_gap, nll_generalization_gap, accuracy]
+task: classification
 """
 
 
@@ -106,16 +109,22 @@ def test_gda_simulation_through_the_task_is_reproducible(tmp_path, tracking_uri,
     suite.write_text(GDA)
     assert main(["run", str(suite)]) == 0, capsys.readouterr().err
     first = runs_of(tracking_uri, "gda_tiny").sort_values(["tags.harness.seed"])
-    assert len(first) == 6
+    assert len(first) == 8
     # 5 real rows per class and gamma = 10: 100 generated rows
     augmented = first.loc["logreg[augment.ratio=10]"]
     assert (augmented["metrics.augment/n_generated"] == 100).all()
     assert (first["metrics.test/accuracy"] > 0.7).all()
     assert first["metrics.test/generalization_gap"].between(0, 1).all()
+    # the paper's learner sees the mixture as drawn (no standardisation): its
+    # NLL gap is on the scale of ||x - y theta||^2 / (2 sigma^2), about d / 2
+    theta = first.loc["theta_mean"]
+    assert (theta["metrics.test/accuracy"] > 0.7).all()
+    assert theta["metrics.test/nll_generalization_gap"].between(0, 3).all()
     assert main(["run", str(suite), "--force"]) == 0
     again = runs_of(tracking_uri, "gda_tiny")
     again = again[again["tags.harness.run_key"].isin(first["tags.harness.run_key"])]
     latest = again.sort_values("start_time").groupby("tags.harness.run_key").last()
     before = first.set_index("tags.harness.run_key")
-    for key in ("metrics.test/accuracy", "metrics.test/generalization_gap"):
+    for key in ("metrics.test/accuracy", "metrics.test/generalization_gap",
+                "metrics.test/nll_generalization_gap"):
         assert latest[key].sort_index().tolist() == before[key].sort_index().tolist()

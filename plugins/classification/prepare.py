@@ -17,7 +17,9 @@ to training-ready arrays (tabular rows or images, integer labels).
 6. preprocessing fit on the train split only: tabular data is imputed
    (median; most frequent for categorical columns), categorical columns are
    one-hot encoded (unknown categories -> all zeros) and numeric ones
-   standardised; float images ``(N, C, H, W)`` are standardised per channel;
+   standardised (not where the source's metadata says ``standardize:
+   False``, as ``bgmm`` does); float images ``(N, C, H, W)`` are
+   standardised per channel;
    uint8 images (the image sources') keep their pixels in ``X_train`` and
    get an ``ImagePipeline`` (channel statistics of the train split and the
    source's augmentation, :mod:`harness_plugins.classification.augment`),
@@ -313,6 +315,9 @@ def prepare_dataset(entry: dict, split_seed: int, *, registry=None) -> PreparedD
 
         pipeline = ImagePipeline.fit(X_train, raw.meta.get("augment"))
         X_val, X_test = pipeline.numpy_eval(X_val), pipeline.numpy_eval(X_test)
+    elif raw.meta.get("standardize", True) is False:
+        # a simulation whose analysis needs its features as drawn (bgmm)
+        X_train, X_val, X_test = (np.asarray(a, np.float32) for a in (X_train, X_val, X_test))
     else:
         prep = fit_preprocessing(X_train, categorical)
         X_train, X_val, X_test = prep(X_train), prep(X_val), prep(X_test)
