@@ -20,11 +20,15 @@ def _one_hot(space, genotype):
     return w
 
 
-def _job(space, net, rng=0, accuracy=None, fine_tune=None, logged=None):
+def _job(space, net, rng=0, accuracy=None, fine_tune=None, logged=None, alpha_accuracy=None,
+         search_epochs=None, start_tuning=None):
     return selectors.SelectionJob(
         space=space, supernet=net, rng=np.random.default_rng(rng),
         accuracy=accuracy or (lambda: 0.0), fine_tune=fine_tune or (lambda epochs: None),
-        log=(lambda v, s: logged.append(v)) if logged is not None else (lambda v, s: None))
+        log=(lambda v, s: logged.append(v)) if logged is not None else (lambda v, s: None),
+        alpha_accuracy=alpha_accuracy or accuracy or (lambda: 0.0),
+        search_epochs=search_epochs or (lambda epochs: None),
+        start_tuning=start_tuning or (lambda factor: None))
 
 
 def test_op_vocabulary_is_what_ops_builds():
@@ -114,14 +118,28 @@ def test_perturbation_keeps_the_op_whose_mask_hurts_most_stub():
         e, k = net._masked
         return 0.2 if needed[e] == k else 0.85 - 0.01 * k
 
-    tuned, logged = [], []
-    job = _job(space, net, accuracy=accuracy, fine_tune=tuned.append, logged=logged)
+    # the official procedure by default: masks scored on the alpha half of the
+    # train split, search epochs (alpha trains too) after one fresh optimizer at lr/10
+    searched, frozen, fresh, logged = [], [], [], []
+    job = _job(space, net, accuracy=lambda: 0.0, alpha_accuracy=accuracy,
+               fine_tune=frozen.append, search_epochs=searched.append,
+               start_tuning=fresh.append, logged=logged)
     got = selectors.perturbation(tune_epochs=3).select(job)
     assert got == ("avgpool3", "skip", "conv3x3")
     assert selectors.magnitude().select(_job(space, net)) == got  # projected edges now rule
-    assert tuned == [3, 3]  # between decisions, not after the last
+    assert searched == [3, 3] and frozen == []  # between decisions, not after the last
+    assert fresh == [0.1]
     assert sorted(v["select/edge"] for v in logged) == [0, 1, 2]
     assert all(v["select/drop"] == pytest.approx(0.7) for v in logged)
+    # the earlier harness procedure stays available
+    net.projected.clear()
+    searched, frozen, fresh = [], [], []
+    job = _job(space, net, accuracy=accuracy, alpha_accuracy=lambda: 0.0,
+               fine_tune=frozen.append, search_epochs=searched.append, start_tuning=fresh.append)
+    legacy = selectors.perturbation(tune_epochs=2, tune_alpha=False, tune_lr_factor=None,
+                                    score_split="val")
+    assert legacy.select(job) == got
+    assert frozen == [2, 2] and searched == [] and fresh == []
 
 
 def test_perturbation_on_a_hand_built_supernet():
@@ -147,6 +165,54 @@ def test_perturbation_on_a_hand_built_supernet():
     assert selectors.magnitude().select(_job(space, net)) == ("none",)
     assert selectors.perturbation(tune_epochs=0).select(_job(space, net, accuracy=acc)) == (
         "skip",)
+
+
+def test_darts_pt_tuning_fresh_sgd_at_a_tenth_and_alpha_keeps_training():
+    """DARTS-PT's projection phase (ruocwang/darts-pt, nasbench201/projection.py):
+    reset_optimizer(lr / 10) once, then search steps that update alpha too."""
+    from harness_plugins.nas.loop import fine_tune, train_supernet
+
+    torch.manual_seed(0)
+    space = spaces.tiny(nodes=2, ops=["none", "skip", "conv3x3"], channels=4, stages=1)
+    net = space.build((1, 4, 4), 2)
+    y = torch.arange(64) % 2
+    X = torch.randn(64, 1, 4, 4) * 0.3 + (2.0 * y - 1.0)[:, None, None, None]
+    strategy = search.darts()
+    strategy.setup(net, epochs=3)
+    gen = torch.Generator().manual_seed(0)
+    train_supernet(strategy, net, (X[:32], y[:32]), (X[32:], y[32:]), 3, 16, gen,
+                   lambda e, loss: None)
+    assert strategy.w_opt.param_groups[0]["lr"] == pytest.approx(0.001)  # cosine at its end
+    assert any(strategy.w_opt.state[p] for p in net.weight_parameters())
+    strategy.start_tuning(0.1)
+    group = strategy.w_opt.param_groups[0]
+    assert group["lr"] == pytest.approx(0.0025) and group["momentum"] == 0.9
+    assert group["weight_decay"] == pytest.approx(3e-4)
+    assert not any(strategy.w_opt.state[p] for p in net.weight_parameters())  # no momentum
+    before = net.alphas.detach().clone()
+    fine_tune(strategy, net, (X[:32], y[:32]), 1, 16, gen)
+    assert torch.equal(net.alphas, before)  # weight steps alone leave alpha
+    train_supernet(strategy, net, (X[:32], y[:32]), (X[32:], y[32:]), 2, 16, gen,
+                   lambda e, loss: None)
+    assert not torch.equal(net.alphas, before)  # search epochs train alpha too
+    assert strategy.w_opt.param_groups[0]["lr"] == pytest.approx(0.0025)  # constant
+
+
+def test_rarts_tuning_resets_both_weight_copies():
+    space = spaces.tiny(nodes=2, ops=["none", "skip"], channels=4, stages=1)
+    net = space.build((1, 4, 4), 2)
+    strategy = search.rarts()
+    strategy.setup(net, epochs=2)
+    strategy.start_tuning(0.5)
+    assert strategy.w_opt.param_groups[0]["lr"] == pytest.approx(0.0125)
+    assert strategy.y_opt.param_groups[0]["lr"] == pytest.approx(0.0125)
+    strategy.epoch_end(0)  # no schedule to step any more
+    assert strategy.y_opt.param_groups[0]["lr"] == pytest.approx(0.0125)
+
+
+def test_perturbation_rejects_a_non_positive_lr_factor():
+    with pytest.raises(ValueError, match="tune_lr_factor must be > 0"):
+        selectors.perturbation(tune_lr_factor=0.0)
 
 
 def test_random_selector_covers_the_space_reproducibly():

@@ -25,6 +25,7 @@ class Searched:
     weight_data: tuple | None = None
     val_data: tuple | None = None
     generator: Any = None
+    alpha_data: tuple | None = None
 
 
 def _tensors(ctx, X, y):
@@ -63,7 +64,7 @@ def search(ctx, cfg: dict, space, data) -> Searched:
     train_supernet(strategy, net, (X[w_idx], y[w_idx]), (X[a_idx], y[a_idx]), st["epochs"],
                    st["batch_size"], gen, on_epoch)
     _log_table(ctx, "alphas.csv", ["epoch", "edge", "op", "alpha", "weight"], rows)
-    return Searched(strategy, net, (X[w_idx], y[w_idx]), val, gen)
+    return Searched(strategy, net, (X[w_idx], y[w_idx]), val, gen, (X[a_idx], y[a_idx]))
 
 
 def _alpha_rows(epoch: int, space, net) -> list[list]:
@@ -90,7 +91,7 @@ def select(ctx, cfg: dict, space, data, searched: Searched) -> tuple[str, ...]:
     the supernet's validation accuracy after selection."""
     import numpy as np
 
-    from harness_plugins.nas.loop import fine_tune, supernet_accuracy
+    from harness_plugins.nas.loop import fine_tune, supernet_accuracy, train_supernet
     from harness_plugins.nas.selectors import SelectionJob
 
     selector = ctx.create("nas_selectors", cfg["selector"])
@@ -103,8 +104,19 @@ def select(ctx, cfg: dict, space, data, searched: Searched) -> tuple[str, ...]:
         fine_tune(searched.strategy, net, searched.weight_data, epochs, st["batch_size"],
                   searched.generator)
 
+    def alpha_accuracy() -> float:
+        return supernet_accuracy(net, *searched.alpha_data, st["eval_batch_size"])
+
+    def search_epochs(epochs: int) -> None:
+        train_supernet(searched.strategy, net, searched.weight_data, searched.alpha_data,
+                       epochs, st["batch_size"], searched.generator, lambda epoch, loss: None)
+
+    extra = {}
+    if net is not None:
+        extra = {"alpha_accuracy": alpha_accuracy, "search_epochs": search_epochs,
+                 "start_tuning": searched.strategy.start_tuning}
     job = SelectionJob(space=space, supernet=net, rng=np.random.default_rng(ctx.seeds["order"]),
-                       accuracy=accuracy, fine_tune=tune, log=ctx.log_metrics)
+                       accuracy=accuracy, fine_tune=tune, log=ctx.log_metrics, **extra)
     genotype = space.parse(selector.select(job))
     if net is not None:
         ctx.log_metrics({"select/supernet_val_accuracy": accuracy()})

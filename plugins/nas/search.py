@@ -21,7 +21,8 @@ alpha by Adam (lr 3e-4, betas (0.5, 0.999), weight decay 1e-3).
 A strategy object has ``trains_supernet``; when true also ``setup(supernet,
 epochs)``, ``step(weight_batch, alpha_batch) -> float`` (the weight loss),
 ``tune_step(batch) -> float`` (a plain cross-entropy weight step, used by
-selectors that fine-tune the supernet) and ``epoch_end(epoch)``.  Batches are
+selectors that fine-tune the supernet), ``start_tuning(lr_factor)`` (DARTS-PT's
+fresh weight optimizer for the selection phase) and ``epoch_end(epoch)``.  Batches are
 ``(x, y)`` device tensors.  Heavy imports are lazy.
 """
 
@@ -114,6 +115,16 @@ class Darts:
         loss = self.weight_loss(*weight_batch)
         return self._w_update(self.w_opt, self.net.weight_parameters(), loss)
 
+    def start_tuning(self, lr_factor: float) -> None:
+        """Replace the weight optimizer by a fresh SGD (same momentum and weight
+        decay, no momentum buffers) at ``lr_factor`` x the initial search lr,
+        constant: DARTS-PT's ``reset_optimizer(lr / 10)`` before its
+        projection phase.  Later steps (``step``, ``tune_step``) use it."""
+        self.w_opt = self._weight_optimizer(self.net.weight_parameters())
+        for group in self.w_opt.param_groups:
+            group["lr"] = self.w_lr * lr_factor
+        self.sched = None
+
     def tune_step(self, batch) -> float:
         """One cross-entropy step of w alone (alpha fixed)."""
         import torch.nn.functional as F
@@ -123,8 +134,9 @@ class Darts:
         return self._w_update(self.w_opt, self.net.weight_parameters(), loss)
 
     def epoch_end(self, epoch: int) -> None:
-        """Step the weights' cosine schedule."""
-        self.sched.step()
+        """Step the weights' cosine schedule (none after ``start_tuning``)."""
+        if self.sched is not None:
+            self.sched.step()
 
     def _first_order_alpha_grad(self, alpha_batch) -> None:
         import torch
@@ -229,10 +241,19 @@ class Rarts(Darts):
         self.a_opt.step()
         return out
 
+    def start_tuning(self, lr_factor: float) -> None:
+        """Fresh SGD for both weight copies at ``lr_factor`` x the search lr."""
+        super().start_tuning(lr_factor)
+        self.y_opt = self._weight_optimizer(self.twin.weight_parameters())
+        for group in self.y_opt.param_groups:
+            group["lr"] = self.w_lr * lr_factor
+        self.y_sched = None
+
     def epoch_end(self, epoch: int) -> None:
-        """Step both weight schedules."""
+        """Step both weight schedules (none after ``start_tuning``)."""
         super().epoch_end(epoch)
-        self.y_sched.step()
+        if self.y_sched is not None:
+            self.y_sched.step()
 
 
 class SdDarts(Darts):
