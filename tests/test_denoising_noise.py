@@ -160,3 +160,52 @@ def test_eld_gain_sampling_varies_the_noise_level_per_image():
     v = per_image_var(sampled)
     # K drawn log-uniformly in [1/3, 3]: shot variance K * 100 spans about 9x
     assert float(v.max() / v.min()) > 4
+
+
+def test_eld_read_and_row_sigmas_follow_their_own_slopes_in_k():
+    """ELD's released camera parameters: log sigma linear in log K with slopes
+    about 0.46 (read) and 0.53 (row), not 1 for both."""
+    model = ELD(gain_spread=4.0)
+    model.gain = 2.0
+    gain = torch.tensor([2.0, 2.0 * np.e, 2.0 / np.e ** 2]).reshape(3, 1, 1, 1)
+    read, row = model.level_scales(gain, _gen())
+    assert np.allclose(read.flatten().numpy(), [1.0, np.e ** 0.462, np.e ** (-2 * 0.462)],
+                       rtol=1e-5)
+    assert np.allclose(row.flatten().numpy(), [1.0, np.e ** 0.528, np.e ** (-2 * 0.528)],
+                       rtol=1e-5)
+    # slope 1 for both stays available
+    old = ELD(gain_spread=4.0, read_slope=1.0, row_slope=1.0)
+    old.gain = 2.0
+    read, row = old.level_scales(gain, _gen())
+    assert np.allclose(read.flatten().numpy(), [1.0, np.e, np.e ** -2], rtol=1e-5)
+
+
+def test_eld_read_and_row_residuals_are_drawn_independently():
+    from harness_plugins.denoising.noise import eld
+
+    model = eld(gain_spread=2.0, sigma_jitter=0.26, row_jitter=0.29)
+    model.gain = 1.0
+    read, row = model.level_scales(torch.ones(20000, 1, 1, 1), _gen(4))
+    lr, lw = torch.log(read).flatten().numpy(), torch.log(row).flatten().numpy()
+    assert lr.std() == pytest.approx(0.26, rel=0.05)
+    assert lw.std() == pytest.approx(0.29, rel=0.05)
+    assert abs(np.corrcoef(lr, lw)[0, 1]) < 0.05
+    # row_jitter defaults to sigma_jitter
+    assert eld(sigma_jitter=0.1).row_jitter == 0.1
+
+
+def test_eld_clips_its_inputs_to_zero_and_one_as_eld_does():
+    from harness_plugins.denoising.noise import eld, model_input
+
+    model = ELD()
+    model.gain, model.read_scale, model.row_sigma = 1.0, 3.0, 0.0
+    dark = torch.zeros(2, 4, 16, 16)
+    out = low_light(dark, model, ratio=100.0, white=1000.0, generator=_gen())
+    assert float(out.min()) == 0.0 and float(out.max()) <= 1.0
+    unclipped = eld(clip=False)
+    unclipped.gain, unclipped.read_scale, unclipped.row_sigma = 1.0, 3.0, 0.0
+    assert float(low_light(dark, unclipped, 100.0, 1000.0, _gen()).min()) < 0
+    # the sensor's test input goes through the same clip
+    noisy = np.array([-0.3, 0.2, 1.0], np.float32).reshape(1, 1, 3).repeat(4, 0)
+    assert model_input(model, noisy, 100.0, 1000.0).min() == 0.0
+    assert model_input(PoissonGaussian(), noisy, 100.0, 1000.0).min() == pytest.approx(-0.3)

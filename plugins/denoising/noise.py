@@ -13,7 +13,16 @@ and scaled back up.
 - ``poisson_gaussian``: shot noise Poisson(x / K) K plus N(0, sigma).
 - ``eld``: shot + Tukey-lambda read noise + row noise + quantisation +
   per-channel bias, optionally with the gain sampled per image (log K
-  uniform, log sigma linear in log K) as ELD trains.
+  uniform; log sigma_read and log sigma_row each linear in log K with its
+  own slope and residual, the slopes of ELD's released SonyA7S2 parameters
+  by default) as ELD trains; its inputs are clipped to [0, 1] as ELD's data
+  pipeline clips them.
+
+A model may declare ``input_range`` (the clip of amplified inputs, in
+training and at test; default ``(None, 1.0)``: saturation only) and
+``dark_shading(h, w)`` (a calibrated per-pixel offset in DN that its method
+subtracts from a real noisy frame before denoising; default ``None``):
+:func:`model_input` applies both to the sensor's test inputs.
 - ``true_sensor``: the simulated sensor's own noise, an oracle upper bound.
 """
 
@@ -32,6 +41,13 @@ class NoiseModel:
     ``params() -> dict`` (fitted values, logged by the task)."""
 
     learned = False
+    #: (low, high) clip of amplified inputs in [0, 1] units; None: unclipped
+    input_range: tuple[float | None, float | None] = (None, 1.0)
+
+    def dark_shading(self, h: int, w: int):
+        """The ``(4, h, w)`` DN offset (fixed pattern and black-level error)
+        this model's method subtracts from real frames, or None."""
+        return None
 
     def fit(self, calib) -> NoiseModel:
         """Estimate the parameters from calibration frames; returns self."""
@@ -86,9 +102,28 @@ def low_light(clean, model: NoiseModel, ratio: float, white: float, generator):
     """Noisy amplified input for clean packed raw ``clean`` in [0, 1].
 
     signal = clean * white / ratio; noisy = model.sample(signal); input =
-    min(noisy / white * ratio, 1) (saturation, as ELD clips)."""
+    noisy / white * ratio clipped to the model's ``input_range`` (saturation
+    at 1 by default; ELD also clips at 0)."""
     noisy = model.sample(clean * (white / ratio), generator)
-    return (noisy * (ratio / white)).clamp_max(1.0)
+    low, high = getattr(model, "input_range", (None, 1.0))
+    return (noisy * (ratio / white)).clamp(low, high)
+
+
+def model_input(model: NoiseModel, noisy, ratio: float, white: float):
+    """The denoiser's input from a sensor's amplified noisy image ``(4, h, w)``
+    (numpy, [0, 1] units): minus the model's ``dark_shading`` (DN, amplified
+    like the signal) where its method subtracts one, clipped to its
+    ``input_range``.  The sensor has already saturated the frame at 1, so a
+    pixel within the shading of saturation is corrected from 1, not from its
+    unclipped value (a real raw file is saturated before correction too)."""
+    import numpy as np
+
+    out = np.asarray(noisy, np.float32)
+    shading = model.dark_shading(*out.shape[1:])
+    if shading is not None:
+        out = out - np.asarray(shading, np.float32) * np.float32(ratio / white)
+    low, high = getattr(model, "input_range", (None, 1.0))
+    return np.clip(out, low, high) if low is not None or high is not None else out
 
 
 def gaussian() -> NoiseModel:
@@ -150,22 +185,40 @@ class PoissonGaussian(NoiseModel):
         return {"K": self.gain, "sigma": self.sigma}
 
 
+#: Slopes of log sigma against log K in ELD's released SonyA7S2 parameters
+#: (camera_params/release/SonyA7S2_params.npy: G_scale, the Tukey-lambda
+#: read noise, and R_scale, the row noise); their residual sigmas are 0.263
+#: and 0.294.
+ELD_READ_SLOPE, ELD_ROW_SLOPE = 0.462, 0.528
+
+
 def eld(gain_spread: Annotated[float, Field(ge=1)] = 1.0,
-        sigma_jitter: Annotated[float, Field(ge=0)] = 0.0) -> NoiseModel:
+        sigma_jitter: Annotated[float, Field(ge=0)] = 0.0,
+        read_slope: float = ELD_READ_SLOPE, row_slope: float = ELD_ROW_SLOPE,
+        row_jitter: Annotated[float, Field(ge=0)] | None = None,
+        clip: bool = True) -> NoiseModel:
     """ELD physics model (Wei et al. 2020): shot + Tukey-lambda read + row + quantisation + bias.
 
     ``gain_spread`` > 1 samples log K ~ U(log K/spread, log K*spread) per image
-    and ``sigma_jitter`` the spread s of log sigma ~ N(log sigma_0 + log(K/K0), s),
-    ELD's per-gain sampling (read and row sigmas scale with the gain); 1 is the
-    calibrated gain alone."""
-    return ELD(gain_spread, sigma_jitter)
+    (1 is the calibrated gain alone); the read and row sigmas then follow
+    log sigma = log sigma_0 + slope log(K/K0) + N(0, s) with their own slopes
+    (``read_slope``, ``row_slope``: ELD's SonyA7S2 values by default; 1 and 1
+    scale both with K) and independent residuals (``sigma_jitter`` for read,
+    ``row_jitter`` for row, which defaults to ``sigma_jitter``).  ``clip``:
+    inputs clipped to [0, 1] as ELD's pipeline does (false: saturation only)."""
+    return ELD(gain_spread, sigma_jitter, read_slope, row_slope,
+               sigma_jitter if row_jitter is None else row_jitter, clip)
 
 
 class ELD(NoiseModel):
     """The ELD noise formation model with parameters from dark and flat frames."""
 
-    def __init__(self, gain_spread: float = 1.0, sigma_jitter: float = 0.0):
+    def __init__(self, gain_spread: float = 1.0, sigma_jitter: float = 0.0,
+                 read_slope: float = ELD_READ_SLOPE, row_slope: float = ELD_ROW_SLOPE,
+                 row_jitter: float = 0.0, clip: bool = True):
         self.gain_spread, self.sigma_jitter = gain_spread, sigma_jitter
+        self.read_slope, self.row_slope, self.row_jitter = read_slope, row_slope, row_jitter
+        self.input_range = (0.0, 1.0) if clip else (None, 1.0)
         self.gain, self.lam, self.read_scale, self.row_sigma = 1.0, 0.0, 1.0, 0.0
         self.bias = [0.0] * 4
 
@@ -196,17 +249,30 @@ class ELD(NoiseModel):
         if self.gain_spread > 1:
             log_k = torch.rand((b, 1, 1, 1), generator=generator, device=dev)
             gain = self.gain * self.gain_spread ** (2 * log_k - 1)
-        scale = gain / self.gain
-        if self.sigma_jitter > 0:
-            scale = scale * torch.exp(self.sigma_jitter * torch.randn(
-                (b, 1, 1, 1), generator=generator, device=dev))
+        read, row = self.level_scales(gain, generator)
         noisy = torch.poisson(signal.clamp_min(0) / gain, generator=generator) * gain
-        noisy = noisy + scale * tukey_lambda(signal.shape, self.lam, self.read_scale,
-                                             generator, dev)
-        noisy = noisy + scale * row_noise(signal.shape, self.row_sigma, generator, dev)
+        noisy = noisy + read * tukey_lambda(signal.shape, self.lam, self.read_scale,
+                                            generator, dev)
+        noisy = noisy + row * row_noise(signal.shape, self.row_sigma, generator, dev)
         noisy = noisy + quantisation(signal.shape, generator, dev)
         bias = torch.tensor(self.bias, device=dev, dtype=signal.dtype)[None, :, None, None]
         return noisy + bias
+
+    def level_scales(self, gain, generator):
+        """(read, row) sigma multipliers for per-image gains ``gain`` ``(B, 1, 1, 1)``:
+        (K / K0)^slope times exp(N(0, residual)), drawn independently."""
+        import torch
+
+        log_ratio = torch.log(gain / self.gain)
+        read = torch.exp(self.read_slope * log_ratio)
+        row = torch.exp(self.row_slope * log_ratio)
+        if self.sigma_jitter > 0:
+            read = read * torch.exp(self.sigma_jitter * torch.randn(
+                gain.shape, generator=generator, device=gain.device))
+        if self.row_jitter > 0:
+            row = row * torch.exp(self.row_jitter * torch.randn(
+                gain.shape, generator=generator, device=gain.device))
+        return read, row
 
     def params(self) -> dict[str, float]:
         """K, Tukey lambda and scale, row sigma."""

@@ -13,7 +13,11 @@ One run, in the PNNP setting:
    ratios (one drawn per patch), selecting the epoch with the best PSNR on
    validation images noised the same way.
 4. It is tested on the sensor's real-noise pairs of the test images at each
-   ratio: metrics per ratio (``x100/psnr``) and their mean (``psnr``).
+   ratio, each noisy input first corrected as the noise model's method does
+   (``noise.model_input``: PNNP subtracts its calibrated dark shading, ELD
+   clips to [0, 1]): metrics per ratio (``x100/psnr``) and their mean
+   (``psnr``).  Held-out dark frames are compared after the same shading
+   correction.
 
 Metric inputs: ``clean``, ``denoised``, ``noisy`` (lists of packed raw
 ``(4, h, w)`` arrays in [0, 1], one per test image, per ratio) and
@@ -144,6 +148,7 @@ class DenoisingTask:
         import torch
 
         from harness.metrics import compute_metrics
+        from harness_plugins.denoising.noise import model_input
         from harness_plugins.denoising.training import denoise, train_denoiser
 
         cfg = ctx.config
@@ -170,7 +175,9 @@ class DenoisingTask:
             pairs = sensor.pairs(data.test, ratio, seed=ctx.seeds["split"] + k)
             noisy = [p[0] for p in pairs]
             clean = [p[1] for p in pairs]
-            denoised = [denoise(net, x, ctx.device) for x in noisy]
+            # the method's own input correction (PNNP's dark shading, ELD's clip)
+            denoised = [denoise(net, model_input(model, x, ratio, sensor.white), ctx.device)
+                        for x in noisy]
             values = compute_metrics(fns, {"clean": clean, "denoised": denoised, "noisy": noisy})
             for name, v in values.items():
                 out[f"x{ratio:g}/{name}"] = v
@@ -179,6 +186,9 @@ class DenoisingTask:
                 _report_image(ctx, noisy[0], denoised[0], clean[0], ratio)
         out.update({name: sum(v) / len(v) for name, v in per_ratio.items()})
         real = sensor.heldout_dark()
+        shading = model.dark_shading(*real.shape[2:])
+        if shading is not None:  # compared as the method sees real frames
+            real = real - shading[None]
         gen = torch.Generator().manual_seed(ctx.seeds["split"])
         with torch.no_grad():
             fake = model.sample(torch.zeros(real.shape), gen).cpu().numpy()
