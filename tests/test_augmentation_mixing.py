@@ -113,3 +113,33 @@ def test_per_batch_training_config_wraps_the_optimizer_only_for_per_batch():
         "name": "augment_per_batch", "base": {"name": "adam", "lr": 0.01}, "n_real": 10,
         "ratio": 2.0, "batch_size": 15}
     assert config["training"]["optimizer"] == {"name": "adam", "lr": 0.01}
+
+
+def test_per_batch_wrapper_is_built_by_the_training_context_not_the_registry():
+    """The wrapper is internal: `harness list optimizers` does not offer it and
+    a suite cannot name it; mode per_batch still trains with it."""
+    from harness.plugins import get_registry
+    from harness_plugins.augmentation.mixing import training_config, training_context
+    from harness_plugins.augmentation.per_batch import PerBatchMix
+
+    reg = get_registry()
+    assert "augment_per_batch" not in reg.components("optimizers")
+    with pytest.raises(ConfigError, match="unknown optimizer 'augment_per_batch'"):
+        reg.check("optimizers", {"name": "augment_per_batch"}, "training.optimizer")
+
+    class RunContext:  # what the trainer uses of a run's context
+        registry = reg
+
+        def create(self, kind, spec, **offered):
+            return reg.create(kind, spec, kind, **offered)
+
+    ctx = RunContext()
+    info = {"mode": "per_batch", "n_generated": 20, "n_real": 10, "ratio": 2.0}
+    config = training_config({"training": {"optimizer": {"name": "adam", "lr": 0.01},
+                                           "batch_size": 0.5}}, info)
+    assert training_context(ctx, {"mode": "fixed", "n_generated": 20}) is ctx
+    train_ctx = training_context(ctx, info)
+    mix = train_ctx.create("optimizers", config["training"]["optimizer"])
+    assert isinstance(mix, PerBatchMix)
+    assert (mix.n_real, mix.ratio, mix.batch_size) == (10, 2.0, 15)
+    assert train_ctx.registry is reg  # everything else is the run's context

@@ -327,3 +327,13 @@ def test_patience_stops_training_without_select_best(tmp_path, tracking_uri, cap
     run = [r for r in cl.search_runs([exp.experiment_id]) if "harness.run_key" in r.data.tags][0]
     epochs = len(cl.get_metric_history(run.info.run_id, "train/loss"))
     assert epochs < 60  # a learning rate this small never improves val accuracy for long
+
+
+def test_list_is_sorted_by_kind_and_name(toy, capsys):
+    """`harness list` sorts by name, whatever order the plugins registered in."""
+    assert main(["list", "smoothers", "--json"]) == 0
+    names = [c["name"] for c in json.loads(capsys.readouterr().out)]
+    assert names == ["identity", "moving_average"]  # registered the other way round
+    assert main(["list", "--json"]) == 0
+    rows = [(c["kind"], c["name"]) for c in json.loads(capsys.readouterr().out)]
+    assert rows == sorted(rows) and ("smoothers", "identity") in rows

@@ -340,3 +340,84 @@ def test_unknown_metric_is_a_user_error(store, tmp_path):
     with pytest.raises(UserError, match=r"no run logged test/acc \(did you mean "
                                         r"'test/accuracy'\?\)"):
         build_report(experiment="toy", tracking_uri=store, metric="test/acc", out=tmp_path)
+
+
+def test_no_layout_warning_from_any_plot(store, tmp_path):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = build_report(experiment="toy", tracking_uri=store, out=tmp_path / "w",
+                           formats=["md"])
+    assert (out / "rank_heatmap.png").is_file() and (out / "pareto.png").is_file()
+    assert not [w for w in caught if "layout" in str(w.message).lower()]
+
+
+def test_pareto_front_uses_the_median_time_and_its_legend_shows_what_is_drawn(tmp_path,
+                                                                              monkeypatch):
+    from harness.report import plots
+    from harness.report.figures import median_train_time
+
+    # b is slower than a on one seed only (a busy machine): by the median it
+    # is faster than a and better, so a is not on the front
+    scored = pd.DataFrame({
+        "dataset": ["d"] * 6, "method": ["a"] * 3 + ["b"] * 3,
+        "time/train_s": [2.0, 2.0, 2.0, 1.0, 1.0, 90.0]})
+    t = median_train_time(scored, ["d"])
+    assert t.to_dict() == {"a": 2.0, "b": 1.0}
+    score = pd.Series({"a": 0.8, "b": 0.9})
+    assert plots.pareto_front(t, score, greater=True) == ["b"]
+    # the mean would have put a on the front
+    mean = scored.groupby("method")["time/train_s"].mean()
+    assert plots.pareto_front(mean, score, greater=True) == ["a", "b"]
+
+    drawn = {}
+
+    def save(fig, path, tight=True):
+        ax = fig.axes[0]
+        legend = ax.get_legend()
+        drawn.update(lines=[ln for ln in ax.get_lines() if ln.get_linestyle() == "--"],
+                     legend=[t.get_text() for t in legend.get_texts()],
+                     handle=legend.legend_handles[0].get_linestyle())
+        return path
+
+    monkeypatch.setattr(plots, "_save", save)
+    colors = {"a": "red", "b": "blue"}
+    plots.pareto_scatter(t, score, True, "acc", colors, tmp_path / "p.png")
+    # a front of one method: its ring, and no line in the legend as none is drawn
+    assert drawn["legend"] == ["Pareto front (1 of 2)"] and drawn["lines"] == []
+    assert drawn["handle"] == "None"
+    plots.pareto_scatter(pd.Series({"a": 1.0, "b": 2.0}), score, True, "acc", colors,
+                         tmp_path / "p.png")
+    assert drawn["legend"] == ["Pareto front (2 of 2)"] and len(drawn["lines"]) == 1
+    assert drawn["handle"] == "--"
+
+
+def test_a_dead_process_run_is_interrupted_as_in_status(tmp_path):
+    """A run left RUNNING by a process that is gone reads `interrupted` (with
+    the error `harness status` shows); a live one stays `running`."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from mlflow import MlflowClient
+
+    from harness.report import load
+    from harness.status import DIED
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    uri = f"sqlite:///{tmp_path / 'live.db'}"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("live")
+    for key, pid in (("dead", proc.pid), ("alive", os.getpid())):
+        client.create_run(exp, tags={
+            "harness.dataset": "d", "harness.method": key, "harness.seed": "0",
+            "harness.run_key": key, "harness.status": "running",
+            "harness.pid": f"{socket.gethostname()}:{pid}",
+            "harness.heartbeat": str(time.time())})
+    runs = load.load_runs("live", uri).runs.set_index("run_key")
+    assert runs.loc["dead", "status"] == "interrupted" and runs.loc["dead", "error"] == DIED
+    assert runs.loc["alive", "status"] == "running"

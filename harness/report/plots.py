@@ -16,11 +16,14 @@ from pathlib import Path
 DPI = 100
 
 
-def _figure(width: float, height: float):
+def _figure(width: float, height: float, layout: str | None = None):
+    """A figure on its own Agg canvas; ``layout="constrained"`` for single
+    plots with labels and colour bars (``tight_layout`` cannot fit a colour
+    bar's axes and warns "Tight layout not applied")."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=DPI)
+    fig = Figure(figsize=(width, height), dpi=DPI, layout=layout)
     FigureCanvasAgg(fig)
     return fig
 
@@ -202,7 +205,7 @@ def rank_heatmap(ranks, path: Path) -> Path:
     import numpy as np
 
     d, k = ranks.shape
-    fig = _figure(max(5.0, 0.55 * k + 2.5), max(2.5, 0.32 * d + 1.8))
+    fig = _figure(max(5.0, 0.55 * k + 2.5), max(2.5, 0.32 * d + 1.8), layout="constrained")
     ax = fig.add_subplot()
     values = np.ma.masked_invalid(ranks.to_numpy(dtype=float))
     ax.set_facecolor("0.85")
@@ -222,7 +225,6 @@ def rank_heatmap(ranks, path: Path) -> Path:
     cbar.set_label("rank (1 = best)", fontsize=8)
     ax.set_xlabel("method", fontsize=9)
     ax.set_ylabel("dataset", fontsize=9)
-    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -238,25 +240,34 @@ def pareto_front(time_s, score, greater: bool) -> list[str]:
     return front
 
 
-def pareto_scatter(time_s, score, greater: bool, ylabel: str, colors, path: Path) -> Path:
-    """Mean training time vs mean score per method, Pareto front as a step line."""
-    fig = _figure(7, 4.8)
+def pareto_scatter(time_s, score, greater: bool, ylabel: str, colors, path: Path,
+                   xlabel: str = "training time per run, time/train_s (s)") -> Path:
+    """Training time vs score per method; the Pareto front's methods ringed
+    and joined by a dashed step line (a front of one method is its ring)."""
+    from matplotlib.lines import Line2D
+
+    fig = _figure(7, 4.8, layout="constrained")
     ax = fig.add_subplot()
     for m in score.index:
         ax.scatter(time_s[m], score[m], s=40, color=colors[m], zorder=3)
         ax.annotate(m, (time_s[m], score[m]), xytext=(4, 3), textcoords="offset points",
                     fontsize=7)
     front = pareto_front(time_s, score, greater)
-    (line,) = ax.step([time_s[m] for m in front], [score[m] for m in front], where="post",
-                      color="black", lw=1, ls="--", label="Pareto front", zorder=2)
+    xs, ys = [time_s[m] for m in front], [score[m] for m in front]
+    ax.scatter(xs, ys, s=130, facecolors="none", edgecolors="black", linewidths=1, zorder=2)
+    if len(front) > 1:
+        ax.step(xs, ys, where="post", color="black", lw=1, ls="--", zorder=2)
     if time_s.min() > 0 and time_s.max() / time_s.min() > 20:
         ax.set_xscale("log")
-    ax.set_xlabel("mean training time per run, time/train_s (s)", fontsize=9)
+    ax.set_xlabel(xlabel, fontsize=9)
     ax.set_ylabel(ylabel + (" (higher is better)" if greater else " (lower is better)"),
                   fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(handles=[line], fontsize=8, loc="best")  # the points carry their own labels
-    fig.tight_layout()
+    # the legend shows what is drawn: the ring, and the line only when there is one
+    handle = Line2D([], [], color="black", lw=1, ls="--" if len(front) > 1 else "none",
+                    marker="o", markersize=9, markerfacecolor="none")
+    ax.legend(handles=[handle], labels=[f"Pareto front ({len(front)} of {len(score)})"],
+              fontsize=8, loc="best")  # the points carry their own labels
     return _save(fig, path)
 
 
@@ -269,12 +280,12 @@ def image_rows(panels: list[tuple[str, str]], path: Path) -> Path:
     width = 8.0
     heights = [width * img.shape[0] / img.shape[1] for _, img in images]
     fig, axes = plt.subplots(len(images), 1, figsize=(width, sum(heights) + 0.4 * len(images)),
-                             squeeze=False, gridspec_kw={"height_ratios": heights})
+                             squeeze=False, gridspec_kw={"height_ratios": heights},
+                             layout="constrained")
     for ax, (title, img) in zip(axes[:, 0], images):
         ax.imshow(img)
         ax.set_title(title, fontsize=9)
         ax.axis("off")
-    fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path

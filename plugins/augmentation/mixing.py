@@ -128,3 +128,14 @@ def training_config(config: dict, info: dict) -> dict:
 
     n_real = int(info["n_real"])
     return per_batch_config(config, n_real, n_real + int(info["n_generated"]), info["ratio"])
+
+
+def training_context(ctx, info: dict):
+    """The context to train with after :func:`augment_training`: ``ctx``
+    itself, or for ``mode: per_batch`` one that builds the wrapper
+    :func:`training_config` put in the optimizer's place."""
+    if info.get("mode") != "per_batch" or not info.get("n_generated"):
+        return ctx
+    from harness_plugins.augmentation.per_batch import PerBatchContext
+
+    return PerBatchContext(ctx)

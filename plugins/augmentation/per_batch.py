@@ -10,21 +10,22 @@ pool (``ratio`` x train size rows, as in ``fixed``): the generated fraction
 number of optimisation steps per epoch as real-only training.
 
 It works through the training-scheme protocol, so no trainer change is
-needed: the glue replaces the run's ``training.optimizer`` by
-``augment_per_batch`` wrapping it (:func:`per_batch_config`); the wrapper
-delegates every call to the wrapped optimizer or scheme and supplies the
-epoch order (``epoch_order``).  Schemes that order epochs themselves (SAF's
-per-sample state does not, but a custom one might) cannot be combined.
+needed: the glue replaces the run's ``training.optimizer`` by the spec
+``augment_per_batch`` wrapping it (:func:`per_batch_config`), and trains
+with a context whose ``create`` builds that spec itself
+(:class:`PerBatchContext`): the wrapper is no registered optimizer, so
+``harness list optimizers`` does not offer it and a suite cannot name it.
+The wrapper delegates every call to the wrapped optimizer or scheme and
+supplies the epoch order (``epoch_order``).  Schemes that order epochs
+themselves (SAF's per-sample state does not, but a custom one might) cannot
+be combined.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Annotated
 
-from pydantic import Field
-
-from harness import Component, UserError, hookimpl
+from harness import UserError
 
 
 class PerBatchMix:
@@ -79,27 +80,39 @@ class PerBatchMix:
         return getattr(self.inner, name)
 
 
-def augment_per_batch(base: Annotated[str | dict, Component("optimizers")],
-                      n_real: Annotated[int, Field(ge=1)], ratio: Annotated[float, Field(ge=0)],
-                      batch_size: Annotated[int, Field(ge=1)]) -> PerBatchMix:
-    """Internal: set by augment mode per_batch (a generated share in each batch); not for suites."""
-    from harness.plugins import get_registry
+#: The optimizer spec name of the wrapper (``per_batch_config``); only
+#: ``PerBatchContext`` builds it.
+SPEC_NAME = "augment_per_batch"
 
-    return PerBatchMix(get_registry().create("optimizers", base), n_real, ratio, batch_size)
+
+class PerBatchContext:
+    """The run's context for training in mode per_batch: ``create`` builds
+    the wrapper spec ``per_batch_config`` wrote (around the optimizer the
+    registry builds); every other call and attribute is the run context's."""
+
+    def __init__(self, ctx):
+        self._ctx = ctx
+
+    def create(self, kind: str, spec, **offered):
+        """The wrapper for its spec, else the run context's ``create``."""
+        if kind == "optimizers" and isinstance(spec, dict) and spec.get("name") == SPEC_NAME:
+            return PerBatchMix(self._ctx.create("optimizers", spec["base"]), spec["n_real"],
+                               spec["ratio"], spec["batch_size"])
+        return self._ctx.create(kind, spec, **offered)
+
+    def __getattr__(self, name):
+        if name == "_ctx":
+            raise AttributeError(name)
+        return getattr(self._ctx, name)
 
 
 def per_batch_config(config: dict, n_real: int, n_total: int, ratio: float) -> dict:
-    """``config`` with its ``training.optimizer`` wrapped in ``augment_per_batch``."""
+    """``config`` with its ``training.optimizer`` wrapped in ``augment_per_batch``
+    (built by ``PerBatchContext``)."""
     from harness_plugins.classification.trainer import batch_size_of
 
     out = copy.deepcopy(config)
     tr = out["training"]
-    tr["optimizer"] = {"name": "augment_per_batch", "base": tr["optimizer"], "n_real": n_real,
+    tr["optimizer"] = {"name": SPEC_NAME, "base": tr["optimizer"], "n_real": n_real,
                        "ratio": ratio, "batch_size": batch_size_of(tr["batch_size"], n_total)}
     return out
-
-
-@hookimpl
-def register_optimizers(register):
-    """The per-batch mixing wrapper (used by augment mode per_batch)."""
-    register("augment_per_batch", augment_per_batch)

@@ -125,14 +125,18 @@ class ClassificationTask:
         """Train, select the best epoch, return test metrics."""
         from harness_plugins.classification.trainer import train_classifier
 
-        data, config = ctx.data, ctx.config
+        data, config, train_ctx = ctx.data, ctx.config, ctx
         if ctx.config.get("augment") is not None:
-            from harness_plugins.augmentation.mixing import augment_training, training_config
+            from harness_plugins.augmentation.mixing import (
+                augment_training,
+                training_config,
+                training_context,
+            )
 
             data, info = augment_training(ctx, data, ctx.config["augment"])
-            config = training_config(config, info)
+            config, train_ctx = training_config(config, info), training_context(ctx, info)
         fns = ctx.metrics()
-        model, parts, result = train_classifier(ctx, config, data, fns)
+        model, parts, result = train_classifier(train_ctx, config, data, fns)
         start = time.perf_counter()
         out = test_metrics(ctx, model, data, fns, ctx.config["training"]["eval_batch_size"])
         ctx.log_metrics({"time/train_s": result.train_s,
