@@ -8,7 +8,7 @@ import pytest
 
 from harness import ConfigError
 from harness.cli import main
-from harness.yamlsource import MAX_DEPTH, MAX_NODES, load_yaml
+from harness.yamlsource import MAX_BYTES, MAX_DEPTH, MAX_NODES, load_yaml
 
 SUITE_TAIL = "datasets: [{sklearn: iris}]\nmethods: {ce: {}}\n"
 
@@ -137,3 +137,29 @@ def test_duplicate_key_is_still_an_error(tmp_path):
     with pytest.raises(ConfigError) as exc:
         load_yaml(f)
     assert exc.value.line == 3 and "duplicate key 'a' (first at line 1)" in str(exc.value)
+
+
+def test_a_file_over_the_size_budget_is_refused_before_parsing(tmp_path, monkeypatch):
+    import yaml
+
+    f = tmp_path / "big.yaml"
+    f.write_text("x: [" + ", ".join(["1"] * (MAX_BYTES // 3)) + "]\n")
+    monkeypatch.setattr(yaml, "SafeLoader", None)  # parsing would fail loudly
+    with pytest.raises(ConfigError) as exc:
+        load_yaml(f)
+    assert f"a suite may have {MAX_BYTES} at most" in str(exc.value)
+    assert str(exc.value).startswith(f"{f}: the file has ")
+
+
+def test_a_file_that_is_not_utf8_is_one_error(tmp_path):
+    f = tmp_path / "latin1.yaml"
+    f.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        load_yaml(f)
+
+
+def test_a_nul_character_is_malformed_yaml(tmp_path):
+    f = tmp_path / "nul.yaml"
+    f.write_text("name: a\x00b\n")
+    with pytest.raises(ConfigError, match="malformed YAML"):
+        load_yaml(f)
