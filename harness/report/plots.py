@@ -205,7 +205,12 @@ def rank_heatmap(ranks, path: Path) -> Path:
     import numpy as np
 
     d, k = ranks.shape
-    fig = _figure(max(5.0, 0.55 * k + 2.5), max(2.5, 0.32 * d + 1.8), layout="constrained")
+    # method names stand at 60 degrees under the grid: a sweep point's label
+    # (focal[loss.gamma=2.0]) needs its height, which a fixed size left
+    # out ("Tight layout not applied")
+    names = max((len(str(m)) for m in ranks.columns), default=0)
+    fig = _figure(max(5.0, 0.55 * k + 2.5), max(2.5, 0.32 * d + 1.2 + 0.06 * names),
+                  layout="constrained")
     ax = fig.add_subplot()
     values = np.ma.masked_invalid(ranks.to_numpy(dtype=float))
     ax.set_facecolor("0.85")
