@@ -1,13 +1,19 @@
-"""The plugin contract of harness.
+"""The plugin contract of harness's core.
 
-Every hook a plugin may implement is declared here, with its parameters and
-its return contract.  Plugins implement them with ``@harness.hookimpl``::
+The core declares the hooks of the component kinds it consumes itself
+(``tasks``, ``datasets``, ``metrics``, ``executors``), the lifecycle hooks,
+and ``register_kinds``, through which every family of methods (built-in or
+third-party) declares its own kinds and documents their contracts in its own
+package (the classification family's in
+``harness_plugins.classification.hookspecs``), as pytest plugins add hooks
+with ``pytest_addhooks``.  A new family needs no core edit.  Plugins
+implement hooks with ``@harness.hookimpl``::
 
     from harness import hookimpl
 
     @hookimpl
-    def register_losses(register):
-        register("my_loss", my_loss_factory)
+    def register_metrics(register):
+        register("my_metric", my_metric_factory)
 
 Registration hooks (``register_<kind>``)
 ----------------------------------------
@@ -18,8 +24,13 @@ suite validation, ``harness list`` and ``harness.create`` are built from.  The
 factory's docstring (first line) is the description shown by ``harness list``.
 A parameter annotated ``Annotated[str | dict, harness.Component(kind)]`` takes
 a nested component spec of ``kind``, validated (and normalised to a mapping)
-like a top-level one.  Registering a name twice in one kind, from any two plugins, is an error that
-names both plugins.  The return value of registration hooks is ignored.
+like a top-level one.  Values that come from the data are declared with
+``Annotated[..., harness.FromData]`` (a network's ``in_shape:
+Annotated[tuple, FromData]``): they are not suite parameters; the
+task offers them by name (``registry.create(kind, spec, **offered)``) and the
+factory gets those it declares.  Registering a name twice in one kind, from
+any two plugins, is an error that names both plugins and their
+distributions.  The return value of registration hooks is ignored.
 
 Lifecycle hooks
 ---------------
@@ -33,37 +44,31 @@ import pluggy
 
 hookspec = pluggy.HookspecMarker("harness")
 
-#: Component kinds, in the order ``harness plugins`` shows them.  Each has a
-#: ``register_<kind>`` hook below.
-KINDS: tuple[str, ...] = (
-    "tasks",
-    "datasets",
-    "transforms",
-    "models",
-    "losses",
-    "optimizers",
-    "schedulers",
-    "metrics",
-    "calibrators",
-    "nas_selectors",
-    "denoisers",
-    "noise_models",
-    "augmenters",
-    "executors",
-)
+#: The component kinds the core consumes, in the order ``harness list`` shows
+#: them (the kinds families add follow).  Each has a ``register_<kind>`` hook
+#: below.
+CORE_KINDS: tuple[str, ...] = ("tasks", "datasets", "metrics", "executors")
 
 
 @hookspec
 def register_kinds(register):
-    """Add component kinds (pytest's ``pytest_addhooks`` idea), so a plugin
-    family can bring its own kind without a core edit.
+    """Declare the component kinds a plugin family brings (pytest's
+    ``pytest_addhooks`` idea), with their contracts.
 
-    :param register: ``register(kind, description)``; ``kind`` is an
-        identifier not yet used (``search_spaces``).  The core then declares a
-        ``register_<kind>(register)`` hook with the contract of every
-        registration hook above, and ``harness list <kind>`` shows the kind.
-        The contract of the objects such a kind's factories return is the
-        adding plugin's to document.
+    :param register: ``register(kind, contract)``.  ``kind`` is an identifier
+        no other plugin declares (``attacks``); harness then
+        declares a ``register_<kind>(register)`` hook with the contract of
+        every registration hook (see above), validates the plugins that
+        implement it (a misspelled ``register_<kind>`` still fails loudly),
+        and ``harness list <kind>`` shows the kind.  ``contract`` documents
+        what the kind's factories return: either a function named
+        ``register_<kind>`` with the single parameter ``register`` whose
+        docstring is the contract (written in the family's own
+        ``hookspecs`` module, as a core hookspec is written here), or a
+        one-line description.  The family's ``register_kinds`` implementation
+        should live in a plugin of its own (its ``hookspecs`` module), so
+        blocking one plugin that implements the kind leaves it declared for
+        the others.
     """
 
 
@@ -86,11 +91,38 @@ def register_tasks(register):
     - ``metric_inputs: tuple[str, ...]``: the names of the values the task
       can feed metrics (see ``register_metrics``); suite validation rejects a
       metric that needs anything else, naming the task's list.
+    - ``dataset_entry(options: dict, registry) -> dict`` (optional): the
+      task's own keys of a dataset entry.  ``options`` holds the keys of one
+      suite entry other than its source and ``label``, in suite order
+      (``{"imbalance": 0.1, "split": {"test": 0.3}}``); return them
+      normalised and JSON-ready (each component with all its parameters,
+      fractions with their defaults filled in): they join ``source``,
+      ``params``, ``label`` and ``base_dir`` in the entry ``prepare`` gets,
+      and the run key hashes them.  Reject every key the task does not
+      apply: raise ``harness.ConfigError(path, value, message)`` with
+      ``path`` inside the entry (``"imbalance"``, ``"split.val"``); the
+      suite loader names the file, line and ``datasets[i].<path>``.
+      ``harness.suite.component_params(registry, kind, name, value)``
+      validates a component written as a scalar or a mapping.  A task
+      without this method accepts no such key.  The classification-like
+      tasks share ``harness_plugins.classification.entries.SplitAndTransforms``.
+    - ``dataset_label(base: str, entry: dict) -> str`` (optional): the
+      default display label of a normalised entry, given the source's own
+      (``breast_cancer`` -> ``breast_cancer+imbalance=0.1``); ``base``
+      when absent.  Seeds never derive from a label the suite writes: the
+      split seed derives from this default label, a function of the entry's
+      content (what the run key hashes).
     - ``prepare(entry: dict, seed: int, ctx) -> data`` (optional): the task's
       own data object for one normalised dataset entry (``source``,
-      ``params``, ``transforms``, ``split``, ``label``) and split seed;
-      ``ctx.load_raw(entry)`` gives the source's ``RawDataset`` (loaded and
-      cached by the core).  ``ctx.data`` calls it once per run.
+      ``params``, ``label``, ``base_dir`` and the keys of
+      ``dataset_entry``) and split seed; ``ctx.load_raw(entry)`` gives the
+      source's ``RawDataset`` (loaded and cached by the core).
+      ``ctx.data`` calls it once per run.
+    - ``cost_keys: tuple[str, ...]`` (optional): dotted config keys (or key
+      prefixes: ``"model"`` covers ``model.hidden``) that, with the
+      dataset, determine a run's training time; ``harness plan --batch``
+      estimates a run from earlier finished runs with equal values
+      (``harness.estimate``).  Without it no estimate is made.
     - ``run(ctx: harness.worker.RunContext) -> dict[str, float]``: train and
       evaluate one run; return the final test metrics (``{"accuracy": ..}``,
       logged as ``test/<name>``).  Raise ``harness.Diverged`` when the loss
@@ -114,9 +146,11 @@ def register_tasks(register):
 def register_datasets(register):
     """Register dataset sources (``sklearn``, ``openml``, ``csv`` ...).
 
-    In a suite a dataset entry is ``{source: value, **transforms}``; a scalar
-    value is passed as the factory's first parameter, a mapping as keyword
-    parameters.  ``factory(**params)`` returns a ``harness.data.RawDataset``.
+    In a suite a dataset entry is ``{source: value, label: ..., **options}``
+    (the options, such as a split, are the task's:
+    ``dataset_entry`` in ``register_tasks``); a scalar value is passed as
+    the factory's first parameter, a mapping as keyword parameters.
+    ``factory(**params)`` returns a ``harness.data.RawDataset``.
     Factories may be slow (downloads); results are cached by the core.
     Raise ``harness.errors.DatasetUnavailable`` when the data cannot be
     fetched (the runs on it fail once, with that reason).
@@ -127,91 +161,15 @@ def register_datasets(register):
     - ``expand(params) -> list[dict] | None``: the entry stands for several
       datasets (a filter over a collection); one entry is made per returned
       parameter mapping, each naming one concrete dataset, in a stable order.
-    - ``label(params) -> str``: the default display label of an entry.
+    - ``label(params) -> str``: the default display label of an entry
+      (the task's ``dataset_label`` may extend it).  The split seed derives
+      from this default label, so it must be a pure function of ``params``
+      that stays the same across versions.
     - ``check(params)``: cheap checks of the input (a file's header, not its
       data); raise ``harness.ConfigError(param, value, message)``.
     - ``catalog() -> list[dict]``: the datasets the source offers, as
       ``harness datasets SOURCE`` lists them.
     """
-
-
-@hookspec
-def register_transforms(register):
-    """Register dataset transforms (``imbalance``, ``label_noise`` ...).
-
-    ``factory(**params)`` returns an object with ``stage`` (``"full"``: before
-    the split; ``"train"``: train split only; ``"trainval"``: train and
-    validation splits, each separately) and ``apply(X, y, rng) -> (X, y)``
-    working on numpy arrays with integer-encoded labels.  An optional
-    ``bind_classes(classes) -> classes`` is called first with the original
-    class values (``one_vs_rest`` resolves its positive class there and
-    returns the new class list).  The factory is also called once at suite
-    validation: raise ``ValueError`` there for a value out of range, so the
-    suite stops before any run.
-    """
-
-
-@hookspec
-def register_models(register):
-    """Register models.  ``factory(**params)`` returns a ``torch.nn.Module``
-    mapping a batch ``(N, *in_shape)`` to logits ``(N, n_classes)``.  Values
-    that come from the data are declared in the signature with
-    ``Annotated[..., harness.FromData]`` (``in_shape: Annotated[tuple,
-    FromData], n_classes: Annotated[int, FromData]``): they are not suite
-    parameters; the task offers them by name and the factory gets those it
-    declares.  The same marker works for every kind (a denoiser's
-    ``in_channels``, a generator's ``n_features``)."""
-
-
-@hookspec
-def register_losses(register):
-    """Register losses.  ``factory(**params)`` returns a callable
-    ``loss(logits, targets, **extras) -> scalar tensor`` (batch mean), logits
-    ``(N, C)``, integer targets ``(N,)``.  Extras passed by the training loop:
-    ``index`` (LongTensor of the samples' positions in the train split) and
-    ``epoch`` (int, from 0).  A loss that needs the data may define
-    ``setup(n_classes: int, class_counts: list[int], n_train: int)``; it is
-    called once before training and raises ``ValueError`` with a clear
-    message when the data does not suit it (e.g. a binary loss on 3 classes).
-    """
-
-
-@hookspec
-def register_optimizers(register):
-    """Register optimizers and training schemes.
-
-    ``factory(**params)`` returns either
-
-    - a callable ``build(parameters) -> torch.optim.Optimizer`` (plain
-      optimizers; the task wraps it in ``harness_plugins.classification.optimizers.PlainScheme``),
-      or
-    - a *training scheme*, the one extension point for methods that are not a
-      plain optimizer step (two passes per step, extra loss terms, restarts,
-      resampling).  A scheme has:
-
-      - ``setup(model, loss_fn, info)``: ``info`` carries ``n_train``,
-        ``n_classes``, ``epochs``, ``steps_per_epoch``, ``device`` and the
-        whole train split as device tensors ``X_train``/``y_train``;
-      - ``step(batch) -> float``: one optimisation step on ``batch``, a dict
-        with ``x``, ``y``, ``index`` (LongTensor positions in the train split)
-        and ``epoch``; returns the batch loss (NaN/inf ends the run as
-        diverged);
-      - ``optimizer``: the inner torch optimizer (schedulers step it);
-      - optional ``epoch_order(epoch, generator) -> LongTensor | None``: the
-        sample order of an epoch (may repeat samples); ``on_epoch_end(epoch)``;
-        ``restart_epoch``: set when the scheme re-initialised the model, so
-        the task does not select a best epoch from before it.
-
-    Schemes own their optimizer, so SAM-style steps or restarts live in the
-    scheme, never in the training loop.
-    """
-
-
-@hookspec
-def register_schedulers(register):
-    """Register learning-rate schedulers.  ``factory(**params)`` returns
-    ``build(optimizer, epochs) -> torch.optim.lr_scheduler.LRScheduler``,
-    stepped once per epoch."""
 
 
 @hookspec
@@ -222,96 +180,14 @@ def register_metrics(register):
     ``factory(**params)`` returns a callable that is called positionally with
     the task's values of ``inputs``, in order, and returns a float.
 
-    Inputs the classification task offers: ``labels`` (int64 numpy ``(N,)``),
-    ``probs`` (float64 numpy ``(N, C)``, rows sum to 1), ``logits`` (float
-    numpy ``(N, C)``), ``model`` (the trained ``torch.nn.Module``, eval mode),
-    ``train_x``/``train_y`` (the train split as device tensors),
-    ``train_labels``/``train_probs`` (labels and probabilities on the train
-    split).  Other tasks document theirs as ``metric_inputs``.  In a suite a
+    ``inputs`` are names from the ``metric_inputs`` of the tasks the metric
+    serves; each task documents what its names hold (the classification
+    task's ``labels``, ``probs``, ...).  Suite validation rejects a metric
+    whose inputs the suite's task does not offer.  In a suite (whose
+    ``metrics:`` key is required) a
     metric is a name or ``{name: ece, bins: 25}``; a parameterised metric is
     logged as ``ece:bins-25`` (``harness.metrics.metric_label``) and each
     run records the direction as the tag ``harness.direction.<name>``."""
-
-
-@hookspec
-def register_calibrators(register):
-    """Register post-hoc calibrators.  ``factory(**params)`` returns an object
-    with ``fit(logits, y) -> self`` and ``predict_proba(logits) -> (N, C)
-    numpy array``; logits and y may be numpy arrays or tensors."""
-
-
-@hookspec
-def register_nas_selectors(register):
-    """Register NAS selectors: turn a searched supernet (or nothing) into one
-    architecture for the ``nas`` task.
-
-    ``factory(**params)`` returns an object with ``needs_supernet`` (bool;
-    suite validation rejects such a selector after a search strategy that
-    trains no supernet) and ``select(job) -> genotype``, a sequence of op
-    names, one per edge of ``job.space``.  ``job`` is a
-    ``harness_plugins.nas.selectors.SelectionJob``: ``space`` (the search
-    space: ``ops``, ``edges``, ``parse``, ``format``), ``supernet`` (the
-    trained ``harness_plugins.nas.supernet.Network`` with ``alphas``,
-    ``projected``, ``masked(edge, op)``, ``argmax_genotype()``; None without
-    one), ``rng`` (numpy Generator from the run's seed), ``accuracy()`` (the
-    supernet's validation accuracy as it stands), ``fine_tune(epochs)``
-    (trains its weights, alpha fixed) and ``log(values, step)``.  A selector
-    may project edges and fine-tune; the task times it as ``time/select_s``.
-    """
-
-
-@hookspec
-def register_denoisers(register):
-    """Register denoisers for the ``denoising`` task.  ``factory(in_channels:
-    Annotated[int, FromData], **params)`` returns a ``torch.nn.Module`` mapping
-    packed raw ``(B, in_channels, h, w)`` in [0, 1] to a denoised image of the
-    same shape (any ``h``, ``w``).  A module with ``trainable = False``
-    (``bm3d``, ``identity``) is applied as it is; others are trained."""
-
-
-@hookspec
-def register_noise_models(register):
-    """Register sensor noise models for the ``denoising`` task.
-    ``factory(**params)`` returns an object with ``fit(calibration) -> self``
-    (a ``harness_plugins.denoising.calibration.Calibration``: dark frames,
-    flat-field pairs, white level; never test images), ``sample(signal,
-    generator) -> noisy`` (torch ``(B, 4, h, w)``, DN above the black level)
-    and ``params() -> dict[str, float]`` (fitted values, logged as
-    ``noise/<name>``)."""
-
-
-@hookspec
-def register_augmenters(register):
-    """Register generative augmenters: fit on the train split, sample labelled rows.
-
-    ``factory(**params)`` returns an object with:
-
-    - ``fit(X, y, rng) -> self``: fit on the train split only (``X`` float32
-      numpy ``(N, *in_shape)``, ``y`` int64 ``(N,)``, ``rng`` a
-      ``numpy.random.Generator`` seeded from the run's init seed);
-    - ``sample(n_per_class, rng) -> (X_gen, y_gen)``: ``n_per_class`` is a
-      ``{class: count}`` dict or a total count (shared out in the train
-      split's class proportions); ``X_gen`` float32 ``(n, *in_shape)``,
-      ``y_gen`` int64;
-    - ``ratio`` (generated rows per real train row, >= 0), ``mode``
-      (``"fixed"``: one generated set appended to the train split;
-      ``"per_batch"``: every batch holds the generated share
-      ``ratio / (1 + ratio)``, drawn from that set) and ``min_per_class``
-      (the fewest train rows of a class it can fit on);
-    - ``device``: set by the mixing glue to the run's device before ``fit``
-      (torch generators train there);
-    - ``check_counts(counts, names)``: raise ``harness.UserError`` naming
-      the first class with fewer than ``min_per_class`` rows.
-
-    Base classes that provide all but the fitting and sampling:
-    ``harness_plugins.augmentation.augmenters.Augmenter`` and
-    ``LikelihoodAugmenter`` (adds ``instance_noise``).  A task mixes them in
-    with ``harness_plugins.augmentation.mixing.augment_training(ctx, data,
-    spec)``, which logs ``augment/fit_s``, ``augment/samples_per_s`` and
-    the quality of the samples against the validation split
-    (``augment/c2st``, ``augment/mmd``); generated rows never reach the
-    validation or test split.
-    """
 
 
 @hookspec

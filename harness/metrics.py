@@ -18,19 +18,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-#: What a metric consumes when its factory does not say (scikit-learn's order).
-DEFAULT_INPUTS: tuple[str, ...] = ("labels", "probs")
 #: Tag prefix of a run's metric directions: ``harness.direction.<name>`` = max | min.
 DIRECTION_TAG = "harness.direction."
 
 
-def metric(inputs: tuple[str, ...] = DEFAULT_INPUTS, *, greater_is_better: bool
+def metric(inputs: tuple[str, ...], *, greater_is_better: bool
            ) -> Callable[[Callable], Callable]:
     """Declare a metric factory's inputs and direction (a decorator).
 
     :param inputs: names of the values the metric is called with, in order;
-        a task documents the names it offers (``metric_inputs``).
+        a task documents the names it offers (``metric_inputs``).  Required:
+        the core assumes no task's inputs.
     :param greater_is_better: the direction reports rank by."""
+    if isinstance(inputs, str) or not all(isinstance(i, str) for i in inputs):
+        raise TypeError("inputs must be a tuple of input names, e.g. ('labels', 'probs')")
     if not isinstance(greater_is_better, bool):
         raise TypeError("greater_is_better must be True or False")
     inputs = tuple(inputs)
@@ -44,8 +45,14 @@ def metric(inputs: tuple[str, ...] = DEFAULT_INPUTS, *, greater_is_better: bool
 
 
 def metric_inputs(factory: Callable) -> tuple[str, ...]:
-    """The inputs a metric factory declared (``DEFAULT_INPUTS`` when silent)."""
-    return tuple(getattr(factory, "inputs", DEFAULT_INPUTS))
+    """The inputs a metric factory (or the callable it built) declared with
+    ``@harness.metric``; ``TypeError`` when it declared none."""
+    inputs = getattr(factory, "inputs", None)
+    if inputs is None:
+        raise TypeError(f"metric {getattr(factory, '__name__', factory)!r} declares no inputs: "
+                        f"decorate its factory with @harness.metric(inputs=..., "
+                        f"greater_is_better=...)")
+    return tuple(inputs)
 
 
 def metric_label(name: str, params: dict[str, Any]) -> str:

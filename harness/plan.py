@@ -16,9 +16,9 @@ from harness.suite import Suite, set_dotted
 
 
 def derive_seed(seed: int, *axis: object) -> int:
-    """A 31-bit seed for one axis (``"split"``, dataset label ...) of a run's
-    seed.  Hash-derived, so adding a method or a dataset never shifts another
-    run's seeds."""
+    """A 31-bit seed for one axis (``"split"`` and the dataset's identity,
+    ``"init"``, ``"order"``) of a run's seed.  Hash-derived, so adding a
+    method or a dataset never shifts another run's seeds."""
     text = json.dumps([seed, *map(str, axis)])
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big") & 0x7FFFFFFF
 
@@ -27,8 +27,9 @@ def derive_seed(seed: int, *axis: object) -> int:
 class RunSpec:
     """One (dataset, method, sweep point, seed) run, fully resolved.
 
-    ``seeds`` holds the per-axis seeds: ``split`` (depends on dataset and
-    seed, so every method sees the same split), ``init`` and ``order``
+    ``seeds`` holds the per-axis seeds: ``split`` (depends on the dataset's
+    content, not its display label, and the seed, so every method sees the
+    same split), ``init`` and ``order``
     (model initialisation and batch order, shared by methods for paired
     comparisons)."""
 
@@ -84,6 +85,19 @@ def run_key(suite: str, task: str, dataset: dict, method: str, config: dict, see
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def split_identity(dataset: dict, content_label: str | None) -> str:
+    """What a dataset's split seed derives from: the label the entry's
+    content gives (``harness.suite.default_label``; the label an entry
+    without ``label:`` shows, so such entries keep the seeds they always
+    had), else the content itself.  Never the ``label:`` a suite writes: the
+    run key leaves that out, so a renamed dataset keeps its finished runs
+    and must keep its split."""
+    if content_label is not None:
+        return content_label
+    return json.dumps({k: v for k, v in dataset.items() if k not in ("label", "base_dir")},
+                      sort_keys=True, default=str)
+
+
 def method_label(name: str, point: dict) -> str:
     """``focal`` plus a sweep point -> ``focal[loss.gamma=2.0]``."""
     if not point:
@@ -96,7 +110,9 @@ def expand_suite(suite: Suite, only: str | None = None) -> list[RunSpec]:
 
     ``only`` is a glob matched against ``dataset/method/seed`` run names."""
     runs: list[RunSpec] = []
-    for dataset in suite.datasets:
+    for i, dataset in enumerate(suite.datasets):
+        identity = split_identity(dataset, suite.content_labels[i] if suite.content_labels
+                                  else None)
         for method in suite.methods:
             for point in method.points:
                 config = method.config
@@ -110,7 +126,7 @@ def expand_suite(suite: Suite, only: str | None = None) -> list[RunSpec]:
                         rank_by=suite.rank_by, components=method.components,
                         device=suite.device, metric_specs=dict(suite.metric_specs),
                         seeds={
-                            "split": derive_seed(seed, "split", dataset["label"]),
+                            "split": derive_seed(seed, "split", identity),
                             "init": derive_seed(seed, "init"),
                             "order": derive_seed(seed, "order"),
                         },

@@ -82,35 +82,56 @@ def split_spec(spec: Any, path: str) -> tuple[str, dict]:
 
 
 class Registry:
-    """Components of every kind, keyed by name, with their provenance."""
+    """Components of every kind, keyed by name, with their provenance.
 
-    def __init__(self, pm: pluggy.PluginManager):
+    ``strict=False`` leaves out a plugin whose registrations fail (a
+    duplicate name, a metric without a direction) and records it in
+    ``broken`` (plugin -> (distribution, message)) instead of raising."""
+
+    def __init__(self, pm: pluggy.PluginManager, strict: bool = True):
         self.pm = pm
+        self.strict = strict
+        self.broken: dict[str, tuple[str | None, str]] = {}
         self._kinds: dict[str, dict[str, ComponentInfo]] = {}
-        #: Kind -> description, for kinds that plugins added (``register_kinds``).
+        #: Kind -> description, for kinds that families declare (``register_kinds``).
         self.added_kinds: dict[str, str] = dict(getattr(pm, "harness_kinds", {}))
         dists = getattr(pm, "harness_dists", {})
-        for kind in [*hookspecs.KINDS, *self.added_kinds]:
+        for kind in [*hookspecs.CORE_KINDS, *self.added_kinds]:
             table: dict[str, ComponentInfo] = {}
             hook = getattr(pm.hook, f"register_{kind}")
             for impl in reversed(hook.get_hookimpls()):
-                dist = dists.get(impl.plugin_name, (None, None))
-                self._collect(kind, table, impl, dist)
+                if impl.plugin_name in self.broken:
+                    continue
+                self._collect(kind, table, impl, dists.get(impl.plugin_name, (None, None)))
             self._kinds[kind] = table
+        for name in self.broken:  # a plugin left out leaves no component behind
+            for table in self._kinds.values():
+                for key in [k for k, info in table.items() if info.plugin == name]:
+                    del table[key]
 
     def _collect(self, kind: str, table: dict, impl, dist) -> None:
+        def fail(error: PluginError) -> None:
+            if self.strict:
+                raise error
+            self.broken.setdefault(error.plugin, (error.dist, error.message))
+
         def register(name: str, factory: Callable) -> None:
             if name in table:
-                other = table[name]
-                raise PluginError(impl.plugin_name, dist[0],
-                                  f"{kind} component {name!r} is registered twice: by plugin "
-                                  f"{other.plugin!r} and by plugin {impl.plugin_name!r}")
+                error = _duplicate(kind, name, table[name], impl.plugin_name, dist[0])
+                fail(error)
+                if error.plugin == impl.plugin_name:
+                    return
             if kind == "metrics" and not isinstance(getattr(factory, "greater_is_better", None),
                                                     bool):
-                raise PluginError(impl.plugin_name, dist[0],
-                                  f"metric {name!r} does not say whether greater is better: "
-                                  f"decorate its factory with @harness.metric(inputs=..., "
-                                  f"greater_is_better=True or False)")
+                return fail(PluginError(impl.plugin_name, dist[0],
+                                        f"metric {name!r} does not say whether greater is "
+                                        f"better: decorate its factory with @harness.metric("
+                                        f"inputs=..., greater_is_better=True or False)"))
+            if kind == "metrics" and not isinstance(getattr(factory, "inputs", None), tuple):
+                return fail(PluginError(impl.plugin_name, dist[0],
+                                        f"metric {name!r} does not declare its inputs: decorate "
+                                        f"its factory with @harness.metric(inputs=(...), "
+                                        f"greater_is_better=...)"))
             params, var_kw, from_data = signature_params(factory)
             table[name] = ComponentInfo(kind, name, factory, impl.plugin_name, dist[0], dist[1],
                                         params, var_kw, from_data)
@@ -180,6 +201,7 @@ class PluginError(ConfigError):
 
     def __init__(self, plugin: str, dist: str | None, message: str, module: str | None = None):
         self.plugin = plugin
+        self.dist = dist
         where = f"plugin {plugin!r}"
         if dist or module:
             where += " (" + ", ".join(x for x in (
@@ -187,6 +209,22 @@ class PluginError(ConfigError):
                 if x) + ")"
         super().__init__("", MISSING, f"{where}: {message}; run without it with "
                          f"'harness -p no:{plugin} ...'")
+
+
+def _duplicate(kind: str, name: str, first: ComponentInfo, plugin: str, dist: str | None
+               ) -> PluginError:
+    """The error for ``name`` registered by ``first`` and again by ``plugin``.
+    It blames (and its hint blocks) the newcomer: the plugin that is not
+    harness's own (whichever loaded first), else ``plugin``, so the hint
+    never drops a built-in for a third-party package."""
+    def who(p: str, d: str | None) -> str:
+        return f"plugin {p!r} (distribution {d})" if d else f"plugin {p!r}"
+
+    message = (f"{kind} component {name!r} is registered twice: by {who(first.plugin, first.dist)}"
+               f" and by {who(plugin, dist)}")
+    if dist == DISTRIBUTION and first.dist != DISTRIBUTION:
+        return PluginError(first.plugin, first.dist, message)
+    return PluginError(plugin, dist, message)
 
 
 def _blocked_from_env() -> set[str]:
@@ -256,45 +294,91 @@ def make_plugin_manager(blocked: set[str] | None = None, *, strict: bool = True
                         f"{did_you_mean(unknown[0], seen)}; plugins: {', '.join(sorted(seen))}")
     _add_kinds(pm, strict)
     _check_hooks(pm, strict)
+    if not strict:
+        _leave_out_bad_registrations(pm)
     return pm
 
 
+def _leave_out_bad_registrations(pm: pluggy.PluginManager) -> None:
+    """Record (in ``pm.harness_broken``) and unregister the plugins whose
+    registrations fail (a component name another plugin has, a metric
+    without a direction), so ``harness plugins`` marks them."""
+    for name, (dist, message) in Registry(pm, strict=False).broken.items():
+        plugin = pm.get_plugin(name)
+        pm.harness_broken[name] = (dist, getattr(plugin, "__name__", None), message)
+        if plugin is not None:
+            pm.unregister(plugin)
+
+
 def _add_kinds(pm: pluggy.PluginManager, strict: bool) -> None:
-    """Ask plugins for the component kinds they add and declare a
-    ``register_<kind>`` hook for each (pytest's ``pytest_addhooks`` idea)."""
-    added: dict[str, tuple[str, str]] = {}
+    """Ask plugins for the component kinds they declare, with their
+    contracts, and declare a ``register_<kind>`` hook for each (pytest's
+    ``pytest_addhooks`` idea).  A plugin whose declaration is wrong is an
+    error (or, not strict, recorded as broken and left out)."""
+    added: dict[str, tuple[str, str, Callable]] = {}
     for impl in reversed(pm.hook.register_kinds.get_hookimpls()):
-        def register(kind: str, description: str = "", _plugin=impl.plugin_name) -> None:
-            dist = pm.harness_dists.get(_plugin, (None, None))[0]
+        dist = pm.harness_dists.get(impl.plugin_name, (None, None))[0]
+
+        def register(kind: str, contract: str | Callable = "", _plugin=impl.plugin_name,
+                     _dist=dist) -> None:
             if not str(kind).isidentifier():
-                raise PluginError(_plugin, dist, f"component kind {kind!r} is not an identifier")
-            if kind in hookspecs.KINDS or kind in added:
-                owner = "harness" if kind in hookspecs.KINDS else f"plugin {added[kind][0]!r}"
-                raise PluginError(_plugin, dist, f"component kind {kind!r} already exists "
+                raise PluginError(_plugin, _dist, f"component kind {kind!r} is not an identifier")
+            if kind in hookspecs.CORE_KINDS or kind in added:
+                owner = ("harness" if kind in hookspecs.CORE_KINDS
+                         else f"plugin {added[kind][0]!r}")
+                raise PluginError(_plugin, _dist, f"component kind {kind!r} already exists "
                                   f"(declared by {owner})")
-            added[kind] = (_plugin, description)
+            added[kind] = (_plugin, *_kind_spec(kind, contract, _plugin, _dist))
 
         try:
             impl.function(register=register)
-        except PluginError:
+        except PluginError as error:
             if strict:
                 raise
+            pm.harness_broken[impl.plugin_name] = (dist, getattr(impl.plugin, "__name__", None),
+                                                   error.message)
+            for kind in [k for k, v in added.items() if v[0] == impl.plugin_name]:
+                del added[kind]
+            pm.unregister(impl.plugin)
     if not added:
         return
-    namespace = {f"register_{kind}": _registration_spec(kind, desc, plugin)
-                 for kind, (plugin, desc) in added.items()}
+    # by declaring plugin, so `harness list` shows a family's kinds together
+    # whatever order the entry points load in
+    added = dict(sorted(added.items(), key=lambda item: item[1][0]))
+    namespace = {f"register_{kind}": spec for kind, (_, _, spec) in added.items()}
     pm.add_hookspecs(type("AddedKinds", (), namespace))
-    pm.harness_kinds = {kind: desc for kind, (_, desc) in added.items()}
+    pm.harness_kinds = {kind: desc for kind, (_, desc, _) in added.items()}
 
 
-def _registration_spec(kind: str, description: str, plugin: str):
+def _kind_spec(kind: str, contract: str | Callable, plugin: str, dist: str | None
+               ) -> tuple[str, Callable]:
+    """(description, hookspec) of a declared kind.  ``contract`` is a
+    function ``(register)`` whose docstring is the contract (the family's
+    ``register_<kind>`` in its ``hookspecs`` module), or a one-line
+    description."""
+    import inspect
+
+    if callable(contract):
+        params = list(inspect.signature(contract).parameters)
+        doc = inspect.getdoc(contract) or ""
+        if params != ["register"] or not doc:
+            raise PluginError(plugin, dist, f"the contract of kind {kind!r} must be a function "
+                              f"'register_{kind}(register)' whose docstring documents it")
+        first = " ".join(doc.split("\n\n")[0].split())
+        description = first.split(".  ")[0].split(". ")[0]
+        doc = contract.__doc__
+    else:
+        description = str(contract)
+        doc = (f"Register {kind} (a kind declared by plugin {plugin!r}): "
+               f"{description}").rstrip(": ")
+
     def spec(register):
         pass
 
-    spec.__name__ = f"register_{kind}"
-    spec.__doc__ = (f"Register {kind} (a kind added by plugin {plugin!r}): "
-                    f"{description}".rstrip(": "))
-    return hookspecs.hookspec(spec)
+    # a fresh function: the family's own may share its name with a hookimpl
+    spec.__name__ = spec.__qualname__ = f"register_{kind}"
+    spec.__doc__ = doc
+    return description, hookspecs.hookspec(spec)
 
 
 def _check_hooks(pm: pluggy.PluginManager, strict: bool) -> None:

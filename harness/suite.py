@@ -16,15 +16,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from harness.data import is_path_param, resolve_paths
-from harness.errors import ConfigError
+from harness.errors import MISSING, ConfigError
 from harness.params import did_you_mean, singular
 from harness.yamlsource import YamlSource, load_yaml, parse_path
 
 #: Keys of a suite that are not part of a method's config.
 SUITE_KEYS = ("name", "description", "task", "seeds", "datasets", "methods", "sweep",
               "metrics", "rank_by", "device")
-#: Keys of a dataset entry that are neither a source nor a transform.
-DATASET_KEYS = ("label", "split")
 #: ``device:`` values: auto picks cuda, then mps, then cpu.
 DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:\d+)?)$"
 
@@ -36,12 +34,12 @@ class SuiteHeader(BaseModel):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
     description: str = ""
-    task: str = "classification"
+    task: str | None = None
     seeds: int | list[int] = 3
     datasets: list[dict[str, Any]] = Field(min_length=1)
     methods: dict[str, dict[str, Any] | None] = Field(min_length=1)
     sweep: dict[str, dict[str, list[Any]]] = Field(default_factory=dict)
-    metrics: list[str | dict[str, Any]] = Field(default_factory=lambda: ["accuracy"])
+    metrics: list[str | dict[str, Any]] | None = None
     rank_by: str | None = None
     device: str = Field(default="auto", pattern=DEVICE_PATTERN)
 
@@ -89,6 +87,10 @@ class Suite:
     device: str = "auto"
     #: Logged metric name -> normalised component spec ``{"name": .., **params}``.
     metric_specs: dict[str, dict] = field(default_factory=dict)
+    #: Per dataset entry, the label its content alone gives (``default_label``,
+    #: whatever ``label:`` says): split seeds derive from it, so renaming a
+    #: dataset changes no number.
+    content_labels: list[str] = field(default_factory=list)
 
 
 def _pydantic_error(src: YamlSource, exc: ValidationError) -> ConfigError:
@@ -173,15 +175,23 @@ def load_suite(file: str | Path, registry=None) -> Suite:
     except ValidationError as exc:
         raise _pydantic_error(src, exc) from None
 
+    if header.task is None:
+        tasks = ", ".join(sorted(registry.components("tasks"))) or "none installed"
+        raise src.error((), MISSING, f"the suite has no 'task': add 'task: NAME' naming one of "
+                        f"the installed tasks ({tasks})")
     try:
         task_info = registry.get("tasks", header.task, "task")
     except ConfigError as exc:
         raise src.error(("task",), header.task, exc.message) from None
     task = task_info.factory()
+    if header.metrics is None:
+        raise src.error((), MISSING, f"the suite has no 'metrics': add 'metrics: [...]' naming "
+                        f"what to measure; task {header.task!r} can feed "
+                        f"{_feedable(registry, task)}")
     base = {k: v for k, v in src.data.items() if k not in SUITE_KEYS}
     seeds = list(range(header.seeds)) if isinstance(header.seeds, int) else header.seeds
     datasets = [d for i, entry in enumerate(header.datasets)
-                for d in normalize_dataset(src, i, entry, registry)]
+                for d in normalize_dataset(src, i, entry, registry, task, header.task)]
     labels = [d["label"] for d in datasets]
     for i, label in enumerate(labels):
         if labels.index(label) != i:
@@ -219,8 +229,10 @@ def load_suite(file: str | Path, registry=None) -> Suite:
                 _validate_config(src, task, registry, swept, {}, ("sweep", name), used, names)
         methods.append(Method(name, config, points, [list(c) for c in sorted(set(used))]))
 
+    sources = registry.components("datasets")
+    content = [default_label(sources[d["source"]], task, d) for d in datasets]
     return Suite(header.name, str(file), header.task, seeds, datasets, methods,
-                 names, rank_by, header.description, src, header.device, metric_specs)
+                 names, rank_by, header.description, src, header.device, metric_specs, content)
 
 
 def _metric_specs(src, registry, metrics: list, task_name: str, task) -> dict[str, dict]:
@@ -243,6 +255,19 @@ def _metric_specs(src, registry, metrics: list, task_name: str, task) -> dict[st
                             f"it offers: {', '.join(offered) or 'nothing'}")
         out[label] = {"name": name, **params}
     return out
+
+
+def _feedable(registry, task) -> str:
+    """The installed metrics a task can feed, for the missing-``metrics`` hint."""
+    from harness.metrics import metric_inputs
+
+    offered = set(getattr(task, "metric_inputs", ()))
+    names = [name for name, info in sorted(registry.components("metrics").items())
+             if set(metric_inputs(info.factory)) <= offered]
+    if not names:
+        return "no installed metric"
+    more = f" and {len(names) - 12} more (harness list metrics)" if len(names) > 12 else ""
+    return ", ".join(names[:12]) + more
 
 
 def _check_component(src, registry, kind, spec, path):
@@ -275,54 +300,39 @@ def _validate_config(src: YamlSource, task, registry, merged: dict, override: di
         raise src.error(path, exc.value, exc.message) from None
 
 
-def normalize_dataset(src: YamlSource, i: int, entry: dict, registry) -> list[dict]:
+def normalize_dataset(src: YamlSource, i: int, entry: dict, registry, task=None,
+                      task_name: str = "") -> list[dict]:
     """``{sklearn: digits, one_vs_rest: 0}`` -> the normalised entries planning
-    and tasks use: source, params, transforms, split, label, base_dir.
+    and tasks use: ``source``, ``params``, ``label``, ``base_dir`` and the
+    task's own keys (``task.dataset_entry``: a split, transforms ...).
 
-    Usually one entry; a source whose factory has ``expand`` (a filter over a
-    collection) gives one entry per dataset it selects.  ``base_dir`` is the
-    suite's folder: ``pathlib.Path`` parameters are resolved against it when
-    the data is loaded (it is not part of a run's identity)."""
+    The core reads the source key and ``label``; every other key is the
+    task's to validate, and a task rejects the keys it does not apply.
+    Usually one entry; a source whose factory has ``expand`` (a filter over
+    a collection) gives one entry per dataset it selects.  ``base_dir`` is
+    the suite's folder: ``pathlib.Path`` parameters are resolved against it
+    when the data is loaded (it is not part of a run's identity)."""
     sources = registry.components("datasets")
-    transforms = registry.components("transforms")
     path = ("datasets", i)
     if not isinstance(entry, dict):
         raise src.error(path, entry, "a dataset entry must be a mapping such as "
                         "'{sklearn: breast_cancer}'")
     found = [k for k in entry if k in sources]
     if len(found) != 1:
-        unknown = [k for k in entry if k not in sources and k not in transforms
-                   and k not in DATASET_KEYS]
-        if unknown:
-            key = unknown[0]
-            raise src.error((*path, key), entry[key], f"unknown dataset source or transform "
-                            f"{key!r}{did_you_mean(key, [*sources, *transforms, *DATASET_KEYS])}; "
-                            f"sources: {', '.join(sources)}; transforms: {', '.join(transforms)}")
+        for key in entry:
+            if key not in sources and did_you_mean(key, sources):
+                raise src.error((*path, key), entry[key], f"unknown dataset source {key!r}"
+                                f"{did_you_mean(key, sources)}; sources: {', '.join(sources)}")
         msg = ("a dataset entry needs one source key" if not found else
                f"a dataset entry has one source key, found {', '.join(found)}")
         raise src.error(path, entry, f"{msg} (one of {', '.join(sources) or 'none installed'})")
     source = found[0]
     info = sources[source]
-    params = _component_params(src, registry, "datasets", source, entry[source], (*path, source))
+    params = _source_params(src, registry, source, entry[source], (*path, source))
     base_dir = str(Path(src.file).resolve().parent) if getattr(src, "file", None) else "."
-    out_transforms = []
-    split = {"val": 0.2, "test": 0.2}
-    label = None
-    for key, value in entry.items():
-        if key == source:
-            continue
-        if key == "label":
-            label = str(value)
-        elif key == "split":
-            split = _split(src, (*path, key), value)
-        elif key in transforms:
-            tparams = _component_params(src, registry, "transforms", key, value, (*path, key))
-            _build_transform(src, transforms[key], tparams, value, (*path, key))
-            out_transforms.append([key, tparams])
-        else:
-            raise src.error((*path, key), value, f"unknown dataset key {key!r}"
-                            f"{did_you_mean(key, [*transforms, *DATASET_KEYS])}; transforms: "
-                            f"{', '.join(transforms) or 'none installed'}")
+    label = str(entry["label"]) if "label" in entry else None
+    options = {k: v for k, v in entry.items() if k not in (source, "label")}
+    own = _task_entry(src, path, task, task_name, options, registry)
     expand = getattr(info.factory, "expand", None)
     if expand is not None:
         expanded = _call_source_hook(src, (*path, source), entry[source], expand, params)
@@ -333,12 +343,34 @@ def normalize_dataset(src: YamlSource, i: int, entry: dict, registry) -> list[di
             if not expanded:
                 raise src.error((*path, source), entry[source], f"no {source!r} dataset "
                                 f"matches this selection")
-            return [_one_dataset(src, path, info, source, dict(p), out_transforms, split, label,
-                                 base_dir) for p in expanded]
-    return [_one_dataset(src, path, info, source, params, out_transforms, split, label, base_dir)]
+            return [_one_dataset(src, path, info, source, dict(p), own, label, base_dir, task)
+                    for p in expanded]
+    return [_one_dataset(src, path, info, source, params, own, label, base_dir, task)]
 
 
-def _one_dataset(src, path, info, source, params, transforms, split, label, base_dir) -> dict:
+def _task_entry(src, path, task, task_name: str, options: dict, registry) -> dict:
+    """The task's normalised keys of a dataset entry (``dataset_entry``);
+    its ConfigError points into the entry."""
+    validate = getattr(task, "dataset_entry", None)
+    if validate is None:
+        if options:
+            key = next(iter(options))
+            raise src.error((*path, key), options[key], f"unknown dataset key {key!r}: task "
+                            f"{task_name!r} takes no dataset options (an entry holds a source "
+                            f"and optionally 'label')")
+        return {}
+    try:
+        own = validate(dict(options), registry)
+    except ConfigError as exc:
+        sub = tuple(parse_path(exc.path)) if exc.path else ()
+        raise src.error((*path, *sub), exc.value, exc.message) from None
+    clash = [k for k in own if k in ("source", "params", "label", "base_dir")]
+    if clash:
+        raise TypeError(f"task {task_name!r}: dataset_entry returned the core's key {clash[0]!r}")
+    return own
+
+
+def _one_dataset(src, path, info, source, params, own: dict, label, base_dir, task) -> dict:
     for p in info.params:  # paths stay as written (run keys do not depend on the checkout)
         if p.name in params and is_path_param(p.annotation) and params[p.name] is not None:
             params[p.name] = str(params[p.name])
@@ -346,20 +378,10 @@ def _one_dataset(src, path, info, source, params, transforms, split, label, base
     if check is not None:
         _call_source_hook(src, (*path, source), params, check, resolve_paths(info, params,
                                                                              base_dir))
-    if label is None:
-        label = _default_label(info, source, params, transforms)
-    return {"source": source, "params": params, "transforms": [list(t) for t in transforms],
-            "split": dict(split), "label": label, "base_dir": base_dir}
-
-
-def _build_transform(src, info, params: dict, written, path) -> None:
-    """Build a transform once at validation: its factory checks its ranges
-    (``label_noise: {rate: 1.5}``), and a transform is cheap to build."""
-    try:
-        info.factory(**params)
-    except (ValueError, ConfigError) as exc:
-        message = exc.message if isinstance(exc, ConfigError) else str(exc)
-        raise src.error(path, written, message) from None
+    entry = {"source": source, "params": params, **copy.deepcopy(own)}
+    entry["label"] = default_label(info, task, entry) if label is None else label
+    entry["base_dir"] = base_dir
+    return entry
 
 
 def _call_source_hook(src, path, written, hook, params):
@@ -371,9 +393,12 @@ def _call_source_hook(src, path, written, hook, params):
         raise src.error((*path, *sub), exc.value, exc.message) from None
 
 
-def _component_params(src, registry, kind, name, value, path) -> dict:
-    """Validate a dataset source's or transform's value: a mapping of
-    parameters, or a scalar for the factory's first parameter."""
+def component_params(registry, kind: str, name: str, value: Any) -> dict:
+    """Validate a component written inside a dataset entry (a source, a
+    transform): a mapping of parameters, or a scalar for the factory's first
+    parameter (``imbalance: 0.1``).  Returns the checked parameters, defaults
+    filled in.  Raises ``ConfigError`` whose path is the parameter's key for
+    a mapping, empty for a scalar (it stands for the value itself)."""
     from harness.params import validate_params
 
     info = registry.get(kind, name)
@@ -382,37 +407,35 @@ def _component_params(src, registry, kind, name, value, path) -> dict:
     elif not info.params:
         if value is None or value is True:
             return {}
-        raise src.error(path, value, f"{singular(kind)} {name!r} takes no value")
+        raise ConfigError("", value, f"{singular(kind)} {name!r} takes no value")
     else:
         params = {info.params[0].name: value}
     try:
         return validate_params(info.params, info.var_kw, params, "", f"{singular(kind)} {name!r}")
     except ConfigError as exc:
-        key = parse_path(exc.path)
-        # A scalar stands for the first parameter: point at the entry itself.
-        sub = key if isinstance(value, dict) else ()
-        raise src.error((*path, *sub), exc.value, exc.message) from None
+        raise ConfigError(exc.path if isinstance(value, dict) else "", exc.value,
+                          exc.message) from None
 
 
-def _split(src, path, value) -> dict:
-    if not isinstance(value, dict) or set(value) - {"val", "test"}:
-        raise src.error(path, value, "split must be a mapping with 'val' and/or 'test' fractions")
-    out = {"val": 0.2, "test": 0.2, **value}
-    for k, v in out.items():
-        if not isinstance(v, (int, float)) or not 0 < v < 1:
-            raise src.error((*path, k), v, "a split fraction must be between 0 and 1")
-    if out["val"] + out["test"] >= 1:
-        raise src.error(path, value, "val + test fractions must leave data for training")
-    return out
+def _source_params(src, registry, source: str, value, path) -> dict:
+    try:
+        return component_params(registry, "datasets", source, value)
+    except ConfigError as exc:
+        raise src.error((*path, *parse_path(exc.path)), exc.value, exc.message) from None
 
 
-def _default_label(info, source: str, params: dict, transforms: list) -> str:
-    """The source's own ``label(params)``, else ``source-value`` for a single
-    scalar parameter, else the source and a short hash of its parameters;
-    then ``+transform=values`` for each transform."""
+def default_label(info, task, entry: dict) -> str:
+    """The display label an entry gets without ``label:``, made from its
+    content alone: the source's own ``label(params)``, else
+    ``source-value`` for a single scalar parameter, else the source and a
+    short hash of its parameters; then the task's ``dataset_label(base,
+    entry)`` (``+imbalance=0.1,exp``).  ``info``: the source's
+    ``ComponentInfo``.  Split seeds derive from it (``plan.expand_suite``),
+    never from a ``label:`` the suite writes."""
     import hashlib
     import json
 
+    source, params = entry["source"], entry["params"]
     own = getattr(info.factory, "label", None)
     if own is not None:
         label = str(own(params))
@@ -423,7 +446,5 @@ def _default_label(info, source: str, params: dict, transforms: list) -> str:
         label = f"{source}-{digest[:6]}"
     else:
         label = source
-    for name, tparams in transforms:
-        vals = ",".join(str(v) for v in tparams.values())
-        label += f"+{name}{'=' + vals if vals else ''}"
-    return label
+    describe = getattr(task, "dataset_label", None)
+    return str(describe(label, entry)) if describe is not None else label

@@ -24,6 +24,7 @@ methods:
   ce: {{}}
   focal: {{loss: {{name: focal, gamma: 2.0}}}}
 metrics: [accuracy, log_loss, {{name: ece, bins: 5}}]
+task: classification
 rank_by: log_loss
 """
 

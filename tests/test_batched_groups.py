@@ -28,6 +28,7 @@ methods:
 sweep:
   focal: {{loss.gamma: [1.0, 3.0]}}
 metrics: [accuracy, log_loss]
+task: classification
 """
 
 
@@ -122,7 +123,7 @@ def test_batched_suite_logs_what_unbatched_logs(tmp_path, batch_plugin, monkeypa
     # the store's history: groups from the batched shares, sam from its runs
     from harness.estimate import estimate, history
 
-    hist = history(batch_uri)
+    hist = history(batch_uri, ("model", "training.epochs"))
     (sig, known), = hist.items()
     assert len(known["batched"]) == 8 and len(known["alone"]) == 2
     est = estimate(grouping.items, batch_uri)
@@ -166,24 +167,26 @@ def test_estimate_from_history(tmp_path, monkeypatch):
     plan = make_plan(suite_file(tmp_path), f"sqlite:///{tmp_path / 'm.db'}")
     items = group_runs(plan.todo, get_registry()).items
     spec = plan.todo[0]
-    sig = est_mod.signature(spec.dataset_label, spec.config["model"], 4)
-    assert sig == ("breast_cancer", (("model.hidden", "[8]"), ("model.name", "mlp")), "4")
-    monkeypatch.setattr(est_mod, "history", lambda uri: {
+    sig = est_mod.signature(spec.dataset_label, spec.config, ("model", "training.epochs"))
+    assert sig == ("breast_cancer", (("model.hidden", "[8]"), ("model.name", "mlp"),
+                                     ("training.epochs", "4")))
+    monkeypatch.setattr(est_mod, "history", lambda uri, keys: {
         sig: {"alone": [10.0, 30.0, 20.0], "batched": [1.0, 3.0]}})
     est = est_mod.estimate(items, None)
     # two groups of 4 at 2 s per run, two sam runs alone at 20 s
     assert est.groups_s == [8.0, 8.0] and est.alone_s == 40.0 and est.seconds == 56.0
     assert est.unknown == [] and est.upper_bound_groups == 0
 
-    monkeypatch.setattr(est_mod, "history", lambda uri: {sig: {"alone": [5.0], "batched": []}})
+    monkeypatch.setattr(est_mod, "history",
+                        lambda uri, keys: {sig: {"alone": [5.0], "batched": []}})
     est = est_mod.estimate(items, None)
     assert est.seconds == 50.0 and est.upper_bound_groups == 2
-    monkeypatch.setattr(est_mod, "history", lambda uri: {})
+    monkeypatch.setattr(est_mod, "history", lambda uri, keys: {})
     est = est_mod.estimate(items, None)
     assert est.seconds == 0 and len(est.unknown) == 10
     assert est_mod.describe(est, 10) == ["estimated training time: unknown: no run in the "
-                                         "store has the same dataset, model and epochs as "
-                                         "any of these 10"]
+                                         "store has the same dataset and model, "
+                                         "training.epochs as any of these 10"]
     est.unknown = est.unknown[:4]
     assert est_mod.describe(est, 10)[1].startswith("no history for 4 of 10 runs (same ")
 
@@ -195,7 +198,7 @@ def test_out_of_memory_group_retrains_in_halves(tmp_path, batch_plugin):
     from harness.tracking import existing_runs
 
     path = tmp_path / "oom.yaml"
-    path.write_text(SUITE.format(model="mlp").replace("name: batched", "name: batched\n"
+    path.write_text(SUITE.format(model="mlp").replace("task: classification",
                                                        "task: small_memory")
                     .replace("epochs: 4", "epochs: 2"))
     uri = f"sqlite:///{tmp_path / 'm.db'}"

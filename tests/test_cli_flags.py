@@ -25,6 +25,7 @@ training: {{epochs: 1, batch_size: 32, optimizer: {{name: adam, lr: 0.01}}}}
 methods:
   ce: {{loss: cross_entropy}}
 metrics: [accuracy]
+task: classification
 """
 
 #: A third-party executor, known to the CLI only through its factory signature.

@@ -25,6 +25,7 @@ methods:
 sweep:
   ce: {{training.optimizer.lr: [0.01, 0.1]}}
 metrics: [accuracy, log_loss]
+task: classification
 rank_by: log_loss
 """
 

@@ -165,6 +165,8 @@ def test_data_paths_resolve_against_the_suite_file(tmp_path, tracking_uri, monke
         model: {name: mlp, hidden: [4]}
         training: {epochs: 1}
         methods: {ce: {}}
+        task: classification
+        metrics: [accuracy]
         """)
     monkeypatch.chdir(tmp_path)  # not the suite's folder
     assert main(["plan", suite]) == 0
@@ -186,6 +188,8 @@ def test_bad_batch_sizes_stop_at_validation(tmp_path, capsys, value, message):
         datasets: [{{sklearn: iris}}]
         training: {{batch_size: {value}}}
         methods: {{ce: {{}}}}
+        task: classification
+        metrics: [accuracy]
         """)
     assert main(["plan", suite]) == 2
     assert message in capsys.readouterr().err
@@ -198,6 +202,7 @@ def test_monitor_is_checked_against_the_suite_metrics(tmp_path, capsys):
         training: {early_stopping: {monitor: val/f1}}
         methods: {ce: {}}
         metrics: [accuracy]
+        task: classification
         """)
     assert main(["plan", suite]) == 2
     err = capsys.readouterr().err
@@ -210,6 +215,8 @@ def test_top_level_key_of_the_training_section_points_there(tmp_path, capsys):
         datasets: [{sklearn: iris}]
         batch_size: 32
         methods: {ce: {}}
+        task: classification
+        metrics: [accuracy]
         """)
     assert main(["plan", suite]) == 2
     err = capsys.readouterr().err
@@ -221,12 +228,14 @@ def test_quickstart_metrics_are_unchanged(tmp_path, monkeypatch):
     """The core refactor must not change a user's numbers: the quickstart's
     metrics equal those recorded before it (tests/data/quickstart_metrics.json,
     written by commit eb0ba9f with HARNESS_TORCH_THREADS=1: the cnn's numbers
-    depend on the thread count).  The tabular runs (MLPs) match to 1e-6 on
-    any CPU.  The cnn's float32 convolutions round differently per CPU
-    instruction set (oneDNN picks its kernels by ISA; on an AVX-512/AMX Xeon
-    its runs drift apart over training: best epochs differ, log-loss by up to
-    0.013), so on digits-img only accuracy, balanced accuracy and F1 are held,
-    to 0.01."""
+    depend on the thread count; the synthetic-imb entries were rewritten the
+    same way, with ``--only 'synthetic-imb/*'``, when split seeds stopped
+    deriving from a suite's ``label:``: that dataset's label is its own).
+    The tabular runs (MLPs) match to 1e-6 on any CPU.  The cnn's float32
+    convolutions round differently per CPU instruction set (oneDNN picks its
+    kernels by ISA; on an AVX-512/AMX Xeon its runs drift apart over
+    training: best epochs differ, log-loss by up to 0.013), so on digits-img
+    only accuracy, balanced accuracy and F1 are held, to 0.01."""
     from mlflow.tracking import MlflowClient
 
     monkeypatch.setenv("HARNESS_TORCH_THREADS", "1")
@@ -263,6 +272,8 @@ def test_transform_ranges_stop_at_validation(tmp_path, capsys, transform, messag
           - sklearn: iris
             {transform}
         methods: {{ce: {{}}}}
+        task: classification
+        metrics: [accuracy]
         """)
     assert main(["plan", suite]) == 2
     err = capsys.readouterr().err
@@ -284,6 +295,8 @@ def test_a_loss_that_is_not_a_scalar_is_named(tmp_path, tracking_uri, test_plugi
         model: {name: mlp, hidden: [4]}
         training: {epochs: 1}
         methods: {bad: {loss: per_sample}}
+        task: classification
+        metrics: [accuracy]
         """)
     main(["run", suite])
     captured = capsys.readouterr()
@@ -320,6 +333,7 @@ def test_patience_stops_training_without_select_best(tmp_path, tracking_uri, cap
           select_best: false
         methods: {ce: {}}
         metrics: [accuracy]
+        task: classification
         """)
     assert main(["run", suite]) == 0
     cl = MlflowClient(tracking_uri)

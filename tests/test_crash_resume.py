@@ -33,6 +33,7 @@ methods:
   a: {{loss: {loss}}}
   b: {{loss: {loss}}}
 metrics: [accuracy]
+task: classification
 """
 
 

@@ -132,6 +132,7 @@ def test_metric_needing_distances_is_rejected_in_a_classification_suite(tmp_path
         loss: {name: poly1, epsilon: 2.0}
         methods: {poly1: {}}
         metrics: [accuracy, {name: top_k_accuracy, k: 2}, prototype_margin]
+        task: classification
     """))
     assert main(["plan", str(suite)]) == 2
     err = capsys.readouterr().err

@@ -26,6 +26,7 @@ methods:
   ce: {{loss: cross_entropy}}
   focal: {{loss: {{name: focal, gamma: 2.0}}}}
 metrics: [accuracy, log_loss]
+task: classification
 """
 
 

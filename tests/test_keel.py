@@ -120,6 +120,7 @@ methods:
   ce: {{}}
   focal: {{loss: {{name: focal, gamma: 2.0}}}}
 metrics: [f1, accuracy]
+task: classification
 """
 
 

@@ -26,6 +26,7 @@ methods:
   nan: {loss: nan_loss}
   flaky: {loss: {name: flaky, marker: "MARKER"}}
 metrics: [accuracy]
+task: classification
 """
 
 
@@ -90,7 +91,7 @@ def test_unreachable_tracking_is_retryable(tmp_path, monkeypatch):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     suite = tmp_path / "s.yaml"
-    suite.write_text(SUITE.split("  slow:")[0] + "metrics: [accuracy]\n")
+    suite.write_text(SUITE.split("  slow:")[0] + "metrics: [accuracy]\ntask: classification\n")
     spec = expand_suite(load_suite(suite))[0]
     outcome = execute_run(spec.to_dict(), f"http://127.0.0.1:{port}", "cpu")
     assert outcome.status == "failed" and outcome.retryable, outcome.error

@@ -29,6 +29,7 @@ methods:
   ce: {loss: cross_entropy}
   focal: {loss: {name: focal, gamma: 2.0}}
 metrics: [accuracy]
+task: classification
 """
 
 

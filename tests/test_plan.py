@@ -15,6 +15,7 @@ training: {{epochs: 1, optimizer: adam}}
 methods:
 {methods}
 metrics: [accuracy]
+task: classification
 {sweep}"""
 DS = ["  - sklearn: iris", "  - sklearn: wine"]
 METHODS = ["  ce: {loss: cross_entropy}", "  focal: {loss: focal}"]
@@ -72,3 +73,57 @@ def test_method_override_merges_into_base(tmp_path):
     r = runs(tmp_path, DS[:1], ["  fast: {training.optimizer.lr: 0.5}"])
     assert r["iris/fast/0"].config["training"]["optimizer"] == {"name": "adam", "lr": 0.5}
     assert r["iris/fast/0"].config["training"]["epochs"] == 1
+
+
+def test_renaming_a_dataset_keeps_its_split_seed_and_run_key(tmp_path):
+    """The split seed derives from the entry's content (its default label),
+    as the run key does, never from the ``label:`` a suite writes."""
+    plain = runs(tmp_path, ["  - sklearn: iris", "  - sklearn: wine\n    imbalance: 0.5"],
+                 METHODS[:1])
+    named = runs(tmp_path, ["  - sklearn: iris\n    label: flowers",
+                            "  - sklearn: wine\n    imbalance: 0.5\n    label: grapes"],
+                 METHODS[:1])
+    for old, new in (("iris", "flowers"), ("wine+imbalance=0.5", "grapes")):
+        for seed in (0, 1):
+            a, b = plain[f"{old}/ce/{seed}"], named[f"{new}/ce/{seed}"]
+            assert a.seeds == b.seeds and a.run_key == b.run_key
+    # an unlabelled entry keeps the seed it always had (derived from its label)
+    assert plain["iris/ce/0"].seeds["split"] == derive_seed(0, "split", "iris")
+    # a transform is content: it changes the split seed
+    assert plain["wine+imbalance=0.5/ce/0"].seeds["split"] != derive_seed(0, "split", "wine")
+
+
+def test_a_renamed_datasets_new_method_gets_the_same_numbers(tmp_path):
+    """Renaming a dataset keeps its finished runs (same run key); a method
+    added afterwards trains on the same split as in a store where the
+    dataset was never renamed, so its metrics are equal."""
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    from harness.cli import main
+
+    def suite(label: str, methods: list[str]) -> str:
+        f = tmp_path / "r.yaml"
+        f.write_text(SUITE.replace("seeds: [0, 1]", "seeds: [0]").format(
+            datasets="  - synthetic: {n_samples: 120, n_features: 4}" + label,
+            methods="\n".join(methods), sweep=""))
+        return str(f)
+
+    def test_metrics(uri: str) -> dict:
+        cl = MlflowClient(uri)
+        exp = cl.get_experiment_by_name("p")
+        return {r.data.tags["harness.method"]: json.dumps(
+            {k: v for k, v in r.data.metrics.items() if k.startswith("test/")}, sort_keys=True)
+            for r in cl.search_runs([exp.experiment_id]) if "harness.run_key" in r.data.tags}
+
+    renamed = f"sqlite:///{tmp_path / 'renamed.db'}"
+    assert main(["run", suite("", METHODS[:1]), "--tracking-uri", renamed]) == 0
+    both = ["  ce: {loss: cross_entropy}", "  ls: {loss: {name: cross_entropy, "
+            "label_smoothing: 0.2}}"]
+    assert main(["run", suite("\n    label: blobs", both), "--tracking-uri", renamed]) == 0
+    fresh = f"sqlite:///{tmp_path / 'fresh.db'}"
+    assert main(["run", suite("", both), "--tracking-uri", fresh]) == 0
+    got, want = test_metrics(renamed), test_metrics(fresh)
+    assert set(got) == {"ce", "ls"}  # ce was not rerun under its new label
+    assert got == want

@@ -119,6 +119,7 @@ def test_suite_uses_third_party_components(third_party, tmp_path):
         training: {epochs: 3, optimizer: adam}
         methods: {mine: {}}
         metrics: [accuracy]
+        task: classification
         """))
     out = harness_cli(["run", str(suite), "--tracking-uri", f"sqlite:///{tmp_path}/m.db"],
                       third_party)
@@ -155,7 +156,7 @@ def test_duplicate_names_name_both_plugins():
         def f():
             "x"
         @hookimpl
-        def register_losses(register):
+        def register_datasets(register):
             register("same", f)
         """
     with pytest.raises(ConfigError) as err:
@@ -187,3 +188,201 @@ def test_misspelled_hook_in_installed_plugin_exits_2(tmp_path):
     assert "did you mean 'register_losses'" in out.stderr and "-p no:badplug" in out.stderr
     listed = harness_cli(["plugins"], site, HARNESS_PLUGINS="badplug")
     assert listed.returncode == 1 and "BROKEN" in listed.stdout
+
+
+DUPLICATE = '''
+"""A third-party plugin that registers a loss name harness already has."""
+from harness import hookimpl
+
+
+def focal(gamma: float = 1.0):
+    """Not harness's focal loss."""
+
+
+@hookimpl
+def register_losses(register):
+    register("focal", focal)
+'''
+
+
+@pytest.fixture
+def duplicate(tmp_path) -> Path:
+    """A distribution `harness-dupes` whose plugin `dupes` registers `focal`."""
+    site = tmp_path / "site"
+    (site / "harness_dupes").mkdir(parents=True)
+    (site / "harness_dupes" / "__init__.py").write_text(DUPLICATE)
+    info = site / "harness_dupes-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: harness-dupes\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[harness]\ndupes = harness_dupes\n")
+    return site
+
+
+def test_duplicate_of_a_builtin_blames_the_newcomer(duplicate):
+    """The error names both distributions, and its hint blocks the
+    third-party plugin, never the built-in one; ``harness plugins`` exits 1
+    and marks it; blocking it as the hint says works."""
+    out = harness_cli(["list", "losses"], duplicate)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.count("\n") == 1, out.stderr
+    for words in ("losses component 'focal' is registered twice",
+                  "plugin 'losses' (distribution harness-bench)",
+                  "plugin 'dupes' (distribution harness-dupes)",
+                  "'harness -p no:dupes ...'"):
+        assert words in out.stderr, out.stderr
+    assert "-p no:losses" not in out.stderr
+    listed = harness_cli(["plugins", "--json"], duplicate)
+    assert listed.returncode == 1
+    rows = {p["name"]: ", ".join(p["hooks"]) for p in json.loads(listed.stdout)}
+    assert rows["dupes"].startswith("BROKEN: plugin 'dupes' (distribution harness-dupes): "
+                                    "losses component 'focal' is registered twice")
+    assert rows["losses"] == "register_losses"
+    blocked = harness_cli(["-p", "no:dupes", "list", "losses", "--json"], duplicate)
+    assert blocked.returncode == 0, blocked.stderr
+    focal = next(c for c in json.loads(blocked.stdout) if c["name"] == "focal")
+    assert focal["distribution"] == "harness-bench"
+
+
+def test_hookspecs_name_no_domain_kind():
+    """The core declares hooks for the kinds it consumes only; every other
+    kind (losses, transforms, denoisers, ...) is a family's, declared and
+    documented in its own package."""
+    import re
+
+    from harness import hookspecs
+    from harness.plugins import get_registry
+
+    declared = {name for name in vars(hookspecs) if name.startswith("register_")}
+    assert declared == {f"register_{k}" for k in hookspecs.CORE_KINDS} | {"register_kinds"}
+    assert set(hookspecs.CORE_KINDS) == {"tasks", "datasets", "metrics", "executors"}
+    registry = get_registry()
+    family_kinds = [k for k in registry.kinds() if k not in hookspecs.CORE_KINDS]
+    assert {"losses", "models", "transforms", "calibrators", "nas_selectors", "denoisers",
+            "noise_models", "augmenters", "sensors"} <= set(family_kinds)
+    text = Path(hookspecs.__file__).read_text()
+    named = [k for k in family_kinds if re.search(rf"\b{k}\b", text)]
+    assert named == []
+    # each built-in kind's contract is its family's docstring
+    spec = registry.pm.hook.register_losses.spec
+    from harness_plugins.classification import hookspecs as classification
+
+    assert spec.function.__doc__ == classification.register_losses.__doc__
+    assert "logits" in spec.function.__doc__
+
+
+FAMILY = '''
+"""A toy family: the kind `attacks`, declared with its contract."""
+from harness import hookimpl
+
+
+def attacks_contract(register):
+    """Register adversarial attacks.  ``factory(**params)`` returns
+    ``attack(model, x, y) -> x_adv``."""
+
+
+@hookimpl
+def register_kinds(register):
+    register("attacks", attacks_contract)
+
+
+def fgsm(eps: float = 0.1):
+    """Fast gradient sign (toy)."""
+
+
+@hookimpl
+def register_attacks(register):
+    register("fgsm", fgsm)
+'''
+
+USER = '''
+"""A third-party plugin implementing the toy family's kind and a built-in family's."""
+from harness import hookimpl
+
+
+def pgd(steps: int = 10):
+    """Projected gradient descent (toy)."""
+
+
+def twice(scale: float = 2.0):
+    """A loss of a third party."""
+
+
+@hookimpl
+def register_attacks(register):
+    register("pgd", pgd)
+
+
+@hookimpl
+def register_losses(register):
+    register("twice", twice)
+'''
+
+
+def test_a_family_declares_a_kind_with_its_contract(monkeypatch, tmp_path, fresh_registry):
+    """A kind declared from a plugin's own module, with a documented
+    contract, takes implementations from other plugins (validated after the
+    declaration); a misspelled hook of it still fails loudly."""
+    (tmp_path / "harness_toyfamily.py").write_text(FAMILY)
+    (tmp_path / "harness_toyuser.py").write_text(USER)
+    (tmp_path / "harness_toytypo.py").write_text(USER.replace("def register_attacks",
+                                                              "def register_atacks"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("HARNESS_PLUGINS", "harness_toyuser,harness_toyfamily")
+    registry = fresh_registry()
+    assert "attacks" in registry.kinds()
+    assert set(registry.components("attacks")) == {"fgsm", "pgd"}
+    assert registry.components("attacks")["pgd"].plugin == "harness_toyuser"
+    assert "twice" in registry.components("losses")
+    doc = registry.pm.hook.register_attacks.spec.function.__doc__
+    assert doc.startswith("Register adversarial attacks.") and "x_adv" in doc
+    assert registry.added_kinds["attacks"] == "Register adversarial attacks"
+    monkeypatch.setenv("HARNESS_PLUGINS", "harness_toytypo,harness_toyfamily")
+    with pytest.raises(ConfigError, match="unknown hook 'register_atacks' "
+                                          "\\(did you mean 'register_attacks'\\?\\)"):
+        fresh_registry()
+
+
+def test_a_contract_must_document_the_kind(monkeypatch, tmp_path, fresh_registry):
+    (tmp_path / "harness_nodoc.py").write_text(FAMILY.replace(
+        '''    """Register adversarial attacks.  ``factory(**params)`` returns
+    ``attack(model, x, y) -> x_adv``."""\n''', "    pass\n"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("HARNESS_PLUGINS", "harness_nodoc")
+    with pytest.raises(ConfigError, match="contract of kind 'attacks' must be a function "
+                                          "'register_attacks\\(register\\)' whose docstring"):
+        fresh_registry()
+
+
+@pytest.mark.parametrize("order, blamed", [
+    (("builtin", "third"), "third"), (("third", "builtin"), "third"),
+    (("third", "other"), None),  # two third parties: either, named consistently
+])
+def test_duplicate_blames_the_non_builtin_whatever_the_load_order(order, blamed):
+    import pluggy
+
+    from harness import hookspecs
+    from harness.plugins import DISTRIBUTION, PluginError, Registry
+
+    src = """
+        from harness import hookimpl
+        def f():
+            "x"
+        @hookimpl
+        def register_datasets(register):
+            register("same", f)
+        """
+    dists = {"builtin": (DISTRIBUTION, "0.1.0"), "third": ("harness-third", "1.0"),
+             "other": ("harness-other", "2.0")}
+    pm = pluggy.PluginManager("harness")
+    pm.add_hookspecs(hookspecs)
+    pm.harness_dists = {name: dists[name] for name in order}
+    for name in order:
+        pm.register(_module(name, src), name=name)
+    with pytest.raises(PluginError) as err:
+        Registry(pm)
+    blamed = blamed or err.value.plugin
+    assert err.value.plugin == blamed and blamed in order
+    assert str(err.value).endswith(f"run without it with 'harness -p no:{blamed} ...'")
+    for name in order:
+        assert f"plugin {name!r} (distribution {dists[name][0]})" in str(err.value)
+    assert set(Registry(pm, strict=False).broken) == {blamed}

@@ -20,6 +20,7 @@ training: {{epochs: 3, batch_size: 32, optimizer: {{name: adam, lr: 0.01}}}}
 methods:
 {methods}
 metrics: [accuracy, log_loss]
+task: classification
 """
 
 

@@ -23,6 +23,7 @@ methods:
   ce: {}
   focal: {loss: {name: focal, gamma: 2.0}}
 metrics: [accuracy]
+task: classification
 """
 
 
@@ -105,7 +106,7 @@ def test_missing_file(tmp_path, capsys):
 
 def test_sweep_of_unknown_method(tmp_path, capsys):
     code, err, file = plan(tmp_path, capsys, BASE + "sweep:\n  focall: {loss.gamma: [1.0]}\n")
-    assert code == 2 and f"{file}:15: sweep.focall" in err and "did you mean 'focal'" in err
+    assert code == 2 and f"{file}:16: sweep.focall" in err and "did you mean 'focal'" in err
 
 
 def test_bad_sweep_value_is_located(tmp_path, capsys):
@@ -115,7 +116,7 @@ def test_bad_sweep_value_is_located(tmp_path, capsys):
 
 def test_rank_by_must_be_a_metric(tmp_path, capsys):
     code, err, file = plan(tmp_path, capsys, BASE + "rank_by: f1\n")
-    assert code == 2 and f"{file}:14: rank_by = 'f1'" in err
+    assert code == 2 and f"{file}:15: rank_by = 'f1'" in err
 
 
 def test_unknown_transform_key(tmp_path, capsys):
@@ -123,3 +124,55 @@ def test_unknown_transform_key(tmp_path, capsys):
     code, err, file = plan(tmp_path, capsys, text)
     assert code == 2 and f"{file}:5: datasets[0].imbalanse" in err
     assert "did you mean 'imbalance'" in err
+
+
+@pytest.mark.parametrize("key, words", [
+    ("task", ["the suite has no 'task': add 'task: NAME'", "classification", "denoising"]),
+    ("metrics", ["the suite has no 'metrics'", "task 'classification' can feed",
+                 "accuracy", "log_loss"]),
+])
+def test_suite_without_task_or_metrics_says_what_to_write(tmp_path, capsys, key, words):
+    """No task or metric is assumed: the one-line error says what to add."""
+    text = "".join(line for line in BASE.splitlines(keepends=True)
+                   if not line.startswith(f"{key}:"))
+    code, err, file = plan(tmp_path, capsys, text)
+    assert code == 2 and err.count("\n") == 1 and f"{file}:1: " in err, err
+    for w in words:
+        assert w in err, err
+    if key == "metrics":  # only metrics the task can feed are offered
+        assert "psnr" not in err
+
+
+def test_unknown_dataset_key_names_the_tasks_keys(tmp_path, capsys):
+    text = BASE.replace("  - sklearn: iris\n", "  - sklearn: iris\n    splt: {test: 0.3}\n")
+    code, err, file = plan(tmp_path, capsys, text)
+    assert code == 2 and f"{file}:5: datasets[0].splt = {{'test': 0.3}}" in err, err
+    assert "did you mean 'split'" in err and "label_noise" in err
+
+
+def test_bad_split_is_located_by_the_task(tmp_path, capsys):
+    text = BASE.replace("  - sklearn: iris\n",
+                        "  - sklearn: iris\n    split: {val: 0.6, test: 0.5}\n")
+    code, err, file = plan(tmp_path, capsys, text)
+    assert code == 2 and f"{file}:5: datasets[0].split" in err
+    assert "val + test fractions must leave data for training" in err
+
+
+@pytest.mark.parametrize("command", ["plan", "run"])
+def test_denoising_suite_with_label_transforms_exits_2(tmp_path, capsys, command):
+    """The denoising task applies no dataset transform: one in its entry
+    stops the suite (plan and run) instead of labelling runs with it."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "suites" / "denoising.yaml").read_text()
+    entry = "    split: {val: 0.1, test: 0.3}\n"
+    assert entry in text
+    suite = tmp_path / "denoising.yaml"
+    suite.write_text(text.replace(entry, entry + "    label_noise: 0.1\n    imbalance: 0.5\n"))
+    uri = f"sqlite:///{tmp_path}/m.db"
+    assert main([command, str(suite), "--tracking-uri", uri]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{suite}:14: datasets[0].label_noise = 0.1" in err, err
+    assert "the denoising task applies no dataset transform" in err
+    if command == "run":  # stopped before any run: no store was made
+        assert not (tmp_path / "m.db").exists()

@@ -17,6 +17,7 @@ import tempfile
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness import ConfigError, hookimpl
+from harness_plugins.classification.entries import SplitAndTransforms
 from harness_plugins.classification.task import Config, validate_classifier_config
 
 Spec = str | dict
@@ -89,12 +90,14 @@ def _views(arrays: dict, name: str) -> list:
     return views
 
 
-class CalibrationTask:
+class CalibrationTask(SplitAndTransforms):
     """Fit a calibrator on validation logits of a shared classifier; measure
     calibration on the test set and on shifted test sets."""
 
     #: Calibration metrics see the calibrated test predictions only.
     metric_inputs = ("labels", "probs")
+    #: What, with the dataset, sets a run's training time (``harness.estimate``).
+    cost_keys = ("model", "training.epochs")
 
     def validate(self, config: dict, check) -> dict:
         """Check the classifier config and the calibrator spec."""

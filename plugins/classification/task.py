@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from harness import ConfigError, hookimpl
 from harness.params import check_components
+from harness_plugins.classification.entries import SplitAndTransforms
 
 Spec = str | dict[str, Any]
 
@@ -80,13 +81,15 @@ def config_error(exc: ValidationError, config: dict, root: type[BaseModel] | Non
     return ConfigError(".".join(map(str, loc)), value, msg)
 
 
-class ClassificationTask:
+class ClassificationTask(SplitAndTransforms):
     """Supervised classification: model + loss + optimizer/scheme, early
     stopping on validation, test metrics at the selected epoch."""
 
     #: Inputs this task feeds metrics (see ``register_metrics``).
     metric_inputs = ("labels", "probs", "logits", "model", "train_x", "train_y",
                      "train_labels", "train_probs")
+    #: What, with the dataset, sets a run's training time (``harness.estimate``).
+    cost_keys = ("model", "training.epochs")
 
     def validate(self, config: dict, check) -> dict:
         """Check the config shape with pydantic and every component through

@@ -1,6 +1,7 @@
 """Sensors: where calibration frames and real-noise test pairs come from.
 
-This plugin adds the component kind ``sensors``.  A sensor object has
+The component kind ``sensors`` is declared in
+``harness_plugins.denoising.hookspecs``.  A sensor object has
 
 - ``white``: white level minus black level, in DN;
 - ``calibration() -> Calibration``: the dark and flat frames noise models
@@ -138,12 +139,6 @@ class _Positioned:
 
     def sample(self, signal, generator):
         return self.sensor.sample(signal, generator, random_position=False)
-
-
-@hookimpl
-def register_kinds(register):
-    """The ``sensors`` kind: sources of calibration frames and real-noise test pairs."""
-    register("sensors", "sources of dark/flat calibration frames and real-noise test pairs")
 
 
 @hookimpl

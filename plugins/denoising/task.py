@@ -137,6 +137,22 @@ class DenoisingTask:
         _build("denoisers", cfg["denoiser"], "denoiser", in_channels=4)
         return cfg
 
+    def dataset_entry(self, options: dict, registry) -> dict:
+        """A dataset entry takes only ``split`` (fractions of the images):
+        this task applies no dataset transform, so one is an error."""
+        from harness_plugins.classification.entries import DEFAULT_SPLIT, check_split
+
+        split = dict(DEFAULT_SPLIT)
+        for key, value in options.items():
+            if key != "split":
+                raise ConfigError(key, value, f"the denoising task applies no dataset "
+                                  f"transform or option {key!r}; its dataset keys: split "
+                                  f"(fractions of the images), label")
+            split = check_split(value)
+        # an always-empty "transforms" keeps the run keys of the entries made
+        # before tasks owned their dataset keys
+        return {"transforms": [], "split": split}
+
     def prepare(self, entry: dict, seed: int, ctx) -> DenoisingData:
         """Split the dataset's images (not patches) into train/val/test by ``seed``."""
         raw = ctx.load_raw(entry)

@@ -1,5 +1,6 @@
-"""Search strategies (the component kind ``search_strategies``, added by this
-plugin): how a supernet's weights w and architecture weights alpha are trained.
+"""Search strategies (the component kind ``search_strategies``, declared in
+``harness_plugins.nas.hookspecs``): how a supernet's weights w and
+architecture weights alpha are trained.
 
 Every strategy alternates, per step, an alpha update on a batch of the
 alpha half and a weight update on a batch of the weight half of the train
@@ -337,11 +338,6 @@ def sd_darts(lam: NonNegative = 1.0, tau: Rate = 2.0, teachers: Annotated[int, F
 def none() -> NoSearch:
     """No supernet training (for selectors that need none, e.g. random)."""
     return NoSearch()
-
-
-@hookimpl
-def register_kinds(register):
-    register("search_strategies", "NAS search strategies (how supernet weights and alphas train)")
 
 
 @hookimpl

@@ -1,4 +1,5 @@
-"""Search spaces (the component kind ``search_spaces``, added by this plugin).
+"""Search spaces (the component kind ``search_spaces``, declared in
+``harness_plugins.nas.hookspecs``).
 
 A search space is a cell: a DAG of ``nodes`` feature maps where node 0 is the
 cell input, every earlier node feeds every later node through one edge, and
@@ -152,11 +153,6 @@ def nas_cell(in_shape: Annotated[tuple, FromData], n_classes: Annotated[int, Fro
 
     built = harness.create("search_spaces", space)
     return built.build(tuple(in_shape), n_classes, built.parse(genotype))
-
-
-@hookimpl
-def register_kinds(register):
-    register("search_spaces", "NAS cell search spaces (nodes, edges, candidate operations)")
 
 
 @hookimpl

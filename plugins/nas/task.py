@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness import ConfigError, hookimpl
 from harness.params import check_components
+from harness_plugins.classification.entries import SplitAndTransforms
 from harness_plugins.classification.task import Training, config_error
 
 Spec = str | dict[str, Any]
@@ -79,7 +80,7 @@ def _build(kind: str, spec: dict, path: str):
         raise ConfigError(path, spec, str(exc)) from None
 
 
-class NasTask:
+class NasTask(SplitAndTransforms):
     """Search, select, evaluate; regret and rank against the ground truth."""
 
     #: Classification's inputs plus the ground-truth values of small spaces.

@@ -3,11 +3,15 @@ kind ``prototype_distances`` it adds.
 
 One prototype per class starts at the class mean of the train split and is
 refined by gradient steps on any registered loss, with logits
-``-distance(x, prototype) / temperature``.  The task shows the three parts of
-the task contract:
+``-distance(x, prototype) / temperature``.  The task shows the parts of the
+task contract:
 
 - ``validate(config, check)``: the method config (every suite key that is not
   suite-level), checked before any run;
+- ``dataset_entry(options, registry)``: the keys of a dataset entry besides
+  its source and label; here the classification family's
+  (``SplitAndTransforms``: transforms and ``split``), since ``prepare`` is
+  the classification family's too;
 - ``prepare(entry, seed, ctx)``: the data object; here the classification
   family's preparation, so every dataset source and transform works as in a
   classification suite;
@@ -22,13 +26,14 @@ from __future__ import annotations
 import time
 
 from harness import ConfigError, Diverged, hookimpl
+from harness_plugins.classification.entries import SplitAndTransforms
 
 #: The method config's keys and defaults.
 DEFAULTS = {"loss": "cross_entropy", "distance": "euclidean", "steps": 50, "lr": 0.05,
             "temperature": 1.0}
 
 
-class PrototypeTask:
+class PrototypeTask(SplitAndTransforms):
     """Nearest class prototype, refined with a loss."""
 
     #: What this task offers metrics: labels int64 (N,), probs float64 (N, C),
@@ -139,10 +144,16 @@ def cosine(scale: float = 10.0):
     return distance
 
 
+def distances_contract(register):
+    """Register distances for the ``prototypes`` task.  ``factory(**params)``
+    returns ``distance(X, P) -> (N, C) tensor``: ``X`` the ``(N, F)``
+    features, ``P`` the ``(C, F)`` prototypes; differentiable in both."""
+
+
 @hookimpl
 def register_kinds(register):
-    register("prototype_distances",
-             "distances for the prototypes task: distance(X (N, F), P (C, F)) -> (N, C) tensor")
+    """This package's kind, with its contract (the function above)."""
+    register("prototype_distances", distances_contract)
 
 
 @hookimpl
