@@ -85,6 +85,7 @@ def plain_loop(epochs: int) -> float:
 
 def harness_run(tmp: Path, epochs: int) -> float:
     """The same work through the runner (validation, prep, MLflow); seconds."""
+    from harness.options import RunOptions
     from harness.runner import make_plan, run_plan
 
     suite = tmp / "overhead.yaml"
@@ -92,7 +93,7 @@ def harness_run(tmp: Path, epochs: int) -> float:
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     start = time.perf_counter()
     plan = make_plan(str(suite), uri, force=True)
-    counts = run_plan(plan, uri)
+    counts = run_plan(plan, RunOptions(tracking_uri=uri))
     assert counts["finished"] == len(SEEDS), counts
     return time.perf_counter() - start
 

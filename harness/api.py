@@ -8,10 +8,10 @@
     path = harness.build_report("suites/quickstart.yaml", out="reports/qs")
 
 Both are thin compositions of the functions the CLI uses
-(``harness.runner.make_plan``/``run_plan``, ``harness.report.build_report``,
-``harness.report.log_suite_report``), so a suite run from Python is the same
-runs, run keys, MLflow records and numbers as one run from the shell, and
-resumes the same way.  Input mistakes raise ``harness.ConfigError`` /
+(``harness.runner.make_plan``, ``harness.session.run_suite_plan`` with a
+``harness.options.RunOptions``, ``harness.report.build_report``), so a
+suite run from Python is the same runs, run keys, MLflow records and numbers
+as one run from the shell, and resumes the same way.  Input mistakes raise ``harness.ConfigError`` /
 ``harness.UserError`` (the CLI's exit status 2) before any run starts; a
 run's own failure is recorded in MLflow and counted in the summary, never
 raised.
@@ -20,79 +20,67 @@ raised.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-#: Statuses counted as failures (the CLI's exit status 1).
-_FAILED = ("failed", "timeout", "oom")
+from harness.session import SuiteSummary
 
-
-@dataclass
-class SuiteSummary:
-    """What :func:`run_suite` did.
-
-    ``counts`` maps status -> runs: ``finished``, ``diverged``, ``failed``,
-    ``timeout``, ``oom``, ``interrupted`` for the runs executed now,
-    ``skipped`` for runs already done, ``running`` for runs running in another
-    process.  ``failed_earlier`` counts failed runs left alone (no
-    ``rerun_failed``).  ``unavailable`` and ``input_errors`` map a dataset
-    label to why its runs failed (data that could not be fetched; a bad
-    input, retried by the next run without ``rerun_failed``)."""
-
-    suite: str
-    suite_file: str
-    tracking_uri: str
-    runs: int
-    counts: dict[str, int]
-    failed_earlier: int = 0
-    unavailable: dict[str, str] = field(default_factory=dict)
-    input_errors: dict[str, str] = field(default_factory=dict)
-    #: The suite-level MLflow run holding the report, when one was logged.
-    report_run_id: str | None = None
-
-    @property
-    def failed(self) -> int:
-        """Runs that failed, timed out or ran out of memory, now or earlier."""
-        return sum(self.counts.get(s, 0) for s in _FAILED) + self.failed_earlier
-
-    @property
-    def ok(self) -> bool:
-        """True when no run failed or was interrupted (``harness run``'s exit 0)."""
-        return not self.failed and not self.counts.get("interrupted", 0)
+__all__ = ["SuiteSummary", "build_report", "run_suite"]
 
 
 def run_suite(path: str | Path, *, tracking_uri: str | None = None, only: str | None = None,
               jobs: int = 1, device: str = "auto", force: bool = False,
-              rerun_failed: bool = False) -> SuiteSummary:
+              rerun_failed: bool = False, executor: Any = "local",
+              executor_params: dict[str, Any] | None = None, timeout: float | str | None = None,
+              memory_limit: int | str | None = None, retries: int = 0, batch: bool = False,
+              max_group: int | None = None, blocked: Sequence[str] = (),
+              report: bool = True) -> SuiteSummary:
     """Run the suite file ``path`` as ``harness run`` does and return a summary.
 
-    Runs already finished in MLflow are skipped (resume); ``force`` reruns
+    Every option of ``harness run`` is a keyword (``harness.options.RunOptions``):
+    runs already finished in MLflow are skipped (resume); ``force`` reruns
     them, ``rerun_failed`` retries failed ones.  ``tracking_uri`` defaults to
     ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``; ``only`` selects
-    runs by a ``dataset/method/seed`` glob; ``jobs`` runs that many local
-    worker processes; ``device`` is ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or
-    ``mps`` (and must exist here).  When a run finished, the full report is
-    logged as a suite-level MLflow run (its id is ``report_run_id``).
+    runs by a ``dataset/method/seed`` glob; ``device`` is ``auto``, ``cpu``,
+    ``cuda``, ``cuda:N`` or ``mps`` (and must exist here).  ``executor`` is an
+    executor name or a built executor, ``executor_params`` its options
+    (``jobs`` is the local executor's); ``timeout`` (seconds or ``"30m"``)
+    and ``memory_limit`` (bytes or ``"8G"``) supervise each work item;
+    ``retries`` retries infrastructure failures; ``batch``/``max_group``
+    train the runs a task can train together as groups; ``blocked`` names
+    plugins to leave out.  With ``report``, when runs finished, the leaderboard
+    is built (``summary.leaderboard``) and the full report is logged as a
+    suite-level MLflow run (its id is ``summary.report_run_id``).
 
     Raises ``harness.ConfigError`` for a mistake in the suite and
     ``harness.UserError`` for a bad argument, before anything runs."""
+    from harness.errors import UserError
+    from harness.limits import parse_duration, parse_memory
+    from harness.options import RunOptions
     from harness.plugins import get_registry
-    from harness.report import log_suite_report
     from harness.runflags import check_device
-    from harness.runner import build_executor, make_plan, run_plan
-    from harness.runstate import resolve_uri
+    from harness.runner import build_executor, make_plan
+    from harness.session import run_suite_plan
 
-    uri = resolve_uri(tracking_uri)
-    device = check_device(device)
-    registry = get_registry()
-    executor = build_executor(registry, "local", {"jobs": jobs})
-    plan = make_plan(str(path), uri, only=only, force=force, rerun_failed=rerun_failed,
+    try:
+        timeout = parse_duration(timeout) if timeout is not None else None
+        memory_limit = parse_memory(memory_limit) if memory_limit is not None else None
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    registry = get_registry(set(blocked) or None)
+    if isinstance(executor, str):  # built now: a bad option stops before anything runs
+        params = dict(executor_params or {})
+        if executor == "local" and jobs != 1:
+            params.setdefault("jobs", jobs)
+        executor = build_executor(registry, executor, params)
+    options = RunOptions(tracking_uri=tracking_uri, only=only, force=force,
+                         rerun_failed=rerun_failed, device=check_device(device),
+                         executor=executor, blocked=tuple(blocked), timeout=timeout,
+                         memory_limit=memory_limit, retries=retries, batch=batch,
+                         max_group=max_group, report=report)
+    plan = make_plan(str(path), options.uri, only=only, force=force, rerun_failed=rerun_failed,
                      registry=registry)
-    counts = run_plan(plan, uri, device=device, executor=executor, registry=registry)
-    run_id = log_suite_report(plan.suite, uri, counts)
-    return SuiteSummary(plan.suite.name, plan.suite.file, uri, len(plan.runs),
-                        {k: int(v) for k, v in counts.items() if v}, len(plan.failed),
-                        dict(plan.unavailable), dict(plan.input_errors), run_id)
+    return run_suite_plan(plan, options, registry=registry)
 
 
 def build_report(suite_or_experiment: str | Path, *, tracking_uri: str | None = None,

@@ -12,6 +12,7 @@ import os
 import sys
 
 from harness.errors import UserError
+from harness.options import RunOptions
 from harness.runflags import (
     ExecutorOption,
     check_device,
@@ -180,27 +181,27 @@ def cmd_plan(args) -> int:
     return 0
 
 
+def run_options(args, reg) -> RunOptions:
+    """``harness run``'s flags as ``harness.options.RunOptions``."""
+    return RunOptions(tracking_uri=args.tracking_uri, only=args.only, force=args.force,
+                      rerun_failed=args.rerun_failed, device=check_device(args.device),
+                      executor=executor_from_args(args, reg), blocked=tuple(_blocked(args)),
+                      timeout=args.timeout, memory_limit=args.memory_limit,
+                      retries=args.retries, batch=args.batch, max_group=args.max_group,
+                      quiet=args.quiet)
+
+
 def cmd_run(args) -> int:
     """Run a suite (resuming), then print the summary and the leaderboard."""
     from rich.console import Console
 
-    from harness.limits import Limits
-    from harness.runner import make_plan, run_plan
-    from harness.runstate import resolve_uri
+    from harness import runstate
+    from harness.runner import make_plan
+    from harness.session import run_suite_plan
 
-    uri = resolve_uri(args.tracking_uri)
-    device = check_device(args.device)
     reg = _registry(args)
-    executor = executor_from_args(args, reg)
-    limits = Limits(args.timeout, args.memory_limit)
-    batch = args.batch or args.max_group is not None
-    if batch and os.name != "posix":
-        raise UserError("--batch needs a POSIX system: its MLflow writes go through a "
-                        "store-writer process fed by a pipe (harness/storewriter.py)")
-    if batch and limits.isolate:
-        raise UserError("--batch trains a group in one process: it does not combine with "
-                        "--timeout or --memory-limit")
-    console = Console(stderr=True)
+    options = run_options(args, reg)
+    uri = options.uri
     plan = make_plan(args.suite, uri, only=args.only, force=args.force,
                      rerun_failed=args.rerun_failed, registry=reg)
     running = f", {len(plan.running)} running in another process (not started twice)" \
@@ -215,36 +216,29 @@ def cmd_run(args) -> int:
     if not plan.todo:
         print("nothing to train: every run is already done" if not plan.running else
               "nothing to train here: the remaining runs are running elsewhere")
-    if batch and plan.todo:
-        from harness.storewriter import writer_for
-
-        writer_for(uri).warm_reports()
     try:
-        counts = run_plan(plan, uri, device=device, executor=executor,
-                          blocked=tuple(_blocked(args)), console=console, registry=reg,
-                          limits=limits, retries=args.retries, batch=batch,
-                          max_group=args.max_group, close_writer=False)
+        summary = run_suite_plan(plan, options, registry=reg, console=Console(stderr=True))
     except KeyboardInterrupt:
         print("\ninterrupted: finished runs are kept; run the same command again to resume",
               file=sys.stderr)
         return 130
-    for label, why in sorted(plan.unavailable.items()):
+    for label, why in sorted(summary.unavailable.items()):
         print(f"unavailable: {label}: {why}")
-    for label, why in sorted(plan.input_errors.items()):
+    for label, why in sorted(summary.input_errors.items()):
         print(f"input error: {label}: {why} (fix it and run again: these runs are retried "
               "without --rerun-failed)")
-    failed = sum(counts[s] for s in ("failed", "timeout", "oom")) + len(plan.failed)
-    extra = "".join(f", {counts[s]} {s}" for s in ("timeout", "oom", "interrupted") if counts[s])
-    print(f"done: {counts['finished']} finished, {counts['diverged']} diverged, "
-          f"{counts['skipped']} skipped, {failed} failed{extra}"
+    counts = summary.counts
+    extra = "".join(f", {counts[s]} {s}" for s in (runstate.TIMEOUT, runstate.OOM,
+                                                  runstate.INTERRUPTED) if counts.get(s))
+    print(f"done: {counts.get(runstate.FINISHED, 0)} finished, "
+          f"{counts.get(runstate.DIVERGED, 0)} diverged, {counts.get('skipped', 0)} skipped, "
+          f"{summary.failed} failed{extra}"
           f"{f', {len(plan.running)} running elsewhere' if plan.running else ''}")
-    if counts["finished"] + counts["diverged"] + counts["skipped"]:
-        _leaderboard(plan.suite, uri, counts, batch)
-    if batch:
-        from harness.storewriter import close_writers
-
-        close_writers()
-    return 1 if failed or counts["interrupted"] else 0
+    if summary.leaderboard is not None:
+        print(summary.leaderboard, flush=True)
+    for warning in summary.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0 if summary.ok else 1
 
 
 def cmd_status(args) -> int:
@@ -253,38 +247,6 @@ def cmd_status(args) -> int:
 
     return show(args.suite, args.tracking_uri, only=args.only, watch=args.watch,
                 interval=args.interval, as_json=args.json, registry=_registry(args))
-
-
-def _leaderboard(suite, uri: str, counts, batch: bool = False) -> None:
-    """Print the leaderboard; log the full report to a suite-level MLflow run.
-    ``batch``: the store writer that wrote the runs builds both (it has mlflow
-    and the report's modules imported while the runs trained)."""
-    if batch:
-        from types import SimpleNamespace
-
-        from harness.storewriter import WriterError, writer_for
-
-        writer = writer_for(uri)
-        board = writer.request("leaderboard", (suite.name,),
-                               {"tracking_uri": uri, "metric": suite.rank_by})
-        info = SimpleNamespace(name=suite.name, file=suite.file, rank_by=suite.rank_by)
-        report = writer.request("suite_report", (info, uri, dict(counts)), {})
-        try:
-            print(board.result(), flush=True)
-        except WriterError as exc:  # a report problem must not hide the finished runs
-            print(f"warning: no leaderboard: {exc}", file=sys.stderr)
-        try:
-            report.result()
-        except WriterError as exc:
-            print(f"warning: report not built: {exc}", file=sys.stderr)
-        return
-    from harness.report import console_leaderboard, log_suite_report
-
-    try:
-        print(console_leaderboard(suite.name, tracking_uri=uri, metric=suite.rank_by))
-    except Exception as exc:  # a report problem must not hide the finished runs
-        print(f"warning: no leaderboard: {type(exc).__name__}: {exc}", file=sys.stderr)
-    log_suite_report(suite, uri, counts)
 
 
 def cmd_report(args) -> int:
@@ -338,6 +300,8 @@ def build_parser(executor_opts: dict[str, ExecutorOption] | None = None
 
     run = suite_cmd("run", cmd_run, "run a suite (skips runs already finished)")
     run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
+    run.add_argument("-q", "--quiet", action="store_true", help="no epoch progress lines "
+                     "(runs longer than a few seconds show their epoch, rate and time left)")
     ex = run.add_argument_group("executors", "where runs execute; the options below are the "
                                 "parameters of the executors' factories (harness list "
                                 "executors), each valid for the executors named")

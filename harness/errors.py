@@ -54,3 +54,24 @@ class DatasetUnavailable(RuntimeError):
     access denied).  The message is one line.  A process remembers the
     failure, so the other runs on that dataset fail at once instead of
     waiting for the same network timeouts again."""
+
+
+class TimedOut(Exception):
+    """A run (or the work item it trained in) ran past ``--timeout``; raised
+    by nobody, built by the supervisor that killed it to record the run."""
+
+
+class MemoryLimitExceeded(MemoryError):
+    """A run's process grew past ``--memory-limit`` and was killed by its
+    supervisor (recorded ``oom``)."""
+
+
+class WorkerLost(Exception):
+    """The process training a run died (killed, a segfault, the OOM killer,
+    a node lost): the run is recorded ``interrupted`` and ``--retries`` may
+    try it again."""
+
+
+class NotRecorded(ConnectionError):
+    """The tracking store did not take a run's end (the store writer or the
+    server went away): an infrastructure failure, retried by ``--retries``."""

@@ -57,9 +57,9 @@ def history(uri: str | None, keys: tuple[str, ...]) -> dict[tuple, dict[str, lis
     import sqlite3
 
     from harness.runstate import resolve_uri
-    from harness.tracking import _sqlite_path
+    from harness.tracking import sqlite_path
 
-    path = _sqlite_path(resolve_uri(uri))
+    path = sqlite_path(resolve_uri(uri))
     out: dict = defaultdict(lambda: {"alone": [], "batched": []})
     if not keys or path is None or not os.path.exists(path):
         return out

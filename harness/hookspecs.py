@@ -123,22 +123,24 @@ def register_tasks(register):
       dataset, determine a run's training time; ``harness plan --batch``
       estimates a run from earlier finished runs with equal values
       (``harness.estimate``).  Without it no estimate is made.
-    - ``run(ctx: harness.worker.RunContext) -> dict[str, float]``: train and
+    - ``run(ctx: harness.context.RunContext) -> dict[str, float]``: train and
       evaluate one run; return the final test metrics (``{"accuracy": ..}``,
       logged as ``test/<name>``).  Raise ``harness.Diverged`` when the loss
       becomes NaN/inf, ``harness.UserError`` when the data does not suit the
-      config (such runs are retried once the input is fixed).
+      config (such runs are retried once the input is fixed).  How a run's
+      ending becomes its status is ``harness.runstate.judge``'s.
     - batch mode (optional; ``harness run --batch``, ``harness.groups``):
       ``batch_key(spec) -> (key | None, reason)``: runs with equal keys may
       train together; ``(None, why)`` for a run that must train alone
       (called at plan time: cheap, no data); and ``run_group(ctxs) ->
       list[dict | BaseException]``: train one group (a ``RunContext`` per
       run) and return per run its test metrics or the exception that ended
-      it.  Each run must log exactly what ``run`` would log for it.  In a
-      group the contexts log through a store-writer process
-      (``harness.storewriter``): their logging calls are queued, and the
-      MLflow client and run id are not at hand (a task that reads the store
-      while it trains, such as ``harness.shared``, must not batch).
+      it.  Each run must log exactly what ``run`` would log for it.  A
+      group is one work item of the run lifecycle (``harness.worker``),
+      like a run alone: the same tags, statuses and resume.  Every context
+      logs through ``ctx.logger`` (a ``harness.runlog.RunLogger``); in batch
+      mode its calls are queued to a store-writer process
+      (``harness.storewriter``), and ``harness.shared`` works through it.
     """
 
 
@@ -207,12 +209,14 @@ def register_executors(register):
 
     - ``map(fn, items) -> iterator`` calls ``fn(item)`` once for every item,
       wherever it likes, and yields each result as it completes (any order).
-      ``fn`` and the items are picklable; ``fn`` returns a
-      ``harness.worker.Outcome`` and never raises for a method's error.
+      ``fn`` and the items (``harness.worker.WorkItem``: one run, or a
+      batch-mode group) are picklable; ``fn`` returns a list of
+      ``harness.worker.Outcome``, one per run of the item, and never raises
+      for a method's error.
     - When the worker running an item dies (killed, node lost, job cancelled)
       or ``fn`` cannot be called, yield ``harness.worker.Lost(item, error)``
-      for it instead of raising: the runner closes that run as
-      ``interrupted`` and retries it when ``--retries`` allows.
+      for it instead of raising: the runner closes its runs as
+      ``interrupted`` and retries them when ``--retries`` allows.
       ``Lost(..., infrastructure=False)`` marks a failure that must not be
       retried.
     - ``fn.isolated`` is true when every call already supervises a child

@@ -1,13 +1,15 @@
-"""Hard per-run limits: one run in its own supervised child process.
+"""Hard limits: one work item in its own supervised child process.
 
 ``--timeout`` and ``--memory-limit`` cannot be enforced from inside a run (a
 training loop stuck in C code never checks a clock), so ``run_isolated``
-starts the run in a child process and supervises it: past the deadline, or
-past the RSS cap, the child is killed and the supervisor records the run's
-status (``timeout``, ``oom``) in MLflow -- the child has already created its
-run and reported the id through a pipe.  A child that dies on its own
-(``kill -9``, a segfault, the OOM killer) is recorded ``interrupted`` and its
-outcome is ``retryable``, which is what ``--retries`` acts on.
+starts a work item (one run, or a batch-mode group) in a child process and
+supervises it: past the deadline, or past the RSS cap, the child is killed
+and the supervisor records every run of the item that had not ended with the
+verdict of ``harness.runstate.judge`` (``timeout``, ``oom``) -- the child
+reports each run as it opens and as it ends, through a pipe.  A child that
+dies on its own (``kill -9``, a segfault, the OOM killer) leaves its open runs
+``interrupted`` and ``retryable``, which is what ``--retries`` acts on.  The
+limits apply to the item as a whole: a group of eight shares one deadline.
 
 The memory cap watches RSS (the run's process and its children) rather than
 setting ``RLIMIT_AS``: torch and CUDA reserve gigabytes of address space they
@@ -41,6 +43,8 @@ PRELOAD = ["torch", "torch._dynamo", "torch.optim", "mlflow.tracking", "mlflow.e
            "harness.data"]
 #: Seconds between checks of the child's pipe, clock and memory.
 POLL_S = 0.05
+#: How long a supervisor waits for a killed child's store writer to finish.
+WRITER_WAIT_S = 60.0
 _UNITS_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _UNITS_B = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 
@@ -153,20 +157,21 @@ def _exit_with_parent(conn) -> None:
     threading.Thread(target=watch, name="harness-parent-watch", daemon=True).start()
 
 
-def _child(conn, spec_data, uri, device, blocked, attempt, executor, env, cwd) -> None:
+def _child(conn, item, uri, blocked, executor, env, cwd) -> None:
     # a fork server child has the server's environment and directory, not ours
     os.environ.clear()
     os.environ.update(env)
     os.chdir(cwd)
     _exit_with_parent(conn)
-    from harness.worker import execute_run
+    from harness.worker import execute_item
 
     try:
-        outcome = execute_run(spec_data, uri, device, blocked, attempt=attempt,
-                              executor=executor, started=lambda rid: conn.send(("started", rid)))
-    except KeyboardInterrupt:  # already recorded as interrupted by execute_run
+        execute_item(item, uri, blocked, executor=executor,
+                     started=lambda *opened: conn.send(("started", opened)),
+                     ended=lambda outcome: conn.send(("outcome", outcome)))
+    except KeyboardInterrupt:  # already recorded as interrupted
         os._exit(130)
-    conn.send(("outcome", outcome))
+    conn.send(("done", None))
 
 
 def _died(exitcode: int | None) -> str:
@@ -178,61 +183,82 @@ def _died(exitcode: int | None) -> str:
     return f"run process died: exit status {exitcode}"
 
 
-def _record(uri, spec, run_id, pid, status, error, attempt, executor) -> None:
+def _record(uri, spec, run_id, pid, verdict, attempt, executor) -> None:
     """Record what the supervisor saw in the child's MLflow run (found by the
     id it reported, else by run key and pid), or in a new run if it died
     before creating one, so ``harness status`` shows the failure."""
-    from harness.tracking import RunLogger, close_run, find_run
+    from harness.tracking import MlflowRunLogger, close_run, find_run
 
     run_id = run_id or find_run(uri, spec.suite, spec.run_key, f"{socket.gethostname()}:{pid}")
-    if run_id:
-        close_run(uri, run_id, status, error)
-    else:
-        RunLogger(uri, spec, {}, {"harness.attempt": attempt,
-                                  "harness.executor": executor}).end(status, error)
+    if not run_id:
+        run_id = MlflowRunLogger(uri, spec, {"harness.attempt": str(attempt),
+                                             "harness.executor": executor}).run_id
+    close_run(uri, run_id, verdict.status, verdict.error, tags=verdict.tags)
 
 
-def run_isolated(spec_data: dict, uri: str | None, device: str = "auto",
-                 blocked: tuple[str, ...] = (), *, attempt: int = 1, executor: str = "local",
-                 limits: Limits | None = None):
-    """Run one spec in a supervised child process under ``limits``; return
-    its ``harness.worker.Outcome`` (``timeout``/``oom`` when killed for a
-    limit; ``interrupted`` and ``retryable`` when the child died)."""
+def _wait_for_writers(pids: set, limit_s: float = WRITER_WAIT_S) -> None:
+    """Wait until the store writers of a killed child have written what it
+    sent and exited (they notice the child's end of the pipe close): the runs
+    the supervisor is about to record may not exist before that."""
+    from harness.runstate import pid_alive
+
+    deadline = time.monotonic() + limit_s
+    while any(pid_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(POLL_S)
+
+
+def run_isolated(item, uri: str | None, blocked: tuple[str, ...] = (), *,
+                 executor: str = "local", limits: Limits | None = None) -> list:
+    """Run a ``harness.worker.WorkItem`` in a supervised child process under
+    ``limits``; return one ``harness.worker.Outcome`` per run (``timeout`` /
+    ``oom`` for the runs that had not ended when it was killed for a limit;
+    ``interrupted`` and ``retryable`` when the child died)."""
+    from harness import errors, runstate
     from harness.plan import RunSpec
-    from harness.worker import Outcome
+    from harness.worker import outcome
 
     limits = limits or Limits()
-    spec = RunSpec.from_dict(spec_data)
+    specs = [RunSpec.from_dict(d) for d in item.specs]
     ctx = mp_context()
     conn, child_conn = ctx.Pipe()
-    proc = ctx.Process(target=_child, name=f"harness {spec.run_name}",
-                       args=(child_conn, spec_data, uri, device, tuple(blocked), attempt,
-                             executor, dict(os.environ), os.getcwd()))
+    proc = ctx.Process(target=_child, name=f"harness {specs[0].run_name}",
+                       args=(child_conn, item, uri, tuple(blocked), executor,
+                             dict(os.environ), os.getcwd()))
     proc.start()  # returns once the child exists (a new fork server preloads first)
     start = time.monotonic()
     child_conn.close()
-    run_id, result, killed = None, None, None
+    run_ids: dict[str, str | None] = {}
+    writers: set = set()  # store writers of the child's runs (batch mode)
+    results: dict = {}
+    done, killed = False, None
     try:
-        while result is None and killed is None:
+        while not done and killed is None:
             if conn.poll(POLL_S):
                 try:
                     kind, value = conn.recv()
                 except EOFError:  # the child is gone
                     break
-                run_id, result = (value, None) if kind == "started" else (run_id, value)
+                if kind == "started":
+                    key, run_ids[key], writer = value
+                    writers.add(writer)
+                elif kind == "outcome":
+                    results[value.run_key] = value
+                else:
+                    done = True
                 continue
             if not proc.is_alive():
-                if conn.poll(0):  # it sent its outcome just before exiting
+                if conn.poll(0):  # it sent something just before exiting
                     continue
                 break
             if limits.timeout_s and time.monotonic() - start > limits.timeout_s:
-                killed = ("timeout", f"timed out after {format_duration(limits.timeout_s)} "
-                          "(--timeout)")
+                killed = errors.TimedOut(f"timed out after {format_duration(limits.timeout_s)} "
+                                         "(--timeout)")
             elif limits.memory_bytes:
                 rss = rss_bytes(proc.pid) or 0
                 if rss > limits.memory_bytes:
-                    killed = ("oom", f"memory limit exceeded: RSS {rss / 2**20:.0f} MiB > "
-                              f"{limits.memory_bytes / 2**20:.0f} MiB (--memory-limit)")
+                    killed = errors.MemoryLimitExceeded(
+                        f"memory limit exceeded: RSS {rss / 2**20:.0f} MiB > "
+                        f"{limits.memory_bytes / 2**20:.0f} MiB (--memory-limit)")
     except KeyboardInterrupt:  # the child got the Ctrl-C too: let it record that
         proc.join(5)
         raise
@@ -241,15 +267,23 @@ def run_isolated(spec_data: dict, uri: str | None, device: str = "auto",
             proc.kill()
         proc.join()
         conn.close()
-    if result is not None:
-        return result
-    status, error = killed or ("interrupted", _died(proc.exitcode))
-    retryable = killed is None
-    try:
-        _record(uri, spec, run_id, proc.pid, status, error, attempt, executor)
-    except Exception as exc:  # tracking is down too: the run stays RUNNING until stale
-        error += f" (not recorded: {type(exc).__name__}: {exc})"
-        retryable = True
-    return Outcome(spec.run_key, spec.run_name, status, error=error,
-                   seconds=time.monotonic() - start, attempt=attempt, retryable=retryable,
-                   run_id=run_id or "")
+    verdict = runstate.judge(killed or errors.WorkerLost(_died(proc.exitcode)))
+    seconds = time.monotonic() - start
+    if len(results) < len(specs):
+        _wait_for_writers(writers - {None})
+    out = []
+    for spec in specs:
+        if spec.run_key in results:
+            out.append(results[spec.run_key])
+            continue
+        mine = verdict
+        try:
+            _record(uri, spec, run_ids.get(spec.run_key), proc.pid, verdict, item.attempt,
+                    executor)
+        except Exception as exc:  # noqa: BLE001 - tracking is down too: stale later
+            mine = runstate.Verdict(verdict.status, verdict.failure_kind,
+                                    f"{verdict.error} (not recorded: {runstate.one_line(exc)})",
+                                    True, verdict.error_type)
+        out.append(outcome(spec, mine, seconds=seconds, attempt=item.attempt,
+                           run_id=run_ids.get(spec.run_key)))
+    return out

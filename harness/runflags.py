@@ -19,7 +19,7 @@ from harness.errors import UserError
 #: is reachable through ``--executor-opt`` only.
 _RUN_OPTIONS = {"tracking_uri", "only", "force", "rerun_failed", "device", "executor",
                 "executor_opt", "timeout", "memory_limit", "retries", "help", "batch",
-                "max_group"}
+                "max_group", "quiet"}
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """Run a suite: resume from MLflow, execute the rest, retry, summarise.
 
-The runner decides *which* runs to execute; an executor plugin decides
-*where*; ``harness.worker.execute_run`` does one run (in a supervised child
+The runner decides *which* runs to execute and how they form work items
+(``harness.groups``); an executor plugin decides *where*;
+``harness.worker.execute_item`` trains an item's runs (in a supervised child
 process of its own when limits or retries ask for one: ``harness.limits``).
 Results live only in MLflow, so a crash, a ``kill -9`` or Ctrl-C loses nothing
 that finished, and the next ``harness run`` does exactly what is missing.
@@ -9,6 +10,8 @@ that finished, and the next ``harness run`` does exactly what is missing.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
 import os
 import sys
@@ -17,6 +20,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from harness import runstate
+from harness.errors import UserError
+from harness.options import RunOptions
 from harness.plan import RunSpec, expand_suite
 from harness.suite import Suite, load_suite
 
@@ -61,6 +66,8 @@ def make_plan(suite_file: str, uri: str | None, *, only: str | None = None, forc
 
     suite = load_suite(suite_file, registry)
     runs = expand_suite(suite, only)
+    if only and not runs:
+        raise UserError(_no_match(suite, only))
     existing = existing_runs(uri, suite.name)
     plan = Plan(suite, runs, existing=existing)
     now = time.time()
@@ -73,6 +80,18 @@ def make_plan(suite_file: str, uri: str | None, *, only: str | None = None, forc
             plan.stale[spec.run_key] = info["run_id"]
         lists[state].append(spec)
     return plan
+
+
+def _no_match(suite: Suite, only: str) -> str:
+    """``--only`` matched no run: say so with three run names it could have
+    matched (the closest to the pattern)."""
+    import difflib
+
+    names = [s.run_name for s in expand_suite(suite)]
+    close = difflib.get_close_matches(only, names, n=3, cutoff=0) or names[:3]
+    shown = ", ".join(close) if close else "the suite has no runs"
+    return (f"--only {only}: matches none of the {len(names)} runs of {suite.file}; run names "
+            f"are dataset/method/seed, e.g. {shown}")
 
 
 def build_executor(registry, name: str = "local", params: dict | None = None):
@@ -120,101 +139,82 @@ def _apply_env(env: dict[str, str]) -> None:
         get_registry(reload=True)
 
 
-def _call(item, uri, blocked, executor="local", limits=None, env=None):
-    """Run one item ``(spec dict, device, attempt)`` in whatever process the
-    executor chose; isolated in a supervised child when ``limits`` say so."""
-    from harness.worker import execute_run
+def run_item(item, uri: str | None, blocked: tuple[str, ...] = (), executor: str = "local",
+             limits=None, env: dict | None = None) -> list:
+    """Execute one ``harness.worker.WorkItem`` in whatever process the
+    executor chose (the function executors map); in a supervised child
+    process of its own when ``limits`` say so.  One ``Outcome`` per run."""
+    import multiprocessing
+
+    from harness.progress import EPOCHS
 
     if env is not None:
         _apply_env(env)
-    spec_data, device, attempt = (*item, 1)[:3]
+    if multiprocessing.parent_process() is not None:  # a worker: its lines say which
+        EPOCHS.prefix = f"[worker {os.getpid()}] "
     if limits is not None and limits.isolate:
         from harness.limits import run_isolated
 
-        return run_isolated(spec_data, uri, device, blocked, attempt=attempt,
-                            executor=executor, limits=limits)
-    return execute_run(spec_data, uri, device, blocked, attempt=attempt, executor=executor)
+        return run_isolated(item, uri, blocked, executor=executor, limits=limits)
+    from harness.worker import execute_item
 
-
-def _lost_outcome(lost, uri: str | None, suite: str):
-    """An ``Outcome`` for an item whose worker died; close the run it left
-    RUNNING (the executor saw the worker go, so waiting for staleness is moot)."""
-    from harness.tracking import close_run, existing_runs
-    from harness.worker import Outcome
-
-    spec_data, _, attempt = (*lost.item, 1)[:3]
-    spec = RunSpec.from_dict(spec_data)
-    info = existing_runs(uri, suite).get(spec.run_key, {})
-    pid = runstate.local_pid(info)
-    if info.get("status") == runstate.RUNNING and not (pid and runstate.pid_alive(pid)):
-        try:
-            close_run(uri, info["run_id"], "interrupted", lost.error)
-        except Exception:  # tracking down too: resume closes it once stale
-            pass
-    return Outcome(spec.run_key, spec.run_name, "interrupted", error=lost.error,
-                   attempt=attempt, retryable=lost.infrastructure)
+    return execute_item(item, uri, blocked, executor=executor)
 
 
 def _dataset_failure(outcome) -> str | None:
     """``unavailable`` or ``input`` for a failure that belongs to the run's
     dataset rather than its method (every run on that dataset fails the same
     way), else None."""
-    if outcome.status != runstate.FAILED_:
-        return None
-    error_type = getattr(outcome, "error_type", "")
-    if error_type == "DatasetUnavailable":
-        return "unavailable"
-    kind = getattr(outcome, "failure_kind", None)
-    if kind is None:  # an Outcome without the field: the core's input error types
-        from harness import errors
-
-        cls = getattr(errors, error_type, None)
-        kind = runstate.INPUT_FAILURE if isinstance(cls, type) and issubclass(
-            cls, errors.UserError) else ""
-    return "input" if kind == runstate.INPUT_FAILURE else None
+    if outcome.failure_kind in (runstate.UNAVAILABLE_FAILURE, runstate.INPUT_FAILURE):
+        return outcome.failure_kind
+    return None
 
 
 def _reason(outcome) -> str:
     """The one-line error without its ``ExceptionType: `` prefix."""
-    prefix = f"{getattr(outcome, 'error_type', '')}: "
+    prefix = f"{outcome.error_type}: "
     return outcome.error[len(prefix):] if outcome.error.startswith(prefix) else outcome.error
 
 
-def run_plan(plan: Plan, uri: str | None, *, device: str = "auto",
-             executor="local", blocked: tuple[str, ...] = (), console=None,
-             registry=None, limits=None, retries: int = 0, batch: bool = False,
-             max_group: int | None = None, close_writer: bool = True) -> Counter:
-    """Execute ``plan.todo``; return a Counter of statuses (``skipped``
-    counts runs already done, ``running`` those running elsewhere).
+def run_plan(plan: Plan, options: RunOptions | None = None, *, registry=None, console=None,
+             close_writer: bool = True) -> Counter:
+    """Execute ``plan.todo`` as ``options`` say; return a Counter of statuses
+    (``skipped`` counts runs already done, ``running`` those running
+    elsewhere).
 
-    ``batch``: one work item per group of runs the task trains together
-    (``harness.groups``, at most ``max_group`` runs each); not with a
-    timeout or memory limit, which are per process; a run retried after an
-    infrastructure failure of its group trains alone.  Its runs are written
-    by a store writer (``harness.storewriter``), stopped at the end unless
-    ``close_writer`` is false (``harness run`` asks it for the report first).
-
-    ``executor``: a name, a ``{"name": ..., **params}`` spec or a built
-    executor; its ``slots`` (runs at once on this machine, default 1) spread
-    the runs over the GPUs round-robin.  A failure that belongs to a dataset
-    (unavailable, or a bad input) is reported once per dataset
-    (``plan.unavailable``, ``plan.input_errors``).  ``limits``
-    (``harness.limits.Limits``) runs each run in a supervised child process.
-    ``retries``: how many more times a run whose failure was the
-    infrastructure's is tried (``harness.attempt`` counts).
-    Ctrl-C propagates after the executor stops."""
-    from harness.limits import Limits
+    Work items (``harness.groups.work_items``): one per run, or in batch mode
+    one per group of runs the task trains together (at most ``max_group``),
+    their runs written by a store writer (``harness.storewriter``, stopped at
+    the end unless ``close_writer`` is false).  The executor's ``slots``
+    (runs at once on this machine, default 1) spread the items over the GPUs
+    round-robin.  ``timeout``/``memory_limit`` supervise each item in a child
+    process (a group shares one deadline); ``retries``: how many more times
+    a run whose failure was the infrastructure's is tried, alone, in a fresh
+    process (``harness.attempt`` counts).  A failure that belongs to a
+    dataset (unavailable, or a bad input) is reported once per dataset
+    (``plan.unavailable``, ``plan.input_errors``).  Ctrl-C propagates after
+    the executor stops."""
+    from harness.groups import work_items
     from harness.plugins import get_registry
     from harness.tracking import existing_runs, mark_stale, prepare_store
-    from harness.worker import Lost
+    from harness.worker import Lost, lost_outcomes
 
-    registry = registry or get_registry()
+    options = options or RunOptions()
+    if options.quiet:
+        from harness.progress import MODE_ENV
+
+        # workers and supervised children inherit it (worker_env)
+        with _environ(MODE_ENV, "off"):
+            return run_plan(plan, dataclasses.replace(options, quiet=False), registry=registry,
+                            console=console, close_writer=close_writer)
+    uri = options.uri
+    registry = registry or get_registry(set(options.blocked) or None)
     out = console or _plain_console()
     for run_id in plan.stale.values():
         mark_stale(uri, run_id, "left running by a process that died; rerun")
     counts: Counter = Counter(skipped=len(plan.done), running=len(plan.running))
     prepared = None
-    if plan.todo and batch:
+    if plan.todo and options.batch:
         from harness.storewriter import writer_for
 
         # batch mode writes through a store writer (harness.storewriter): it
@@ -223,80 +223,78 @@ def run_plan(plan: Plan, uri: str | None, *, device: str = "auto",
     elif plan.todo:
         prepare_store(uri, plan.suite.name)
     registry.pm.hook.before_suite(suite=plan.suite, runs=plan.todo)
-    name = getattr(executor, "name", type(executor).__name__)
+    executor = options.executor
     if isinstance(executor, (str, dict)):
         spec = executor if isinstance(executor, dict) else {"name": executor}
-        name, params = spec.get("name", "local"), {k: v for k, v in spec.items() if k != "name"}
-        executor = build_executor(registry, name, params)
-    limits = limits or Limits()
-    if retries and not limits.isolate:
-        # a retried run needs a fresh process: after a worker death or a sticky
-        # CUDA error the old one is gone or unusable
-        limits = Limits(limits.timeout_s, limits.memory_bytes, isolate=True)
-    devices = _devices(device, int(getattr(executor, "slots", 1) or 1))
-    pending = [(s.to_dict(), devices[i % len(devices)], 1) for i, s in enumerate(plan.todo)]
-    fn = functools.partial(_call, uri=uri, blocked=blocked, executor=name, limits=limits,
-                           env=worker_env())
+        params = {**{k: v for k, v in spec.items() if k != "name"}, **options.executor_params}
+        executor = build_executor(registry, spec.get("name", "local"), params)
+    name = getattr(executor, "name", type(executor).__name__)
+    limits = options.limits
+    devices = _devices(options.device, int(getattr(executor, "slots", 1) or 1))
+    items = work_items(plan.todo, registry, devices, batch=options.batch,
+                       max_group=options.max_group)
+    if prepared is not None:
+        prepared.result()
+    fn = functools.partial(run_item, uri=uri, blocked=options.blocked, executor=name,
+                           limits=limits, env=worker_env())
     # each call supervises its own child process: a local executor may drive
     # them from threads instead of worker processes
     fn.isolated = limits.isolate
-    group_fn = None
-    if batch:
-        from harness.groups import batch_items, call_item, flat_outcomes
-
-        if limits.timeout_s or limits.memory_bytes:
-            raise ValueError("batch mode trains a group in one process: it does not "
-                             "combine with a timeout or a memory limit")
-        pending = batch_items(plan.todo, registry, devices, max_group)
-        if prepared is not None:
-            prepared.result()
-        group_fn = functools.partial(call_item, uri=uri, blocked=blocked, executor=name,
-                                     env=worker_env())
-        group_fn.isolated = False
     labels = {s.run_key: s.dataset_label for s in plan.todo}
     with _progress(out, len(plan.todo)) as progress:
-        while pending:
-            if group_fn is not None:  # items are groups: (spec dicts, device, attempt)
-                by_key = {d["run_key"]: (d, dev, att) for ds, dev, att in pending for d in ds}
-                results = flat_outcomes(executor.map(group_fn, pending), uri, plan.suite.name)
-            else:
-                by_key = {item[0]["run_key"]: item for item in pending
-                          if isinstance(item[0], dict)}
-                results = executor.map(fn, pending)
-            # a run retried after its group failed trains alone, in a fresh process
-            group_fn = None
+        while items:
+            by_key = {d["run_key"]: (item, d) for item in items for d in item.specs}
             again = []
-            for result in results:
-                outcome = _lost_outcome(result, uri, plan.suite.name) \
+            for result in executor.map(fn, items):
+                outcomes = lost_outcomes(result, uri, plan.suite.name) \
                     if isinstance(result, Lost) else result
-                if outcome.retryable and outcome.attempt <= retries:
-                    spec_data, dev, _ = by_key[outcome.run_key]
-                    again.append((spec_data, dev, outcome.attempt + 1))
-                    progress.retry(outcome, retries + 1)
-                    continue
-                counts[outcome.status] += 1
-                kind = _dataset_failure(outcome)
-                said = None
-                if kind is not None:
-                    seen = plan.unavailable if kind == "unavailable" else plan.input_errors
-                    label = labels[outcome.run_key]
-                    if label in seen:
-                        said = f"same as above ({kind} dataset {label})"
-                    seen.setdefault(label, _reason(outcome))
-                progress(outcome, said)
+                for outcome in outcomes:
+                    if outcome.retryable and outcome.attempt <= options.retries:
+                        item, data = by_key[outcome.run_key]
+                        again.append(item.alone(data))
+                        progress.retry(outcome, options.retries + 1)
+                        continue
+                    counts[outcome.status] += 1
+                    progress(outcome, _said_once(plan, outcome, labels[outcome.run_key]))
             # a worker may have died after its run finished: never run it twice
             done = existing_runs(uri, plan.suite.name) if again else {}
-            pending = [i for i in again
-                       if done.get(i[0]["run_key"], {}).get("status") not in runstate.DONE]
-            for _ in range(len(again) - len(pending)):
-                counts["finished"] += 1
+            items = [i for i in again
+                     if done.get(i.run_keys[0], {}).get("status") not in runstate.DONE]
+            for _ in range(len(again) - len(items)):
+                counts[runstate.FINISHED] += 1
                 progress.n += 1
-    if batch and close_writer:
+    if options.batch and close_writer:
         from harness.storewriter import close_writers
 
         close_writers()
     registry.pm.hook.after_suite(suite=plan.suite, summary=dict(counts))
     return counts
+
+
+@contextlib.contextmanager
+def _environ(name: str, value: str):
+    """Set an environment variable for the duration of the block."""
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
+def _said_once(plan: Plan, outcome, label: str) -> str | None:
+    """Record a dataset's failure in ``plan.unavailable``/``plan.input_errors``;
+    the line to print instead of the run's own error once it was said."""
+    kind = _dataset_failure(outcome)
+    if kind is None:
+        return None
+    seen = plan.unavailable if kind == runstate.UNAVAILABLE_FAILURE else plan.input_errors
+    said = f"same as above ({kind} dataset {label})" if label in seen else None
+    seen.setdefault(label, _reason(outcome))
+    return said
 
 
 class _plain_console:
@@ -326,11 +324,16 @@ class _progress:
                 TimeRemainingColumn,
             )
 
+            from harness.progress import EPOCHS
+
             self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
                                 MofNCompleteColumn(), TimeRemainingColumn(),
                                 console=self.console)
             self.bar.__enter__()
             self.task = self.bar.add_task("runs", total=self.total)
+            # the epochs of a run training in this process, on a line of their own
+            epochs = self.bar.add_task("", total=None, start=False)
+            EPOCHS.live = lambda text: self.bar.update(epochs, description=text)
         return self
 
     def _print(self, line: str) -> None:
@@ -360,12 +363,15 @@ class _progress:
             line += f": {error or outcome.error}"
         if self.bar is not None:
             self.bar.advance(self.task)
-            if outcome.status != "finished":
+            if outcome.status != runstate.FINISHED:
                 self._print(line)
         else:
             self._print(line)
 
     def __exit__(self, *exc):
         if self.bar is not None:
+            from harness.progress import EPOCHS
+
+            EPOCHS.live = None
             self.bar.__exit__(*exc)
         return False

@@ -26,6 +26,12 @@ Rules:
 - One run per run key: the newest run wins, except that a newer run without
   a result never replaces one with a result (``prefer``), so a ``--force``
   rerun that is interrupted does not hide the finished run before it.
+- How a run ended is judged in one place, ``judge``: the exception that
+  ended it (or None) -> status word, failure kind (tag
+  ``harness.failure_kind``) and whether ``--retries`` may try it again in the
+  same ``harness run``.  The run lifecycle (``harness.worker``), the
+  supervisor of ``--timeout``/``--memory-limit`` (``harness.limits``) and the
+  runner all go through it.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from dataclasses import dataclass
 
 FINISHED, DIVERGED, FAILED_, TIMEOUT, OOM = "finished", "diverged", "failed", "timeout", "oom"
 INTERRUPTED, RUNNING = "interrupted", "running"
@@ -49,8 +56,22 @@ MLFLOW_STATUS = {FINISHED: "FINISHED", DIVERGED: "FINISHED", FAILED_: "FAILED",
 #: (e.g. a worker killed before it could tag the run).
 _FROM_MLFLOW = {"FINISHED": FINISHED, "FAILED": FAILED_, "KILLED": INTERRUPTED,
                 "RUNNING": RUNNING, "SCHEDULED": RUNNING}
-#: ``harness.failure_kind`` of a failure caused by the input, not the method.
+#: Tag holding a failed run's failure kind (one of the ``*_FAILURE`` words).
+FAILURE_KIND_TAG = "harness.failure_kind"
+#: ``harness.failure_kind`` of a failure caused by the input, not the method:
+#: planned again without ``--rerun-failed`` (fixing the input fixes it).
 INPUT_FAILURE = "input"
+#: The dataset could not be fetched (``DatasetUnavailable``): a dataset's
+#: failure, said once per dataset, retried only with ``--rerun-failed`` (an
+#: offline machine must not add a failed run at every ``harness run``).
+UNAVAILABLE_FAILURE = "unavailable"
+#: The machine's fault (CUDA/NCCL error, tracking store unreachable, a worker
+#: that died): ``--retries`` tries the run again.
+INFRASTRUCTURE_FAILURE = "infrastructure"
+#: Stopped by ``--timeout`` or ``--memory-limit``.
+LIMIT_FAILURE = "limit"
+#: The method's own error.
+METHOD_FAILURE = "method"
 #: A RUNNING run whose heartbeat is older than this is stale (its process is
 #: presumed gone) even when its host cannot be checked.
 STALE_AFTER_S = float(os.environ.get("HARNESS_STALE_AFTER_S", 600))
@@ -117,6 +138,115 @@ def is_stale(info: dict, now: float | None = None, stale_after: float | None = N
         beat = float(info["start"]) / 1000
     limit = STALE_AFTER_S if stale_after is None else stale_after
     return (now or time.time()) - beat > limit
+
+
+#: Messages of errors that come from the machine, not from a method's code.
+_INFRA_MESSAGES = ("CUDA error", "CUBLAS_STATUS", "CUDNN_STATUS", "NCCL error",
+                   "cudaErrorLaunchFailure", "uncorrectable ECC", "database is locked",
+                   "unable to open database file", "Max retries exceeded",
+                   "Connection refused", "Connection reset", "API request to")
+_INFRA_TYPES = ("ConnectionError", "ConnectTimeout", "ReadTimeout", "MaxRetryError",
+                "NewConnectionError", "ProtocolError", "RemoteDisconnected", "WorkerLost",
+                "WriterError")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How a run ended, as ``judge`` decides it."""
+
+    #: The status word (tag ``harness.status``).
+    status: str
+    #: One of the ``*_FAILURE`` words for a failure, else "".
+    failure_kind: str = ""
+    #: The one-line error (tag ``harness.error``), "" when it finished.
+    error: str = ""
+    #: ``--retries`` may try it again in this ``harness run`` (a fresh process).
+    retryable: bool = False
+    #: Class name of the exception that ended it.
+    error_type: str = ""
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """The tags that record the verdict beside the status (failure kind)."""
+        return {FAILURE_KIND_TAG: self.failure_kind} if self.failure_kind else {}
+
+
+def one_line(exc: BaseException) -> str:
+    """``ExceptionType: message`` on one line (tag ``harness.error``)."""
+    return f"{type(exc).__name__}: {exc}".replace("\n", " ")
+
+
+def is_infrastructure_error(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an exception it was raised from) is the machine's
+    fault -- a CUDA/NCCL failure, a lost connection to the tracking server, a
+    locked database, a worker that died -- rather than an error in a method's
+    code."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        names = {c.__name__ for c in type(exc).__mro__}
+        if names & set(_INFRA_TYPES) or any(m in str(exc) for m in _INFRA_MESSAGES):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def is_oom(exc: BaseException) -> bool:
+    """``MemoryError`` (an address-space or ``--memory-limit`` cap) or
+    ``torch.cuda.OutOfMemoryError`` (matched by name: torch stays unimported)."""
+    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
+
+
+def judge(exc: BaseException | None) -> Verdict:
+    """The verdict on a run that ended with ``exc`` (None: it returned its
+    metrics).  The one place that maps an ending to a status:
+
+    - None -> ``finished``; ``harness.Diverged`` -> ``diverged`` (a result);
+    - ``KeyboardInterrupt`` -> ``interrupted`` (the next run redoes it);
+    - ``harness.errors.WorkerLost`` (its process died) -> ``interrupted``,
+      retryable;
+    - ``harness.errors.TimedOut`` -> ``timeout``; a memory error (the
+      ``--memory-limit`` supervisor's ``MemoryLimitExceeded``, ``MemoryError``,
+      CUDA out of memory) -> ``oom``;
+    - ``harness.UserError`` -> ``failed``, kind ``input`` (planned again
+      without ``--rerun-failed``); ``DatasetUnavailable`` -> ``failed``, kind
+      ``unavailable``; an infrastructure error -> ``failed``, retryable;
+      anything else -> ``failed``, kind ``method``.
+    """
+    from harness import errors
+
+    if exc is None:
+        return Verdict(FINISHED)
+    kind = type(exc).__name__
+    if isinstance(exc, errors.Diverged):
+        return Verdict(DIVERGED, error=str(exc) or "loss became NaN/inf", error_type=kind)
+    if isinstance(exc, KeyboardInterrupt):
+        return Verdict(INTERRUPTED, error="interrupted by the user (Ctrl-C)", error_type=kind)
+    if isinstance(exc, errors.WorkerLost):
+        return Verdict(INTERRUPTED, INFRASTRUCTURE_FAILURE, str(exc), True, kind)
+    if isinstance(exc, errors.TimedOut):
+        return Verdict(TIMEOUT, LIMIT_FAILURE, str(exc), False, kind)
+    if isinstance(exc, errors.MemoryLimitExceeded):
+        return Verdict(OOM, LIMIT_FAILURE, str(exc), False, kind)
+    if is_oom(exc):
+        return Verdict(OOM, METHOD_FAILURE, one_line(exc), False, kind)
+    if isinstance(exc, errors.UserError):
+        return Verdict(FAILED_, INPUT_FAILURE, one_line(exc), False, kind)
+    if isinstance(exc, errors.DatasetUnavailable):
+        return Verdict(FAILED_, UNAVAILABLE_FAILURE, one_line(exc), False, kind)
+    if is_infrastructure_error(exc):
+        return Verdict(FAILED_, INFRASTRUCTURE_FAILURE, one_line(exc), True, kind)
+    return Verdict(FAILED_, METHOD_FAILURE, one_line(exc), False, kind)
+
+
+def is_result(status: str) -> bool:
+    """Whether ``status`` counts as a result (``DONE``)."""
+    return status in DONE
+
+
+def is_failure(status: str) -> bool:
+    """Whether ``status`` is a failure kept until ``--rerun-failed`` (``FAILED``)."""
+    return status in FAILED
 
 
 def is_input_failure(info: dict) -> bool:

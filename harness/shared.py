@@ -12,11 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable
-
-ARTIFACT_DIR = "shared"
 
 
 def shared_key(*parts) -> str:
@@ -35,32 +31,12 @@ def code_identity() -> str:
 
 def shared_arrays(ctx, name: str, key: str, build: Callable[[], dict]) -> tuple[dict, bool]:
     """Return (arrays, reused).  ``build()`` -> ``{name: numpy array}`` runs
-    only when no finished-or-running run of this experiment holds ``key``."""
-    import numpy as np
-    from mlflow.entities import RunTag
-
-    # MLflow draws a tqdm bar per download; in a suite that is noise
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    logger = ctx._logger
-    tag = f"harness.shared.{name}"
-    found = logger.client.search_runs(
-        [logger.exp_id], filter_string=f"tags.`{tag}` = '{key}'", max_results=5,
-        order_by=["attributes.start_time ASC"])
-    for run in found:
-        if run.info.run_id == logger.run_id:
-            continue
-        try:
-            with tempfile.TemporaryDirectory() as tmp:
-                path = logger.client.download_artifacts(
-                    run.info.run_id, f"{ARTIFACT_DIR}/{name}.npz", tmp)
-                with np.load(path) as data:
-                    return {k: data[k] for k in data.files}, True
-        except Exception:  # artifact missing (that run died first): try the next
-            continue
+    only when no run of this experiment holds ``key`` (looked up and stored
+    through the run's logger, ``harness.runlog.RunLogger``, in this process
+    or through the store writer alike)."""
+    found = ctx.logger.find_shared(name, key)
+    if found is not None:
+        return found, True
     arrays = build()
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, f"{name}.npz")
-        np.savez_compressed(path, **arrays)
-        logger.client.log_artifact(logger.run_id, path, ARTIFACT_DIR)
-    logger.client.log_batch(logger.run_id, tags=[RunTag(tag, key)])
+    ctx.logger.store_shared(name, key, arrays)
     return arrays, False

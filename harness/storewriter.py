@@ -5,7 +5,7 @@ few hundred per-epoch metrics.  MLflow's SQLAlchemy store spends ~0.2 ms of
 Python per metric row, and importing mlflow costs ~1.5 s: for a group of 40
 small runs that is more time than the training.  ``StoreWriter`` moves both
 off the training process: a separate interpreter (its own core, no GIL shared
-with training) owns the runs' ``harness.tracking.RunLogger``s, and the
+with training) owns the runs' ``harness.tracking.MlflowRunLogger``s, and the
 training process sends it calls through a pipe (``RemoteRunLogger``) without
 importing mlflow at all.
 
@@ -137,6 +137,11 @@ class StoreWriter:
         """Queue one message for the writer (does not wait)."""
         self._outgoing.put(message)
 
+    @property
+    def pid(self) -> int:
+        """The writer process's id."""
+        return self._proc.pid
+
     def new_id(self) -> int:
         """A fresh request id (also how a run is named in later messages)."""
         return next(self._ids)
@@ -206,8 +211,8 @@ if hasattr(os, "register_at_fork"):  # POSIX
 
 
 class RemoteRunLogger:
-    """A ``RunLogger`` living in the store writer: the same methods, each a
-    message; metric rows are sent ``SEND_ROWS`` at a time.  ``end`` only
+    """A ``harness.runlog.RunLogger`` living in the store writer: the same
+    methods, each a message; metric rows are sent ``SEND_ROWS`` at a time.  ``end`` only
     queues the run's end: ``wait()`` returns ``(run_id, error)`` once it is
     written (``error``: why the writer could not record the run, else "")."""
 
@@ -264,6 +269,19 @@ class RemoteRunLogger:
         (shutil.copytree if os.path.isdir(path) else shutil.copy2)(path, copy)
         self._call("log_spooled_artifact", copy, artifact_path, spool)
 
+    def find_shared(self, name: str, key: str) -> dict | None:
+        """Ask the writer for arrays another run shared (waits for the answer)."""
+        return self._ask("find_shared", name, key)
+
+    def store_shared(self, name: str, key: str, arrays: dict) -> None:
+        """Store shared arrays with this run (waits until they are written, so
+        a later run finds them)."""
+        self._ask("store_shared", name, key, arrays)
+
+    def _ask(self, name: str, *args: Any) -> Any:
+        self.flush()
+        return self._writer.request("ask", self._id, name, args).result()
+
     def end(self, status: str, error: str = "") -> None:
         """Queue the run's end: buffered metrics, status, terminated."""
         self.flush()
@@ -276,6 +294,12 @@ class RemoteRunLogger:
             return self._ended.result(timeout)
         except WriterError as exc:
             return None, str(exc)
+
+    @property
+    def writer_pid(self) -> int:
+        """The store writer's process id (a supervisor waits for it to exit
+        before it records a killed run: the writer may still be creating it)."""
+        return self._writer.pid
 
     @property
     def run_id(self) -> str | None:
@@ -291,12 +315,12 @@ def serve(read_fd: int, write_fd: int, uri: str) -> None:
     from multiprocessing.connection import Connection, wait
 
     from harness.plan import RunSpec
-    from harness.tracking import RunLogger, prepare_store
-    from harness.worker import _one_line
+    from harness.runstate import one_line
+    from harness.tracking import MlflowRunLogger, prepare_store
 
     inbox = Connection(read_fd, writable=False)
     outbox = Connection(write_fd, readable=False)
-    loggers: dict[int, RunLogger] = {}
+    loggers: dict[int, MlflowRunLogger] = {}
     errors: dict[int, str] = {}  # open request id -> why the run cannot be written
     warm: list[str] = []  # modules to import when idle
 
@@ -307,13 +331,13 @@ def serve(read_fd: int, write_fd: int, uri: str) -> None:
             pass
 
     def fail(run: int, exc: BaseException) -> None:
-        errors.setdefault(run, _one_line(exc))
+        errors.setdefault(run, one_line(exc))
 
     def answer(req: int, fn, *args, **kwargs) -> None:
         try:
             reply(req, True, fn(*args, **kwargs))
         except Exception as exc:  # noqa: BLE001 - said to the caller
-            reply(req, False, _one_line(exc))
+            reply(req, False, one_line(exc))
 
     def handle(message: tuple) -> None:
         op = message[0]
@@ -328,7 +352,7 @@ def serve(read_fd: int, write_fd: int, uri: str) -> None:
         elif op == "open":
             _, req, spec, provenance, tags, environment = message
             try:
-                loggers[req] = RunLogger(uri, RunSpec.from_dict(spec), provenance, tags,
+                loggers[req] = MlflowRunLogger(uri, RunSpec.from_dict(spec), provenance, tags,
                                          environment=environment)
             except Exception as exc:  # noqa: BLE001 - the run's end says it
                 fail(req, exc)
@@ -339,6 +363,12 @@ def serve(read_fd: int, write_fd: int, uri: str) -> None:
                     getattr(loggers[run], name)(*args)
                 except Exception as exc:  # noqa: BLE001 - the run's end says it
                     fail(run, exc)
+        elif op == "ask":  # a call whose answer the training process waits for
+            _, req, run, name, args = message
+            if run not in loggers:
+                reply(req, False, errors.get(run, "the run was never created"))
+            else:
+                answer(req, getattr(loggers[run], name), *args)
         elif op == "end":
             _, req, run, status, error = message
             logger = loggers.pop(run, None)
@@ -361,7 +391,7 @@ def serve(read_fd: int, write_fd: int, uri: str) -> None:
             due = [lg for lg in loggers.values() if lg.pending() >= WRITE_ROWS
                    or lg.flush_due()]
             if due:
-                max(due, key=RunLogger.pending).flush()
+                max(due, key=MlflowRunLogger.pending).flush()
                 continue
             if warm:  # nothing to write: import what a later request needs
                 try:

@@ -21,7 +21,7 @@ from typing import Any
 
 from harness.runstate import DEFAULT_URI, MLFLOW_STATUS, normalize, prefer, resolve_uri
 
-__all__ = ["DEFAULT_URI", "MLFLOW_STATUS", "resolve_uri", "existing_runs", "RunLogger"]
+__all__ = ["DEFAULT_URI", "MLFLOW_STATUS", "resolve_uri", "existing_runs", "MlflowRunLogger"]
 
 #: Metrics per log_batch.  MLflow takes 1000 entities (metrics + params + tags)
 #: per call and splits bigger batches itself; below that, a run's last metrics
@@ -34,6 +34,9 @@ HEARTBEAT_S = float(os.environ.get("HARNESS_HEARTBEAT_S", 60))
 FLUSH_S = 10.0
 #: How long a writer waits for the sqlite file lock before writing unlocked.
 LOCK_WAIT_S = 120.0
+#: Artifact folder and tag prefix of arrays shared between runs (``harness.shared``).
+SHARED_DIR = "shared"
+SHARED_TAG = "harness.shared."
 
 
 def client(uri: str | None = None):
@@ -110,7 +113,8 @@ def environment_tags() -> dict[str, str]:
     return tags
 
 
-def _sqlite_path(uri: str) -> str | None:
+def sqlite_path(uri: str) -> str | None:
+    """The file of a ``sqlite:///`` URI (None for other stores and ``:memory:``)."""
     if not uri.startswith("sqlite:///"):
         return None
     path = uri[len("sqlite:///"):]
@@ -133,7 +137,7 @@ def write_lock(uri: str | None):
         import fcntl
     except ImportError:  # Windows: SQLite's busy timeout and _retry only
         fcntl = None
-    path = _sqlite_path(resolve_uri(uri))
+    path = sqlite_path(resolve_uri(uri))
     if path is None or fcntl is None:
         yield
         return
@@ -243,7 +247,7 @@ def existing_runs(uri: str | None, experiment: str) -> dict[str, dict]:
     for MLflow RUNNING runs (``runstate.is_stale`` tells a live one from one
     left by a dead process)."""
     uri = resolve_uri(uri)
-    path = _sqlite_path(uri)
+    path = sqlite_path(uri)
     if path is not None:
         if not os.path.exists(path):
             return {}
@@ -270,8 +274,9 @@ def existing_runs(uri: str | None, experiment: str) -> dict[str, dict]:
     return out
 
 
-class RunLogger:
-    """Writes one MLflow run: tags, params, buffered metrics, artifacts.
+class MlflowRunLogger:
+    """Writes one MLflow run from this process: tags, params, buffered
+    metrics, artifacts (a ``harness.runlog.RunLogger``).
 
     A background thread refreshes ``harness.heartbeat`` every ``HEARTBEAT_S``
     seconds until ``end``, so other harness processes can tell a live run from
@@ -415,6 +420,44 @@ class RunLogger:
         finally:
             shutil.rmtree(spool, ignore_errors=True)
 
+    def find_shared(self, name: str, key: str) -> dict | None:
+        """The arrays another run of this experiment stored as ``name`` under
+        ``key`` (the oldest that still has them), else None."""
+        import tempfile
+
+        import numpy as np
+
+        # MLflow draws a tqdm bar per download; in a suite that is noise
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        found = self.client.search_runs(
+            [self.exp_id], filter_string=f"tags.`{SHARED_TAG}{name}` = '{key}'", max_results=5,
+            order_by=["attributes.start_time ASC"])
+        for run in found:
+            if run.info.run_id == self.run_id:
+                continue
+            try:
+                with tempfile.TemporaryDirectory() as tmp:
+                    path = self.client.download_artifacts(
+                        run.info.run_id, f"{SHARED_DIR}/{name}.npz", tmp)
+                    with np.load(path) as data:
+                        return {k: data[k] for k in data.files}
+            except Exception:  # artifact missing (that run died first): try the next
+                continue
+        return None
+
+    def store_shared(self, name: str, key: str, arrays: dict) -> None:
+        """Store ``arrays`` as ``shared/<name>.npz`` with the tag
+        ``harness.shared.<name>`` = ``key`` (``find_shared`` finds it)."""
+        import tempfile
+
+        import numpy as np
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, f"{name}.npz")
+            np.savez_compressed(path, **arrays)
+            self.client.log_artifact(self.run_id, path, SHARED_DIR)
+        self.set_tags({f"{SHARED_TAG}{name}": key})
+
     def end(self, status: str, error: str = "") -> None:
         """Flush, tag the harness status (and one-line error), close the run."""
         self._stop.set()
@@ -424,17 +467,21 @@ class RunLogger:
         finally:
             close_run(self.uri, self.run_id, status, error, last)
 
+    def wait(self, timeout: float | None = None) -> tuple[str | None, str]:
+        """``(run_id, "")``: ``end`` wrote the run's end before returning."""
+        return self.run_id, ""
+
 
 def close_run(uri: str | None, run_id: str, status: str, error: str = "",
-              metrics=()) -> None:
+              metrics=(), tags: dict[str, str] | None = None) -> None:
     """Tag a run's harness status (and one-line error) and terminate it; also
     how a supervisor records a child it killed (timeout, oom, died).
-    ``metrics``: the run's last buffered ``mlflow.entities.Metric``s, written
-    in the same batch as the status."""
+    ``metrics``: the run's last buffered ``mlflow.entities.Metric``s, and
+    ``tags`` (a failure kind), written in the same batch as the status."""
     from mlflow.entities import RunTag
 
     cl = client(uri)
-    tags = [RunTag("harness.status", status)]
+    tags = [RunTag("harness.status", status), *(RunTag(k, v) for k, v in (tags or {}).items())]
     if error:
         tags.append(RunTag("harness.error", error.splitlines()[0][:500]))
     write(uri, cl.log_batch, run_id, metrics=list(metrics), tags=tags)

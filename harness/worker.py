@@ -1,40 +1,70 @@
-"""Execute one run: the code every executor calls, in whatever process.
+"""The run lifecycle: execute one work item, in whatever process.
 
-``execute_run`` never raises for a run's own failure: it records the failure
-in MLflow (status, one-line error, traceback artifact) and returns an
-``Outcome``, so one bad run never stops a suite.  The outcome says whether the
-failure was the infrastructure's (``retryable``: CUDA error, tracking server
-unreachable) rather than the method's, which ``--retries`` acts on.
+A work item (``WorkItem``) is a list of run specs for one device: a run
+trained alone is an item of one, a batch-mode group (``harness.groups``) an
+item of several.  ``execute_item`` is the only code that starts and ends runs:
+
+1. each run gets its MLflow run (``harness.runlog.open_logger``: written
+   from this process, or through the store writer in batch mode) with its
+   tags, params and ``config.yaml``;
+2. the task trains: ``task.run_group(ctxs)`` for a group, when the task has a
+   batch mode; else ``task.run(ctx)`` for each run in turn (a run's MLflow
+   run is opened when it starts);
+3. each run ends through ``harness.runstate.judge`` (status, failure kind,
+   retry), with its test metrics, or its traceback and one-line error.
+
+``execute_item`` never raises for a run's own failure: one bad run never
+stops a suite.  ``KeyboardInterrupt`` ends the open runs ``interrupted`` and
+propagates, so Ctrl-C stops the suite.
 """
 
 from __future__ import annotations
 
-import os
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-from harness.errors import Diverged, UserError
+from harness import runstate
+from harness.context import (
+    RunContext,
+    direction_tags,
+    pick_device,
+    provenance_tags,
+    seed_everything,
+)
 from harness.plan import RunSpec
+from harness.progress import EPOCHS
 
-#: Tag on a failed run whose failure was its input's (a bad file, a dataset
-#: that does not suit the config, data that could not be fetched).
-FAILURE_KIND_TAG = "harness.failure_kind"
+#: Tag naming the group a run trained in: ``<group id> <i>/<n>``.
+GROUP_TAG = "harness.group"
 
-#: Messages of errors that come from the machine, not from a method's code.
-_INFRA_MESSAGES = ("CUDA error", "CUBLAS_STATUS", "CUDNN_STATUS", "NCCL error",
-                   "cudaErrorLaunchFailure", "uncorrectable ECC", "database is locked",
-                   "unable to open database file", "Max retries exceeded",
-                   "Connection refused", "Connection reset", "API request to")
-_INFRA_TYPES = ("ConnectionError", "ConnectTimeout", "ReadTimeout", "MaxRetryError",
-                "NewConnectionError", "ProtocolError", "RemoteDisconnected")
+
+@dataclass
+class WorkItem:
+    """What an executor runs in one call: run specs (``RunSpec.to_dict()``,
+    picklable) trained on ``device``, the ``attempt`` they are on, and whether
+    they log through a store writer (``writer``: batch mode)."""
+
+    specs: list[dict]
+    device: str = "auto"
+    attempt: int = 1
+    writer: bool = False
+
+    @property
+    def run_keys(self) -> list[str]:
+        """The run keys of the item's runs, in order."""
+        return [d["run_key"] for d in self.specs]
+
+    def alone(self, spec: dict) -> WorkItem:
+        """One of this item's runs as an item of its own, on its next attempt
+        (how ``--retries`` retries a run whose item failed on the machine)."""
+        return WorkItem([spec], self.device, self.attempt + 1, self.writer)
 
 
 @dataclass
 class Outcome:
-    """What a run ended with, as the runner summarises it."""
+    """How one run ended, as the runner counts and reports it."""
 
     run_key: str
     run_name: str
@@ -46,255 +76,264 @@ class Outcome:
     #: An infrastructure failure: ``--retries`` runs it again.
     retryable: bool = False
     run_id: str = ""
-    #: Class name of the exception that ended the run (``DatasetUnavailable``,
-    #: ``UserError``, ...), empty when it finished.
+    #: Class name of the exception that ended the run, "" when it finished.
     error_type: str = ""
+    #: ``harness.runstate`` failure kind (``input``, ``unavailable``, ...).
+    failure_kind: str = ""
 
 
 @dataclass
 class Lost:
     """What an executor yields instead of a result for an item whose worker
-    died (or whose call raised outside ``execute_run``): the runner records
-    the run as ``interrupted`` and, with ``--retries``, runs it again."""
+    died (or whose call raised outside ``execute_item``): the runner records
+    its runs ``interrupted`` and, with ``--retries``, runs them again."""
 
-    item: Any
+    item: WorkItem
     error: str
     #: False when the call itself raised (a bug, not the machine): no retry.
     infrastructure: bool = True
 
 
-def is_infrastructure_error(exc: BaseException) -> bool:
-    """Whether ``exc`` (or an exception it was raised from) is the machine's
-    fault -- a CUDA/NCCL failure, a lost connection to the tracking server, a
-    locked database -- rather than an error in a method's code."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        names = {c.__name__ for c in type(exc).__mro__}
-        if names & set(_INFRA_TYPES) or any(m in str(exc) for m in _INFRA_MESSAGES):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
+def group_id(specs: list[RunSpec]) -> str:
+    """A short stable id of a group: a hash of its run keys."""
+    import hashlib
+
+    blob = ",".join(s.run_key for s in specs)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def is_oom(exc: BaseException) -> bool:
-    """``MemoryError`` (e.g. an address-space limit) or
-    ``torch.cuda.OutOfMemoryError`` (matched by name: torch stays unimported)."""
-    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
+def outcome(spec: RunSpec, verdict: runstate.Verdict, *, metrics: dict | None = None,
+            seconds: float = 0.0, attempt: int = 1, run_id: str | None = "") -> Outcome:
+    """The ``Outcome`` of ``spec`` for ``verdict``."""
+    return Outcome(spec.run_key, spec.run_name, verdict.status, metrics or {}, verdict.error,
+                   seconds, attempt, verdict.retryable, run_id or "", verdict.error_type,
+                   verdict.failure_kind)
 
 
-def pick_device(requested: str = "auto") -> str:
-    """``auto`` -> cuda, then mps, then cpu; anything else is passed through."""
-    if requested != "auto":
-        return requested
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
+#: ``started(run_key, run_id | None, writer pid | None)``.
+Started = Callable[[str, "str | None", "int | None"], None]
+Ended = Callable[[Outcome], None]
 
 
-class RunContext:
-    """What a task gets to run one RunSpec: data, components, logging."""
-
-    def __init__(self, spec: RunSpec, logger, registry, device: str, task=None):
-        self.spec = spec
-        self.config = spec.config
-        self.seeds = spec.seeds
-        self.device = device
-        self.registry = registry
-        self.task = task
-        self._logger = logger
-        self._data = None
-        self._cited = False
-
-    @property
-    def data(self):
-        """The task's data object for this run (its ``prepare(entry, seed,
-        ctx)``), built once; a task without ``prepare`` gets the raw dataset."""
-        if self._data is None:
-            prepare = getattr(self.task, "prepare", None)
-            if prepare is None:
-                self._data = self.load_raw()
-            else:
-                self._data = prepare(self.spec.dataset, self.spec.seeds["split"], self)
-        return self._data
-
-    def load_raw(self, entry: dict | None = None):
-        """The ``RawDataset`` of ``entry`` (default: this run's dataset),
-        loaded through the process-wide cache.  A citation in the run's own
-        dataset's ``meta["citation"]`` is stored with the run
-        (``dataset/citation.bib``)."""
-        from harness.data import load_entry
-
-        raw = load_entry(entry or self.spec.dataset, self.registry)
-        citation = (raw.meta or {}).get("citation") if entry in (None, self.spec.dataset) else None
-        if citation and not self._cited:
-            self._logger.log_text(str(citation), "dataset/citation.bib")
-            self._cited = True
-        return raw
-
-    def create(self, kind: str, spec: Any, **offered: Any) -> Any:
-        """Build a registered component; ``offered`` are data-derived values
-        (``in_shape=...``), passed to the factory where it declares them
-        with ``harness.FromData``."""
-        return self.registry.create(kind, spec, kind, **offered)
-
-    def metrics(self) -> dict[str, Any]:
-        """The suite's metrics, built: logged name -> callable (with its
-        declared ``inputs`` and ``greater_is_better``)."""
-        return {name: self.registry.create("metrics", spec, f"metrics.{name}")
-                for name, spec in self.spec.metric_components().items()}
-
-    def log_metrics(self, values: dict[str, float], step: int = 0) -> None:
-        """Log metrics at ``step`` (buffered)."""
-        self._logger.log_metrics(values, step)
-
-    def epoch_end(self, epoch: int, values: dict[str, float], phase: str = "train") -> None:
-        """Log one epoch's metrics and notify ``on_epoch_end`` hooks.  Outside
-        the ``train`` phase the keys are logged under ``<phase>/``."""
-        logged = values if phase == "train" else {f"{phase}/{k}": v for k, v in values.items()}
-        self._logger.log_metrics(logged, epoch)
-        if self._logger.flush_due():
-            self._logger.flush()
-        self.registry.pm.hook.on_epoch_end(spec=self.spec, epoch=epoch, metrics=values,
-                                           phase=phase)
-
-    def log_params(self, params: dict[str, Any]) -> None:
-        """Log extra run parameters (values become strings)."""
-        self._logger.log_params(params)
-
-    def log_text(self, text: str, name: str) -> None:
-        """Store a text artifact."""
-        self._logger.log_text(text, name)
-
-    def log_artifact(self, path: str, artifact_path: str | None = None) -> None:
-        """Store a file or directory artifact."""
-        self._logger.log_artifact(path, artifact_path)
-
-
-def provenance_tags(spec: RunSpec, registry) -> dict[str, str]:
-    """``harness.plugin.<kind>.<name>`` = ``dist==version`` for each component
-    the run uses (dataset source, transforms, task, config components)."""
-    used = [("tasks", spec.task), ("datasets", spec.dataset["source"])]
-    used += [("transforms", name) for name, _ in spec.dataset.get("transforms", [])]
-    used += [tuple(c) for c in spec.components]
-    used += [("metrics", s["name"]) for s in spec.metric_components().values()]
-    tags = {}
-    for kind, name in used:
-        info = registry.components(kind).get(name)
-        if info is not None:
-            tags[f"harness.plugin.{kind}.{name}"] = info.provenance
-    return tags
-
-
-def direction_tags(spec: RunSpec, registry) -> dict[str, str]:
-    """``harness.direction.<metric>`` = ``max`` | ``min`` for each suite metric,
-    so reports rank from MLflow alone."""
-    from harness.metrics import DIRECTION_TAG
-
-    tags = {}
-    for name, s in spec.metric_components().items():
-        info = registry.components("metrics").get(s["name"])
-        if info is not None:
-            better = getattr(info.factory, "greater_is_better", True)
-            tags[f"{DIRECTION_TAG}{name}"] = "max" if better else "min"
-    return tags
-
-
-def execute_run(spec_data: dict, uri: str | None, device: str = "auto",
-                blocked: tuple[str, ...] = (), *, attempt: int = 1, executor: str = "local",
-                started: Callable[[str], None] | None = None) -> Outcome:
-    """Run one spec end to end and record it in MLflow.  ``KeyboardInterrupt``
-    marks the run ``interrupted`` and propagates, so Ctrl-C stops the suite.
-
-    ``attempt`` and ``executor`` become the tags ``harness.attempt`` and
-    ``harness.executor``; ``started(run_id)`` is called once the MLflow run
-    exists (a supervising process uses it to record a kill)."""
-    import yaml
-
+def execute_item(item: WorkItem, uri: str | None, blocked: tuple[str, ...] = (), *,
+                 executor: str = "local", started: Started | None = None,
+                 ended: Ended | None = None) -> list[Outcome]:
+    """Train the runs of ``item`` and record each in MLflow; one ``Outcome``
+    per run, in order.  ``started(run_key, run_id | None, writer_pid | None)``
+    is called when a run's MLflow run is opened (the id is None while a store
+    writer creates it; the writer's pid is None without one) and
+    ``ended(outcome)`` when its end is in the store: a supervising process
+    uses them to record a kill."""
     from harness.plugins import get_registry
-    from harness.tracking import RunLogger
 
-    spec = RunSpec.from_dict(spec_data)
-    start = time.time()
-
-    def outcome(status: str, metrics=None, error: str = "", retryable: bool = False,
-                run_id: str = "", exc: BaseException | None = None) -> Outcome:
-        return Outcome(spec.run_key, spec.run_name, status, metrics or {}, error,
-                       time.time() - start, attempt, retryable, run_id,
-                       type(exc).__name__ if exc is not None else "")
-
+    specs = [RunSpec.from_dict(d) for d in item.specs]
     try:
         registry = get_registry(set(blocked) or None)
-        logger = RunLogger(uri, spec, {**provenance_tags(spec, registry),
-                                       **direction_tags(spec, registry)},
-                           {"harness.attempt": attempt, "harness.executor": executor})
-    except Exception as exc:  # e.g. the tracking server is unreachable: no run to record into
-        return outcome("failed", error=_one_line(exc), retryable=is_infrastructure_error(exc),
-                       exc=exc)
-    if started is not None:
-        started(logger.run_id)
-    hook = registry.pm.hook
-    try:
+    except Exception as exc:  # noqa: BLE001 - no registry: nothing can be recorded
+        return [outcome(s, runstate.judge(exc), attempt=item.attempt) for s in specs]
+    lifecycle = _Lifecycle(item, uri, registry, executor, started, ended)
+    if len(specs) > 1 and hasattr(lifecycle.task, "run_group"):
+        return lifecycle.together(specs)
+    return [lifecycle.alone(spec) for spec in specs]
+
+
+class _Lifecycle:
+    """Start, train and end the runs of one work item."""
+
+    def __init__(self, item: WorkItem, uri, registry, executor: str, started, ended):
+        self.item, self.uri, self.registry = item, uri, registry
+        self.executor, self.started, self.ended = executor, started, ended
+        self.hook = registry.pm.hook
+        first = RunSpec.from_dict(item.specs[0])
+        try:
+            self.task = registry.get("tasks", first.task).factory()
+        except Exception as exc:  # noqa: BLE001 - each run records it
+            self.task = exc
+
+    def _open(self, spec: RunSpec, group: str | None = None):
+        import yaml
+
+        from harness.runlog import open_logger
+
+        tags = {**provenance_tags(spec, self.registry), **direction_tags(spec, self.registry),
+                "harness.attempt": str(self.item.attempt), "harness.executor": self.executor}
+        if group:
+            tags[GROUP_TAG] = group
+        logger = open_logger(self.uri, spec, tags, writer=self.item.writer)
         logger.log_text(yaml.safe_dump(spec.to_dict(), sort_keys=False), "config.yaml")
-        dev = pick_device(spec.device if device == "auto" else device)
-        _seed_everything(spec.seeds["init"])
-        hook.before_run(spec=spec)
-        task = registry.get("tasks", spec.task).factory()
-        ctx = RunContext(spec, logger, registry, dev, task)
-        metrics = task.run(ctx)
-        logger.log_metrics({f"test/{k}": v for k, v in metrics.items()}, 0)
-        logger.end("finished")
-        hook.after_run(spec=spec, status="finished", metrics=metrics)
-        return outcome("finished", metrics, run_id=logger.run_id)
-    except Diverged as exc:
-        logger.end("diverged", str(exc) or "loss became NaN/inf")
-        hook.after_run(spec=spec, status="diverged", metrics={})
-        return outcome("diverged", error=str(exc), run_id=logger.run_id)
-    except KeyboardInterrupt:
-        logger.end("interrupted", "interrupted by the user (Ctrl-C)")
-        raise
-    except Exception as exc:
-        error = _one_line(exc)
-        status = "oom" if is_oom(exc) else "failed"
-        retryable = status == "failed" and is_infrastructure_error(exc)
+        if self.started is not None:
+            self.started(spec.run_key, getattr(logger, "run_id", None),
+                         getattr(logger, "writer_pid", None))
+        return logger
+
+    def _device(self, spec: RunSpec) -> str:
+        device = self.item.device
+        return pick_device(getattr(spec, "device", "auto") if device == "auto" else device)
+
+    def _task(self):
+        if isinstance(self.task, BaseException):
+            raise self.task
+        return self.task
+
+    def alone(self, spec: RunSpec) -> Outcome:
+        """Train one run with ``task.run``."""
+        start = time.time()
         try:
-            logger.log_text(traceback.format_exc(), "traceback.txt")
-            hook.on_run_error(spec=spec, error=exc)
-        except Exception:  # recording must not hide the run's own error
+            logger = self._open(spec)
+        except Exception as exc:  # noqa: BLE001 - e.g. the tracking server is unreachable
+            return outcome(spec, runstate.judge(exc), seconds=time.time() - start,
+                           attempt=self.item.attempt)
+        result: dict | BaseException
+        EPOCHS.begin(spec.run_name)
+        try:
+            seed_everything(spec.seeds["init"])
+            task = self._task()
+            self.hook.before_run(spec=spec)
+            result = task.run(RunContext(spec, logger, self.registry, self._device(spec), task))
+        except KeyboardInterrupt as exc:
+            self._settle(spec, logger, self._end(spec, logger, exc), time.time() - start)
+            raise
+        except Exception as exc:  # noqa: BLE001 - the run's failure, recorded
+            result = exc
+        finally:
+            EPOCHS.end()
+        ended = self._end(spec, logger, result)
+        return self._settle(spec, logger, ended, time.time() - start)
+
+    def together(self, specs: list[RunSpec]) -> list[Outcome]:
+        """Train a group with ``task.run_group``; a CUDA out-of-memory splits
+        it in halves that train as groups of their own."""
+        start = time.time()
+        gid, n = group_id(specs), len(specs)
+        loggers = []
+        try:
+            for i, spec in enumerate(specs):
+                loggers.append(self._open(spec, f"{gid} {i + 1}/{n}"))
+        except Exception as exc:  # noqa: BLE001 - the store is unusable for all of them
+            verdict = runstate.judge(exc)
+            ended = [self._end(s, lg, exc) for s, lg in zip(specs, loggers)]
+            done = [self._settle(s, lg, e, time.time() - start)
+                    for s, lg, e in zip(specs, loggers, ended)]
+            return done + [outcome(s, verdict, attempt=self.item.attempt)
+                           for s in specs[len(loggers):]]
+        EPOCHS.begin(specs[0].run_name, n)
+        try:
+            seed_everything(specs[0].seeds["init"])
+            task = self._task()
+            for spec in specs:
+                self.hook.before_run(spec=spec)
+            device = self._device(specs[0])
+            ctxs = [RunContext(s, lg, self.registry, device, task)
+                    for s, lg in zip(specs, loggers)]
+            results = list(task.run_group(ctxs))
+            if len(results) != n:
+                raise RuntimeError(f"task {specs[0].task!r}: run_group returned {len(results)} "
+                                   f"results for {n} runs")
+        except KeyboardInterrupt as exc:
+            ended = [self._end(s, lg, exc) for s, lg in zip(specs, loggers)]
+            for s, lg, e in zip(specs, loggers, ended):
+                self._settle(s, lg, e, time.time() - start)
+            raise
+        except Exception as exc:  # noqa: BLE001 - every run of the group ends with it
+            if type(exc).__name__ == "OutOfMemoryError" and n > 1:
+                return self._split(specs, loggers, exc)
+            results = [exc] * n
+        finally:
+            EPOCHS.end()
+        ended = [self._end(s, lg, r) for s, lg, r in zip(specs, loggers, results)]
+        share = (time.time() - start) / n
+        return [self._settle(s, lg, e, share) for s, lg, e in zip(specs, loggers, ended)]
+
+    def _split(self, specs: list[RunSpec], loggers: list, exc: BaseException) -> list[Outcome]:
+        """End the group's runs ``interrupted`` and train its halves (each
+        opens new MLflow runs; resume counts the newest run of a key)."""
+        import gc
+
+        n, half = len(specs), len(specs) // 2
+        note = (f"the group of {n} ran out of memory ({type(exc).__name__}); "
+                f"retrained in groups of {half} and {n - half}")
+        for logger in loggers:
+            logger.end(runstate.INTERRUPTED, note)
+        for logger in loggers:
+            logger.wait()
+        del exc
+        gc.collect()
+        try:
+            import torch
+
+            torch.cuda.empty_cache()
+        except Exception:  # noqa: BLE001 - no CUDA: nothing cached
             pass
+        item = self.item
+        out = []
+        for part in (item.specs[:half], item.specs[half:]):
+            out += execute_item(WorkItem(part, item.device, item.attempt, item.writer), self.uri,
+                                executor=self.executor, started=self.started, ended=self.ended)
+        return out
+
+    def _end(self, spec: RunSpec, logger, result) -> tuple:
+        """Queue the end of one run: test metrics and its status, or the
+        failure with its traceback.  Returns ``(verdict, metrics)``."""
+        exc = result if isinstance(result, BaseException) else None
+        verdict = runstate.judge(exc)
         try:
-            # the input's fault, not the method's: the next `harness run` retries
-            # it once the input is fixed.  Not DatasetUnavailable: an offline
-            # dataset would add a failed run to the store at every `harness run`;
-            # `--rerun-failed` retries it once the network is back.
-            if isinstance(exc, UserError):
-                logger.set_tags({FAILURE_KIND_TAG: "input"})
-            logger.end(status, error)
-        except Exception as track_exc:  # the tracking store went away mid-run
-            retryable = retryable or is_infrastructure_error(track_exc)
-        return outcome(status, error=error, retryable=retryable, run_id=logger.run_id, exc=exc)
+            if exc is None:
+                logger.log_metrics({f"test/{k}": v for k, v in result.items()}, 0)
+            elif verdict.status not in runstate.DONE and not isinstance(exc, KeyboardInterrupt):
+                logger.log_text("".join(traceback.format_exception(exc)), "traceback.txt")
+                try:
+                    self.hook.on_run_error(spec=spec, error=exc)
+                except Exception:  # noqa: BLE001 - recording must not hide the run's error
+                    pass
+            if verdict.tags:
+                logger.set_tags(verdict.tags)
+            logger.end(verdict.status, verdict.error)
+        except Exception as track_exc:  # noqa: BLE001 - the store went away mid-run
+            return runstate.judge(track_exc), {}
+        return verdict, ({} if exc is not None else result)
+
+    def _settle(self, spec: RunSpec, logger, ended: tuple, seconds: float) -> Outcome:
+        """The run's ``Outcome`` once its end is in the store (``seconds``:
+        its training time); a run that could not be recorded failed on the
+        infrastructure."""
+        from harness.errors import NotRecorded
+
+        verdict, metrics = ended
+        run_id, problem = logger.wait()
+        if problem:
+            verdict, metrics = runstate.judge(NotRecorded(problem)), {}
+        elif verdict.status in runstate.DONE:
+            self.hook.after_run(spec=spec, status=verdict.status, metrics=metrics)
+        done = outcome(spec, verdict, metrics=metrics, seconds=seconds,
+                       attempt=self.item.attempt, run_id=run_id)
+        if self.ended is not None:
+            self.ended(done)
+        return done
 
 
-def _one_line(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}".replace("\n", " ")
+def lost_outcomes(lost: Lost, uri: str | None, suite: str) -> list[Outcome]:
+    """Outcomes for an item whose worker died: each run it left RUNNING (in
+    a process that is gone) is closed ``interrupted``."""
+    from harness.errors import WorkerLost
+    from harness.tracking import close_run, existing_runs
 
-
-def _seed_everything(seed: int) -> None:
-    import random
-
-    import numpy as np
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-    # executors set this per worker so runs sharing a machine do not oversubscribe
-    # its cores, and so every executor computes with the same thread count
-    threads = os.environ.get("HARNESS_TORCH_THREADS")
-    if threads and int(threads) != torch.get_num_threads():
-        torch.set_num_threads(int(threads))
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    verdict = runstate.judge(WorkerLost(lost.error))
+    if not lost.infrastructure:
+        verdict = runstate.Verdict(verdict.status, runstate.METHOD_FAILURE, verdict.error,
+                                   False, verdict.error_type)
+    try:
+        existing = existing_runs(uri, suite)
+    except Exception:  # noqa: BLE001 - tracking down too: resume closes them once stale
+        existing = {}
+    out = []
+    for data in lost.item.specs:
+        spec = RunSpec.from_dict(data)
+        info = existing.get(spec.run_key, {})
+        pid = runstate.local_pid(info)
+        if info.get("status") == runstate.RUNNING and not (pid and runstate.pid_alive(pid)):
+            try:
+                close_run(uri, info["run_id"], verdict.status, lost.error)
+            except Exception:  # noqa: BLE001 - resume closes it once stale
+                pass
+        out.append(outcome(spec, verdict, attempt=lost.item.attempt))
+    return out

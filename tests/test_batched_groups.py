@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from harness.groups import execute_item, group_runs
+from harness.groups import group_runs
+from harness.options import RunOptions
 from harness.plugins import get_registry
 from harness.runner import make_plan, run_plan
+from harness.worker import WorkItem, execute_item
+
+
+def _item(specs, writer=True) -> WorkItem:
+    return WorkItem([s.to_dict() for s in specs], writer=writer)
 
 SUITE = """\
 name: batched
@@ -90,7 +96,7 @@ def test_batched_suite_logs_what_unbatched_logs(tmp_path, batch_plugin, monkeypa
     suite = suite_file(tmp_path, model="mlp64")
     alone_uri, batch_uri = (f"sqlite:///{tmp_path / n}" for n in ("alone.db", "batch.db"))
     plan = make_plan(suite, alone_uri)
-    counts = run_plan(plan, alone_uri)
+    counts = run_plan(plan, RunOptions(tracking_uri=alone_uri))
     assert counts["finished"] == 10
 
     from harness_plugins.classification import batched
@@ -102,7 +108,7 @@ def test_batched_suite_logs_what_unbatched_logs(tmp_path, batch_plugin, monkeypa
     plan = make_plan(suite, batch_uri)
     grouping = group_runs(plan.todo, get_registry())
     outcomes = [o for item in grouping.items
-                for o in execute_item([s.to_dict() for s in item], batch_uri)]
+                for o in execute_item(_item(item), batch_uri)]
     assert [o.status for o in outcomes] == ["finished"] * 10
 
     alone, batched = _logged(alone_uri), _logged(batch_uri)
@@ -135,8 +141,8 @@ def test_batched_suite_logs_what_unbatched_logs(tmp_path, batch_plugin, monkeypa
 
 
 def test_plan_lines_and_lost_items(tmp_path):
-    from harness.groups import describe, flat_outcomes
-    from harness.worker import Lost
+    from harness.groups import describe
+    from harness.worker import Lost, lost_outcomes
 
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     plan = make_plan(suite_file(tmp_path), uri)
@@ -147,16 +153,11 @@ def test_plan_lines_and_lost_items(tmp_path):
                for line in lines)
     assert lines[-1] == "4 work items: 2 groups (8 runs), 2 runs alone"
 
-    # a worker that died with a group: every run of it is interrupted, once
-    specs = [s.to_dict() for s in plan.todo[:2]]
-    done = plan.todo[2].to_dict()
-    from harness.worker import Outcome
-
-    finished = [Outcome(done["run_key"], "x", "finished")]
-    out = list(flat_outcomes([Lost((specs, "cpu", 1), "worker died"), finished], uri,
-                             "batched"))
-    assert [(o.run_key, o.status) for o in out] == \
-        [(s["run_key"], "interrupted") for s in specs] + [(done["run_key"], "finished")]
+    # a worker that died with a group: every run of it is interrupted, retryable
+    item = _item(plan.todo[:2])
+    out = lost_outcomes(Lost(item, "worker died"), uri, "batched")
+    assert [(o.run_key, o.status, o.retryable) for o in out] == \
+        [(key, "interrupted", True) for key in item.run_keys]
 
 
 def test_estimate_from_history(tmp_path, monkeypatch):
@@ -206,7 +207,7 @@ def test_out_of_memory_group_retrains_in_halves(tmp_path, batch_plugin):
     plan.todo += make_plan(str(path), uri, only="*/ce/*").todo
     items = group_runs(plan.todo, get_registry()).items
     assert [len(i) for i in items] == [4]
-    outcomes = execute_item([s.to_dict() for s in items[0]], uri)
+    outcomes = execute_item(_item(items[0]), uri)
     assert [o.status for o in outcomes] == ["finished"] * 4
     assert [o.run_key for o in outcomes] == [s.run_key for s in items[0]]
     runs = _logged(uri)
@@ -250,9 +251,6 @@ def test_cli_batch_plan_run_resume_jobs(tmp_path, tracking_uri, capsys):
     out = capsys.readouterr().out
     assert "batch mode:" in out and "alone (2 runs): scheme `sam` is not batchable" in out
     assert "estimated training time: unknown" in out
-    assert main(["run", suite, "--batch", "--timeout", "1h"]) == 2
-    assert "does not combine with --timeout" in capsys.readouterr().err
-
     assert main(["run", suite, "--batch", "--only", "*/ce/*"]) == 0
     assert "2 finished" in capsys.readouterr().out
     assert main(["run", suite, "--max-group", "3", "--jobs", "2"]) == 0

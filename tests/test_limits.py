@@ -8,7 +8,8 @@ import pytest
 
 from harness.cli import main
 from harness.limits import Limits, format_duration, parse_duration, parse_memory
-from harness.worker import execute_run, is_infrastructure_error, is_oom
+from harness.runstate import is_infrastructure_error, is_oom
+from harness.worker import WorkItem, execute_item
 
 SUITE = """\
 name: faults
@@ -93,7 +94,7 @@ def test_unreachable_tracking_is_retryable(tmp_path, monkeypatch):
     suite = tmp_path / "s.yaml"
     suite.write_text(SUITE.split("  slow:")[0] + "metrics: [accuracy]\ntask: classification\n")
     spec = expand_suite(load_suite(suite))[0]
-    outcome = execute_run(spec.to_dict(), f"http://127.0.0.1:{port}", "cpu")
+    outcome, = execute_item(WorkItem([spec.to_dict()], "cpu"), f"http://127.0.0.1:{port}")
     assert outcome.status == "failed" and outcome.retryable, outcome.error
 
 

@@ -64,7 +64,7 @@ def test_existing_runs_fast_path_and_client_agree(tracking_uri):
     run("b", "failed", "FAILED", 1, failure_kind="input", error="UserError: x.csv: missing")
     run("c", None, "KILLED", 1)  # no status tag: MLflow's status decides
     run("d", "preempted", "FAILED", 1)  # a word this version does not know
-    fast = tracking._existing_runs_sqlite(tracking._sqlite_path(tracking_uri), "agree")
+    fast = tracking._existing_runs_sqlite(tracking.sqlite_path(tracking_uri), "agree")
     slow = tracking._existing_runs_client(tracking_uri, "agree")
     assert sorted(fast, key=str) == sorted(slow, key=str)
     got = tracking.existing_runs(tracking_uri, "agree")
