@@ -7,6 +7,10 @@ papers report them.  SSIM is scikit-image's ``structural_similarity`` on the
 packed 4-channel raw (``channel_axis=0``, ``data_range=1``), not on a
 demosaiced sRGB rendering.  Noise distances take two arrays of dark-frame
 values in DN (any shape; the pixel value distribution is compared).
+``noise_quantile_l1`` is PNNP's own training loss on dark frames, so it
+favours PNNP by construction; ``flat_noise_kl`` compares flat-field noise
+(frame minus its level) at a level no model was fit on, where shot and read
+noise act together.
 """
 
 from __future__ import annotations
@@ -105,6 +109,12 @@ def noise_kl(bin_width: Annotated[float, Field(gt=0)] = 1.0):
     return lambda real, generated: histogram_kl(real, generated, bin_width)
 
 
+@metric(inputs=("flat_real", "flat_generated"), greater_is_better=False)
+def flat_noise_kl(bin_width: Annotated[float, Field(gt=0)] = 1.0):
+    """KL divergence of held-out real flat-field noise to the model's at its level (1 DN bins)."""
+    return lambda real, generated: histogram_kl(real, generated, bin_width)
+
+
 @metric(inputs=("dark_real", "dark_generated"), greater_is_better=False)
 def noise_quantile_l1(levels: Annotated[int, Field(ge=1)] = 999):
     """Mean L1 distance (DN) between quantiles of real and generated dark frames."""
@@ -112,7 +122,7 @@ def noise_quantile_l1(levels: Annotated[int, Field(ge=1)] = 999):
 
 
 METRICS = {"psnr": psnr, "ssim": ssim, "psnr_noisy": psnr_noisy, "noise_kl": noise_kl,
-           "noise_quantile_l1": noise_quantile_l1}
+           "noise_quantile_l1": noise_quantile_l1, "flat_noise_kl": flat_noise_kl}
 
 
 @hookimpl

@@ -24,7 +24,7 @@ shot noise.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -35,13 +35,18 @@ from harness_plugins.denoising.noise import NoiseModel, row_noise, shot
 def pnnp(hidden: Annotated[int, Field(ge=1)] = 16, steps: Annotated[int, Field(ge=1)] = 1000,
          lr: Annotated[float, Field(gt=0)] = 0.02, batch: Annotated[int, Field(ge=16)] = 4096,
          fixed_pattern: bool = True,
-         seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0) -> NoiseModel:
+         seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0,
+         dark_shading: Literal["subtract", "add"] = "subtract") -> NoiseModel:
     """PNNP-style learned noise model: decoupled dark-frame components, monotone proxy network.
 
     ``hidden``: tanh units of the read-noise quantile network; ``steps``,
-    ``lr``, ``batch``: its training with the quantile L1 loss; ``fixed_pattern``:
-    add the learned dark-shading map (random crops) to generated noise."""
-    return PNNP(hidden, steps, lr, batch, fixed_pattern, seed)
+    ``lr``, ``batch``: its training with the quantile L1 loss.  The dark
+    shading is the calibrated per-pixel fixed pattern (``fixed_pattern``) plus
+    the per-channel black-level error.  ``dark_shading: subtract`` (PNNP's
+    evaluation): it is subtracted from the real noisy input before denoising
+    and generated noise holds neither; ``add``: the map (random crops) and the
+    black level are added to generated noise and the input is left as it is."""
+    return PNNP(hidden, steps, lr, batch, fixed_pattern, seed, dark_shading)
 
 
 #: Tukey-lambda shapes of the proxy network's tail terms (lambda < 0: heavier than logistic).
@@ -86,9 +91,11 @@ class PNNP(NoiseModel):
 
     learned = True
 
-    def __init__(self, hidden=16, steps=1000, lr=0.02, batch=4096, fixed_pattern=True, seed=0):
+    def __init__(self, hidden=16, steps=1000, lr=0.02, batch=4096, fixed_pattern=True, seed=0,
+                 dark_shading="subtract"):
         self.hidden, self.steps, self.lr, self.batch = hidden, steps, lr, batch
         self.use_pattern, self.seed = fixed_pattern, seed
+        self.subtract_shading = dark_shading == "subtract"
         self.gain, self.row_sigma, self.loss = 1.0, 0.0, float("nan")
         self.bias = None
         self.pattern = None
@@ -148,8 +155,25 @@ class PNNP(NoiseModel):
             out[i] = pattern[:, y:y + h, x:x + w].to(device)
         return out
 
+    def dark_shading(self, h: int, w: int):
+        """The calibrated dark shading at the frame's position (the sensor's
+        pattern sits at its top-left corner): map plus black-level error, DN;
+        None in ``add`` mode, whose input is left as it is."""
+        import numpy as np
+
+        if not self.subtract_shading:
+            return None
+        shading = np.broadcast_to(self.bias.numpy()[:, None, None], (4, h, w)).copy()
+        if self.use_pattern:
+            ph, pw = self.pattern.shape[1:]
+            tiled = np.tile(self.pattern.numpy(), (1, -(-h // ph), -(-w // pw)))
+            shading += tiled[:, :h, :w]
+        return shading.astype(np.float32)
+
     def sample(self, signal, generator):
-        """Shot + dark shading + row + proxy read noise, rounded by the ADC."""
+        """Shot + row + proxy read noise on the dark shading, rounded by the ADC;
+        in ``subtract`` mode the shading is taken off again after the rounding
+        (what the method sees of a real frame: its quantisation stays)."""
         import torch
 
         dev = signal.device
@@ -157,10 +181,11 @@ class PNNP(NoiseModel):
         u = torch.rand(signal.shape, generator=generator, device=dev)
         noisy = shot(signal, self.gain, generator) + net(u)
         noisy = noisy + row_noise(signal.shape, self.row_sigma, generator, dev)
+        shading = self.bias.to(dev)[None, :, None, None].expand(signal.shape)
         if self.use_pattern:
-            noisy = noisy + self._pattern(signal.shape, generator, dev)
-        noisy = noisy + self.bias.to(dev)[None, :, None, None]
-        return torch.round(noisy)
+            shading = shading + self._pattern(signal.shape, generator, dev)
+        noisy = torch.round(noisy + shading)
+        return noisy - shading if self.subtract_shading else noisy
 
     def params(self) -> dict[str, float]:
         """K, the temporal noise sigma (read + row + quantisation), row sigma, fit loss."""

@@ -8,6 +8,9 @@ The component kind ``sensors`` is declared in
   are fit on;
 - ``heldout_dark() -> (M, 4, h, w)``: other dark frames, only for measuring
   how close a noise model's dark frames are to real ones;
+- optional ``heldout_flat() -> (level, (M, 4, h, w))``: flat-field frames at
+  a signal level (DN) outside the calibration's, for a noise-fidelity
+  measure no model was fit on (shot and read noise together);
 - ``pairs(clean, ratio, seed) -> list[(noisy, clean)]``: test pairs at an
   amplification ratio, packed raw in [0, 1].  A simulated sensor captures
   the given clean test images; a real camera's plugin would return its own
@@ -114,6 +117,12 @@ class SimulatedSensor:
     def heldout_dark(self):
         """Dark frames not in the calibration (another draw of the same sensor)."""
         return self._frames(0.0, self.n_heldout, self.seed + 2)
+
+    def heldout_flat(self):
+        """(level, frames): flat frames at 0.5 % of the range, a mid-tone of a
+        x100 low-light image (calibration flats start at 2 %)."""
+        level = round(0.005 * self.white)
+        return float(level), self._frames(level, self.n_heldout, self.seed + 3)
 
     def pairs(self, clean, ratio: float, seed: int):
         """Capture each clean packed image (cropped to the frame) at ``ratio``."""

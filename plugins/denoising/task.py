@@ -20,8 +20,11 @@ One run, in the PNNP setting:
    correction.
 
 Metric inputs: ``clean``, ``denoised``, ``noisy`` (lists of packed raw
-``(4, h, w)`` arrays in [0, 1], one per test image, per ratio) and
-``dark_real``/``dark_generated`` (held-out and generated dark frames, DN).
+``(4, h, w)`` arrays in [0, 1], one per test image, per ratio; ``noisy`` is
+the sensor's input before the method's correction),
+``dark_real``/``dark_generated`` (held-out and generated dark frames, DN)
+and, where the sensor has held-out flat frames, ``flat_real``/
+``flat_generated`` (flat-field frames minus their level, DN).
 A report image (noisy / denoised / clean of the first test image, sRGB) is
 logged as the artifact ``report/denoised.png``.
 """
@@ -39,7 +42,7 @@ from harness.params import check_components
 
 Spec = str | dict[str, Any]
 IMAGE_INPUTS = ("clean", "denoised", "noisy")
-NOISE_INPUTS = ("dark_real", "dark_generated")
+NOISE_INPUTS = ("dark_real", "dark_generated", "flat_real", "flat_generated")
 
 
 class Training(BaseModel):
@@ -208,9 +211,37 @@ class DenoisingTask:
         gen = torch.Generator().manual_seed(ctx.seeds["split"])
         with torch.no_grad():
             fake = model.sample(torch.zeros(real.shape), gen).cpu().numpy()
-        out.update(compute_metrics(fns, {"dark_real": real, "dark_generated": fake}))
+        noise = {"dark_real": real, "dark_generated": fake}
+        if hasattr(sensor, "heldout_flat"):
+            noise.update(_flat_inputs(model, sensor, gen))
+        out.update(compute_metrics(fns, noise))
         ctx.log_metrics({"time/train_s": train_s, "time/eval_s": time.perf_counter() - start})
         return out
+
+
+def _flat_inputs(model, sensor, generator) -> dict:
+    """Lazy ``flat_real``/``flat_generated``: the sensor's held-out flat frames
+    (shading-corrected as the method sees them) and the model's frames at the
+    same level, both minus the level."""
+    import torch
+
+    from harness.metrics import lazy
+
+    frames: dict = {}
+
+    def both():
+        if not frames:
+            level, real = sensor.heldout_flat()
+            shading = model.dark_shading(*real.shape[2:])
+            if shading is not None:
+                real = real - shading[None]
+            with torch.no_grad():
+                fake = model.sample(torch.full(real.shape, level), generator).cpu().numpy()
+            frames.update(real=real - level, fake=fake - level)
+        return frames
+
+    return {"flat_real": lazy(lambda: both()["real"]),
+            "flat_generated": lazy(lambda: both()["fake"])}
 
 
 def split_images(images, split: dict, seed: int, names=None, label: str = "dataset"
