@@ -102,3 +102,15 @@ def test_prepared_image_data_keeps_uint8_train_pixels():
     assert data.meta["pipeline"]["crop"] == 4 and data.in_shape == (3, 8, 8)
     again = prepare_dataset(entry, 0)
     assert np.array_equal(again.X_train, data.X_train)
+
+
+def test_float_pixels_for_tasks_that_read_x_train_directly():
+    from harness_plugins.classification.prepare import prepare_dataset
+
+    entry = {"source": "synthetic_images",
+             "params": {"n_train": 40, "n_test": 10, "size": 8, "n_classes": 4}}
+    u8 = prepare_dataset(entry, 0)
+    fl = prepare_dataset(entry, 0, pixels="float")
+    assert fl.X_train.dtype == np.float32
+    assert np.allclose(fl.X_train, u8.inputs(u8.X_train))
+    assert np.array_equal(fl.X_test, u8.X_test)

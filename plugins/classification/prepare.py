@@ -260,12 +260,18 @@ def _split_parts(X, y, splits, split: dict, full: list, seed: int):
     return (X_pool[train], y_pool[train]), (X_pool[val], y_pool[val]), (X_test, y_test)
 
 
-def prepare_dataset(entry: dict, split_seed: int, *, registry=None) -> PreparedData:
+def prepare_dataset(entry: dict, split_seed: int, *, registry=None,
+                    pixels: str = "uint8") -> PreparedData:
     """Load, transform, split and preprocess one normalised dataset entry.
 
     ``entry``: ``{"source", "params", "transforms": [[name, params], ...],
     "split": {"val", "test"}, "label"}`` as the suite loader produces it.
-    Same entry and ``split_seed`` give identical arrays."""
+    Same entry and ``split_seed`` give identical arrays.  ``pixels="float"``
+    gives uint8 image sources a normalised float32 ``X_train`` too (for a
+    task whose training reads ``X_train`` without ``ImageData.augment``;
+    ``augment`` still works on it, with the same numbers)."""
+    if pixels not in ("uint8", "float"):
+        raise ValueError(f"pixels is 'uint8' or 'float', not {pixels!r}")
     if registry is None:
         from harness.plugins import get_registry
 
@@ -275,8 +281,8 @@ def prepare_dataset(entry: dict, split_seed: int, *, registry=None) -> PreparedD
     seed = abs(int(split_seed)) % 2**32
     raw = load_raw(source, params, registry, entry.get("base_dir"))
 
-    pixels = is_uint8_images(raw)
-    X, categorical = (np.asarray(raw.X), None) if pixels else encode_features(raw)
+    uint8_images = is_uint8_images(raw)
+    X, categorical = (np.asarray(raw.X), None) if uint8_images else encode_features(raw)
     y, classes, labelled = encode_labels(raw.y)
     if len(y) == 0:
         raise UserError(f"dataset {raw.name!r} has no labelled rows")
@@ -310,11 +316,13 @@ def prepare_dataset(entry: dict, split_seed: int, *, registry=None) -> PreparedD
                         f"left after its split and transforms")
 
     pipeline = None
-    if pixels:
+    if uint8_images:
         from harness_plugins.classification.augment import ImagePipeline
 
         pipeline = ImagePipeline.fit(X_train, raw.meta.get("augment"))
         X_val, X_test = pipeline.numpy_eval(X_val), pipeline.numpy_eval(X_test)
+        if pixels == "float":
+            X_train = pipeline.numpy_eval(X_train)
     elif raw.meta.get("standardize", True) is False:
         # a simulation whose analysis needs its features as drawn (bgmm)
         X_train, X_val, X_test = (np.asarray(a, np.float32) for a in (X_train, X_val, X_test))
