@@ -147,6 +147,31 @@ def input_retries(plan) -> list[str]:
     return [s.run_key for s in plan.todo if is_input_failure(plan.existing.get(s.run_key, {}))]
 
 
+def plan_states(plan) -> dict[str, str]:
+    """run key -> ``harness plan``'s state column: what ``harness run`` does
+    with the run, in the status words of ``harness status`` and the report
+    (``run (interrupted)`` for a run whose process died)."""
+    import time
+
+    from harness import runstate
+
+    inputs = set(input_retries(plan))
+    now = time.time()
+    state = {}
+    for s in plan.todo:
+        column = runstate.status_column(plan.existing.get(s.run_key), now)
+        why = "failed on its input" if s.run_key in inputs else column
+        state[s.run_key] = "run" if column == runstate.PENDING else f"run ({why})"
+    for s in plan.done:
+        state[s.run_key] = runstate.status_column(plan.existing.get(s.run_key), now)
+    for s in plan.failed:
+        column = runstate.status_column(plan.existing.get(s.run_key), now)
+        state[s.run_key] = f"{column} (use --rerun-failed)"
+    for s in plan.running:
+        state[s.run_key] = runstate.RUNNING
+    return state
+
+
 def cmd_plan(args) -> int:
     """Show the expanded runs of a suite and which are already done."""
     from tabulate import tabulate
@@ -156,11 +181,7 @@ def cmd_plan(args) -> int:
     reg = _registry(args)
     plan = make_plan(args.suite, args.tracking_uri, only=args.only, force=args.force,
                      rerun_failed=args.rerun_failed, registry=reg)
-    state = {s.run_key: "run" for s in plan.todo}
-    state.update({k: "run (its input failed earlier)" for k in input_retries(plan)})
-    state.update({s.run_key: "done" for s in plan.done})
-    state.update({s.run_key: "failed (use --rerun-failed)" for s in plan.failed})
-    state.update({s.run_key: "running" for s in plan.running})
+    state = plan_states(plan)
     rows = [[s.dataset_label, s.method, s.seed, s.run_key, state[s.run_key]] for s in plan.runs]
     if args.json:
         print(json.dumps([s.to_dict() | {"state": state[s.run_key]} for s in plan.runs], indent=2))

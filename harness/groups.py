@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from harness.interfaces import BatchTask
 from harness.plan import RunSpec
 from harness.worker import WorkItem, group_id
 
@@ -47,10 +48,10 @@ def batch_key(spec: RunSpec, registry, tasks: dict | None = None) -> tuple[str |
     tasks = {} if tasks is None else tasks
     if spec.task not in tasks:
         tasks[spec.task] = registry.get("tasks", spec.task).factory()
-    fn = getattr(tasks[spec.task], "batch_key", None)
-    if fn is None:
+    task = tasks[spec.task]
+    if not isinstance(task, BatchTask):
         return None, f"task `{spec.task}` does not train runs together"
-    key, reason = fn(spec)
+    key, reason = task.batch_key(spec)
     return (f"{spec.task}:{key}", "") if key is not None else (None, reason)
 
 

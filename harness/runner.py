@@ -71,12 +71,13 @@ def make_plan(suite_file: str, uri: str | None, *, only: str | None = None, forc
     existing = existing_runs(uri, suite.name)
     plan = Plan(suite, runs, existing=existing)
     now = time.time()
-    lists = {"todo": plan.todo, "done": plan.done, "failed": plan.failed,
-             "running": plan.running, "stale": plan.todo}
+    lists = {runstate.TODO: plan.todo, runstate.DONE_STATE: plan.done,
+             runstate.FAILED_STATE: plan.failed, runstate.RUNNING: plan.running,
+             runstate.STALE: plan.todo}
     for spec in runs:
         info = existing.get(spec.run_key)
         state = runstate.plan_state(info, now, force=force, rerun_failed=rerun_failed)
-        if state == "stale":
+        if state == runstate.STALE:
             plan.stale[spec.run_key] = info["run_id"]
         lists[state].append(spec)
     return plan
@@ -195,6 +196,7 @@ def run_plan(plan: Plan, options: RunOptions | None = None, *, registry=None, co
     (``plan.unavailable``, ``plan.input_errors``).  Ctrl-C propagates after
     the executor stops."""
     from harness.groups import work_items
+    from harness.interfaces import Executor
     from harness.plugins import get_registry
     from harness.tracking import existing_runs, mark_stale, prepare_store
     from harness.worker import Lost, lost_outcomes
@@ -228,6 +230,9 @@ def run_plan(plan: Plan, options: RunOptions | None = None, *, registry=None, co
         spec = executor if isinstance(executor, dict) else {"name": executor}
         params = {**{k: v for k, v in spec.items() if k != "name"}, **options.executor_params}
         executor = build_executor(registry, spec.get("name", "local"), params)
+    if not isinstance(executor, Executor):
+        raise UserError(f"executor {executor!r} has no map(fn, items) method "
+                        "(see register_executors in harness/hookspecs.py)")
     name = getattr(executor, "name", type(executor).__name__)
     limits = options.limits
     devices = _devices(options.device, int(getattr(executor, "slots", 1) or 1))

@@ -43,6 +43,8 @@ from dataclasses import dataclass
 
 FINISHED, DIVERGED, FAILED_, TIMEOUT, OOM = "finished", "diverged", "failed", "timeout", "oom"
 INTERRUPTED, RUNNING = "interrupted", "running"
+#: ``harness status``/report column of a run key never run.
+PENDING = "pending"
 #: Every status word harness writes, in display order.
 STATUSES = (FINISHED, DIVERGED, FAILED_, TIMEOUT, OOM, INTERRUPTED, RUNNING)
 #: Statuses that count as a result (a diverged run is the method's outcome).
@@ -254,6 +256,10 @@ def is_input_failure(info: dict) -> bool:
     return info.get("status") in FAILED and info.get("failure_kind") == INPUT_FAILURE
 
 
+#: What ``harness run`` does with a run key (``plan_state``).
+TODO, STALE, DONE_STATE, FAILED_STATE = "todo", "stale", "done", "failed"
+
+
 def plan_state(info: dict | None, now: float | None = None, *, force: bool = False,
                rerun_failed: bool = False) -> str:
     """What ``harness run`` does with a run key whose kept run is ``info``
@@ -263,14 +269,14 @@ def plan_state(info: dict | None, now: float | None = None, *, force: bool = Fal
     or ``failed`` (kept until ``--rerun-failed``)."""
     status = normalize(info.get("status")) if info else None
     if status == RUNNING:
-        return "stale" if is_stale(info, now) else "running"
+        return STALE if is_stale(info, now) else RUNNING
     if force or status is None or status == INTERRUPTED:
-        return "todo"
+        return TODO
     if status in DONE:
-        return "done"
+        return DONE_STATE
     if rerun_failed or is_input_failure(info):
-        return "todo"
-    return "failed"
+        return TODO
+    return FAILED_STATE
 
 
 def status_column(info: dict | None, now: float | None = None) -> str:
@@ -278,11 +284,11 @@ def status_column(info: dict | None, now: float | None = None) -> str:
     ``pending`` for never run, ``interrupted`` for a run left RUNNING by a
     dead process, else the status word."""
     if not info:
-        return "pending"
+        return PENDING
     status = normalize(info.get("status"))
     if status == RUNNING:
         return INTERRUPTED if is_stale(info, now) else RUNNING
-    return "done" if status == FINISHED else status
+    return DONE_STATE if status == FINISHED else status
 
 
 def display_uri(uri: str) -> str:

@@ -315,7 +315,7 @@ def serve(read_fd: int, write_fd: int, uri: str) -> None:
     from multiprocessing.connection import Connection, wait
 
     from harness.plan import RunSpec
-    from harness.runstate import one_line
+    from harness.runstate import FAILED_, one_line
     from harness.tracking import MlflowRunLogger, prepare_store
 
     inbox = Connection(read_fd, writable=False)
@@ -379,7 +379,7 @@ def serve(read_fd: int, write_fd: int, uri: str) -> None:
             try:
                 # a run whose metrics or artifacts could not all be written
                 # is not a result
-                logger.end("failed" if failed else status,
+                logger.end(FAILED_ if failed else status,
                            f"recording the run failed: {failed}" if failed else error)
                 reply(req, True, (logger.run_id, failed))
             except Exception as exc:  # noqa: BLE001

@@ -19,7 +19,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from harness.runstate import DEFAULT_URI, MLFLOW_STATUS, normalize, prefer, resolve_uri
+from harness.runstate import (
+    DEFAULT_URI,
+    INTERRUPTED,
+    MLFLOW_STATUS,
+    RUNNING,
+    normalize,
+    prefer,
+    resolve_uri,
+)
 
 __all__ = ["DEFAULT_URI", "MLFLOW_STATUS", "resolve_uri", "existing_runs", "MlflowRunLogger"]
 
@@ -301,7 +309,7 @@ class MlflowRunLogger:
             "harness.method": spec.method,
             "harness.seed": str(spec.seed),
             "harness.task": spec.task,
-            "harness.status": "running",
+            "harness.status": RUNNING,
             "harness.heartbeat": str(int(time.time())),
             "harness.pid": f"{socket.gethostname()}:{os.getpid()}",
             **(environment_tags() if environment is None else environment),
@@ -505,7 +513,7 @@ def find_run(uri: str | None, experiment: str, run_key: str, pid: str | None = N
 
 def mark_stale(uri: str | None, run_id: str, reason: str) -> None:
     """Close a run left RUNNING by a dead process as ``interrupted``."""
-    close_run(uri, run_id, "interrupted", reason)
+    close_run(uri, run_id, INTERRUPTED, reason)
 
 
 def log_suite_run(uri: str | None, suite: str, report_dir: str, counts: dict,

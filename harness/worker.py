@@ -33,6 +33,7 @@ from harness.context import (
     provenance_tags,
     seed_everything,
 )
+from harness.interfaces import BatchTask
 from harness.plan import RunSpec
 from harness.progress import EPOCHS
 
@@ -132,7 +133,7 @@ def execute_item(item: WorkItem, uri: str | None, blocked: tuple[str, ...] = (),
     except Exception as exc:  # noqa: BLE001 - no registry: nothing can be recorded
         return [outcome(s, runstate.judge(exc), attempt=item.attempt) for s in specs]
     lifecycle = _Lifecycle(item, uri, registry, executor, started, ended)
-    if len(specs) > 1 and hasattr(lifecycle.task, "run_group"):
+    if len(specs) > 1 and isinstance(lifecycle.task, BatchTask):
         return lifecycle.together(specs)
     return [lifecycle.alone(spec) for spec in specs]
 

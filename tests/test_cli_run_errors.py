@@ -92,7 +92,7 @@ def test_input_error_said_once_and_retried_once_fixed(tmp_path, tracking_uri, fr
 
     # plan and status say so: planned again, and one row for the one cause
     assert main(["plan", suite]) == 0
-    assert capsys.readouterr().out.count("run (its input failed earlier)") == 4
+    assert capsys.readouterr().out.count("run (failed on its input)") == 4
     assert main(["status", suite]) == 1
     rows = [ln.split() for ln in capsys.readouterr().out.splitlines()]
     assert [r[:3] for r in rows if r[1:2] == ["failed"]] == [["4", "failed", "UserError:"]]
