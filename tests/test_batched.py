@@ -63,7 +63,29 @@ def data64(seed: int, entry: dict = ENTRY):
         _DATA[key] = dataclasses.replace(
             d, X_train=d.X_train.astype(np.float64), X_val=d.X_val.astype(np.float64),
             X_test=d.X_test.astype(np.float64))
+    if entry is AUGMENTED:
+        return Augmenting(_DATA[key])
     return _DATA[key]
+
+
+class Augmenting:
+    """Prepared data whose training batches get a seeded sign flip per row
+    plus seeded noise (``augment``); records the batch sizes it was given."""
+
+    def __init__(self, data):
+        self.data, self.sizes = data, []
+
+    def __getattr__(self, name):
+        return getattr(self.data, name)
+
+    def augment(self, x, generator):
+        self.sizes.append(len(x))
+        flip = torch.rand(len(x), 1, generator=generator, device=x.device) < 0.3
+        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return torch.where(flip, -x, x) + 0.5 * noise
+
+
+AUGMENTED = {**ENTRY, "label": "bc-augmented"}
 
 
 def config(optimizer, loss="cross_entropy", epochs=6, model=None, **training):
@@ -265,3 +287,25 @@ def test_mlp_with_batch_norm(float64):
     assert_same([(config({"name": "sgd", "lr": lr}, model={"name": "mlp", "hidden": [8],
                                                             "batchnorm": True}), s)
                  for s, lr in ((0, 0.1), (1, 0.01))])
+
+
+def test_training_batches_are_augmented_per_run_as_alone(float64):
+    """Each run of a group augments its own training batches with its own
+    stream, exactly as alone; validation batches are never augmented."""
+    from harness_plugins.classification.trainer import validation_values
+
+    runs = [(config({"name": "adam", "lr": lr}), seed)
+            for seed, lr in ((0, 1e-2), (0, 3e-3), (1, 1e-2))]
+    ctxs, results = assert_same(runs, AUGMENTED)
+    plain, _ = together(runs)
+    for ctx, base, (model, info) in zip(ctxs, plain, results):
+        # augmentation changed the training
+        assert ctx.logged[0][1]["train/loss"] != pytest.approx(base.logged[0][1]["train/loss"])
+        # only training batches (of at most 32 rows), every train row once per epoch
+        n = len(ctx.data.y_train)
+        assert max(ctx.data.sizes) <= 32 and sum(ctx.data.sizes) == 6 * n
+        # the logged validation is the selected model's on the raw validation rows
+        want = validation_values(model, torch.as_tensor(ctx.data.X_val), ctx.data.y_val,
+                                 metrics(), 8192)
+        assert ctx.logged[info.best_epoch][1] == pytest.approx(
+            {"train/loss": ctx.logged[info.best_epoch][1]["train/loss"], **want}, abs=1e-9)

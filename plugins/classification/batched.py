@@ -6,14 +6,16 @@ alone) are stacked with ``torch.func.stack_module_state`` and trained with
 ``vmap(functional_call)``.  Every run keeps what makes its numbers its own:
 
 - its data split (runs of different seeds have different splits, stacked as
-  ``(R, n, ...)``) and its batch order, drawn from its own order seed;
+  ``(R, n, ...)``), its batch order, drawn from its own order seed, and its
+  training-batch augmentation (the data's ``augment``, its own generator);
 - its hyperparameters, as per-run tensors (``batched_optim``: lr, weight
   decay, betas, momentum; its own scheduler), and its loss parameters (a
   loss's ``batch_params``, e.g. focal's ``gamma``, become per-row tensors);
-- its early stopping and best epoch: a run that stops is masked (learning
-  rate 0, so its weights do not move) and no longer logged, not removed;
-- its divergence: a NaN/inf loss ends that run with ``harness.Diverged`` and
-  the others go on.
+- its early stopping, best epoch, divergence and logging: the single
+  trainer's ``epochs.RunEpochs``, fed once per epoch.  A run that stops is
+  masked (learning rate 0, so its weights do not move) and no longer logged,
+  not removed; a NaN/inf loss ends that run with ``harness.Diverged`` and the
+  others go on.
 
 What each run logs is what it would log alone (``train/loss``, ``val/loss``,
 ``val/<metric>`` per epoch); the float64 equivalence test holds it to 1e-6.
@@ -172,21 +174,6 @@ def _stack(arrays: list, device):
     return torch.as_tensor(np.stack(arrays), device=device)
 
 
-class _Run:
-    """Per-run bookkeeping of early stopping and results."""
-
-    def __init__(self, ctx, order_seed: int):
-        import torch
-
-        self.ctx = ctx
-        self.gen = torch.Generator().manual_seed(order_seed)
-        self.best, self.best_epoch, self.waited = -math.inf, -1, 0
-        self.active = True
-        self.error: BaseException | None = None
-        self.history: list[dict] = []
-        self.epochs_run = 0
-
-
 def train_group(ctxs: list, datas: list, metric_fns: dict, *, phase: str = "train"
                 ) -> list[tuple[Any, Any] | BaseException]:
     """Train the runs of ``ctxs`` (whose configs differ only in per-run values)
@@ -209,13 +196,16 @@ def train_group(ctxs: list, datas: list, metric_fns: dict, *, phase: str = "trai
         StackedOptimizer,
         probe,
     )
+    from harness_plugins.classification.epochs import (
+        RunEpochs,
+        augment_generator,
+        monitor_sign,
+    )
     from harness_plugins.classification.models import spec_with_head
     from harness_plugins.classification.trainer import (
-        FitResult,
         batch_size_of,
         epoch_metrics,
         model_inputs,
-        monitor_sign,
     )
 
     ctx0 = ctxs[0]
@@ -277,30 +267,39 @@ def train_group(ctxs: list, datas: list, metric_fns: dict, *, phase: str = "trai
     bs = batch_size_of(tr["batch_size"], n)
     steps = math.ceil(n / bs)
     rows = torch.arange(R, device=dev)[:, None]
-    es = tr.get("early_stopping") or {}
-    monitor, patience = es.get("monitor", "val/loss"), es.get("patience")
-    sign = monitor_sign(monitor, metric_fns)
+    sign = monitor_sign((tr.get("early_stopping") or {}).get("monitor", "val/loss"), metric_fns)
     per_epoch = epoch_metrics(metric_fns)
-    select_best = tr.get("select_best", True)
+    runs = [RunEpochs(ctx, ctx.config["training"], sign, phase) for ctx in ctxs]
+    errors: list[BaseException | None] = [None] * R
+    orders = [torch.Generator().manual_seed(ctx.seeds["order"]) for ctx in ctxs]
+    # each run augments its own rows with its own stream, as alone
+    augments = [getattr(d, "augment", None) for d in datas]
+    aug_gens = [augment_generator(ctx.seeds, dev) if a is not None else None
+                for ctx, a in zip(ctxs, augments)]
+    if all(a is None for a in augments):
+        augments = []
     # with select_best: each run's best epoch; without: each run's last trained
     # epoch (a stopped run keeps computing at lr 0 and its batch norm
     # statistics would still move)
     best = flat.detach().clone()
     best_bufs = [b.clone() for b in bufs]
-    runs = [_Run(ctx, ctx.seeds["order"]) for ctx in ctxs]
     active = torch.ones(R, dtype=torch.float64)  # CPU, as the learning rates
     eval_bs = tr["eval_batch_size"]
     start = time.perf_counter()
     for epoch in range(tr["epochs"]):
         base.train()
-        order = torch.stack([torch.randperm(n, generator=r.gen) for r in runs]).to(dev)
+        order = torch.stack([torch.randperm(n, generator=g) for g in orders]).to(dev)
         lr = torch.tensor(lr_now.lrs(), dtype=torch.float64) * active
         step_loss = torch.empty(steps, R, dtype=flat.dtype, device=dev)
         sizes = []
         for s, i in enumerate(range(0, n, bs)):
             idx = order[:, i:i + bs]
+            x = X[rows, idx]
+            if augments:
+                x = torch.stack([x[r] if a is None else a(x[r], aug_gens[r])
+                                 for r, a in enumerate(augments)])
             flat.grad = None
-            value = loss_fn(stacked_forward(flat, X[rows, idx]), y[rows, idx], epoch)
+            value = loss_fn(stacked_forward(flat, x), y[rows, idx], epoch)
             value.sum().backward()
             opt.step([flat], lr)
             step_loss[s] = value.detach()
@@ -315,73 +314,49 @@ def train_group(ctxs: list, datas: list, metric_fns: dict, *, phase: str = "trai
                                     reduction="none").view(R, -1).mean(1)
             probs = torch.softmax(logits.double(), -1).cpu().numpy()
             logits_np = logits.cpu().numpy()
+        # the epoch's one synchronisation: every run's step losses at once
         losses_cpu = step_loss.cpu().double()  # the single run sums .item() floats
         totals = (losses_cpu * torch.tensor(sizes, dtype=torch.float64)[:, None]).sum(0)
+        finite = torch.isfinite(losses_cpu).all(0).tolist()
         vloss = vloss.tolist()
         improved = []
-        trained = [r for r, run in enumerate(runs) if run.active]
-        for r, run in enumerate(runs):
-            if not run.active:
-                continue
-            column = losses_cpu[:, r]
-            bad = ~torch.isfinite(column)
-            if bad.any():
-                first = float(column[int(bad.nonzero()[0])])
-                run.error = Diverged(f"train loss became {first} at epoch {epoch}")
-                _stop(run, r, active)
-                continue
-            values = {"train/loss": float(totals[r]) / n, "val/loss": vloss[r]}
-            scores = compute_metrics(per_epoch, {"labels": yv_np[r], "probs": probs[r],
-                                                 "logits": logits_np[r]})
-            values.update({f"val/{k}": v for k, v in scores.items()})
-            run.ctx.epoch_end(epoch, values, phase)
-            run.history.append(values)
-            run.epochs_run = epoch + 1
-            current = values.get(monitor)
-            if current is None:
-                run.error = ConfigError("training.early_stopping.monitor", monitor,
-                                        f"not a logged quantity; logged: {', '.join(values)}")
-                _stop(run, r, active)
-                continue
-            score = sign * current if math.isfinite(current) else -math.inf
-            # as trainer.fit: the first epoch is the best so far, then only a
-            # better score (with or without select_best, so patience works)
-            if score > run.best or run.best_epoch < 0:
-                run.best, run.best_epoch, run.waited = score, epoch, 0
-                improved.append(r)
-            else:
-                run.waited += 1
-                if patience and run.waited >= patience:
-                    _stop(run, r, active)
-        keep = improved if select_best else trained
+        trained = [r for r in range(R) if errors[r] is None and not runs[r].stopped]
+        for r in trained:
+            run = runs[r]
+            try:
+                if not finite[r]:
+                    run.check_finite(losses_cpu[:, r].tolist(), epoch)
+                val = {"val/loss": vloss[r], **{f"val/{k}": v for k, v in compute_metrics(
+                    per_epoch, {"labels": yv_np[r], "probs": probs[r],
+                                "logits": logits_np[r]}).items()}}
+                if run.end_epoch(epoch, float(totals[r]) / n, val):
+                    improved.append(r)
+            except (Diverged, ConfigError) as exc:
+                errors[r] = exc
+            if errors[r] is not None or run.stopped:
+                # masked: lr 0 from now on; its batch norm statistics still move
+                # with the group's forward passes, the ones kept for it do not
+                active[r] = 0.0
+        keep = improved if runs[0].select_best else trained
         if keep:
             mask = torch.zeros(R, dtype=torch.bool, device=dev)
             mask[keep] = True
             best.copy_(torch.where(mask[:, None], flat.detach(), best))
             for kept, b in zip(best_bufs, bufs):
                 kept.copy_(torch.where(mask.view(-1, *([1] * (b.dim() - 1))), b, kept))
-        if not any(r.active for r in runs):
+        if not active.any():
             break
     train_s = (time.perf_counter() - start) / R
     final = best.split(sizes_p, 1)
     out: list = []
     for r, (run, model) in enumerate(zip(runs, models)):
-        if run.error is not None:
-            out.append(run.error)
+        if errors[r] is not None:
+            out.append(errors[r])
             continue
-        run_bufs = [b[r] for b in best_bufs]
         with torch.no_grad():
             for (k, p) in model.named_parameters():
                 p.copy_(final[names.index(k)][r].view(p.shape))
             for (k, b) in model.named_buffers():
-                b.copy_(run_bufs[buf_names.index(k)])
-        out.append((model, FitResult(run.best_epoch, train_s, run.epochs_run, run.history)))
+                b.copy_(best_bufs[buf_names.index(k)][r])
+        out.append((model, run.result(train_s)))
     return out
-
-
-def _stop(run: _Run, r: int, active) -> None:
-    """Mask run ``r``: learning rate 0 from now on.  Its batch norm statistics
-    still move with the group's forward passes; the weights and statistics
-    kept for it (best or last trained epoch) do not."""
-    run.active = False
-    active[r] = 0.0

@@ -7,16 +7,17 @@ Three parts, usable apart:
   ``training``) for a ``PreparedData``-like object (``in_shape``,
   ``n_classes``, ``class_counts()``, ``y_train``);
 - :func:`fit` runs the epoch loop: the scheme's batch order or a seeded
-  permutation, one ``scheme.step`` per batch, NaN/inf detection
-  (``harness.Diverged``), the scheduler, a per-epoch ``evaluate`` callback,
-  logging through ``ctx.epoch_end(epoch, values, phase)``, early stopping and
-  best-epoch restore;
+  permutation, the data's ``augment`` of each training batch, one
+  ``scheme.step`` per batch, the scheduler, a per-epoch ``evaluate``
+  callback and best-epoch restore; divergence, logging and early stopping
+  are the run's :class:`epochs.RunEpochs`, as in batch mode (``batched``);
 - :func:`train_classifier` is both for the common case, with validation
   metrics computed by :func:`validation_values`.
 
 Random state is consumed in a fixed order (model init from ``seeds["init"]``,
-then loss, scheme and scheduler; batch order from ``seeds["order"]``), so a
-run's numbers do not depend on which task trains it.
+then loss, scheme and scheduler; batch order from ``seeds["order"]``,
+augmentation from its own stream, ``epochs.augment_generator``), so a run's
+numbers do not depend on which task trains it.
 """
 
 from __future__ import annotations
@@ -25,10 +26,15 @@ import copy
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from harness import ConfigError, Diverged
+from harness_plugins.classification.epochs import (
+    FitResult,
+    RunEpochs,
+    augment_generator,
+    monitor_sign,
+)
 
 #: Metric inputs available every epoch on the validation split.
 EPOCH_INPUTS = ("labels", "probs", "logits")
@@ -46,16 +52,6 @@ class Components:
     steps_per_epoch: int
     #: seconds the scheme's setup trained (USEFUL's probe epochs), counted in train_s
     setup_s: float = 0.0
-
-
-@dataclass
-class FitResult:
-    """How training went: the selected epoch, seconds, epochs run."""
-
-    best_epoch: int
-    train_s: float
-    epochs_run: int
-    history: list[dict] = field(default_factory=list)
 
 
 def batch_size_of(value: int | float, n: int) -> int:
@@ -137,38 +133,28 @@ class ScalarLoss:
         return getattr(self.loss, attr)
 
 
-def monitor_sign(monitor: str, metric_fns: dict) -> float:
-    """+1 when a larger ``monitor`` value is better, -1 otherwise."""
-    if monitor.endswith("/loss"):
-        return -1.0
-    fn = metric_fns.get(monitor.split("/", 1)[-1])
-    return 1.0 if getattr(fn, "greater_is_better", True) else -1.0
-
-
 def fit(ctx, parts: Components, X, y, training: dict,
         evaluate: Callable[[int], dict[str, float]], *, sign: float = -1.0,
-        phase: str = "train") -> FitResult:
+        phase: str = "train", augment: Callable | None = None) -> FitResult:
     """Train ``parts.model`` on ``X``, ``y`` for ``training["epochs"]``.
 
     ``evaluate(epoch)`` returns that epoch's validation values (``val/...``);
     the ``training["early_stopping"]["monitor"]`` value among them, times
     ``sign``, selects the best epoch (restored at the end when
-    ``select_best``) and drives ``patience``.  Each epoch is logged with
-    ``ctx.epoch_end(epoch, values, phase)``."""
+    ``select_best``) and drives ``patience`` (:class:`epochs.RunEpochs`).
+    Each epoch is logged with ``ctx.epoch_end(epoch, values, phase)``.
+    ``augment(x, generator)``, when given, transforms every training batch
+    (never validation) with the run's own generator (``augment_generator``)."""
     import torch
 
     model, scheme, scheduler = parts.model, parts.scheme, parts.scheduler
     dev = X.device
     n, bs = len(y), parts.batch_size
     gen = torch.Generator().manual_seed(ctx.seeds["order"])
-    es = training.get("early_stopping") or {}
-    monitor, patience = es.get("monitor", "val/loss"), es.get("patience")
-    select_best = training.get("select_best", True)
-    best, best_epoch, best_state, waited = -math.inf, -1, None, 0
-    fresh = True  # no epoch to compare with yet (start, or a scheme's restart)
-    history: list[dict] = []
+    aug_gen = augment_generator(ctx.seeds, dev) if augment is not None else None
+    run = RunEpochs(ctx, training, sign, phase)
+    best_state = None
     start = time.perf_counter()
-    epoch = -1
     for epoch in range(training["epochs"]):
         model.train()
         order = getattr(scheme, "epoch_order", lambda e, g: None)(epoch, gen)
@@ -178,40 +164,29 @@ def fit(ctx, parts: Components, X, y, training: dict,
         total = 0.0
         for i in range(0, len(order), bs):
             idx = order[i:i + bs]
-            value = scheme.step({"x": X[idx], "y": y[idx], "index": idx, "epoch": epoch})
-            if not math.isfinite(value):
-                raise Diverged(f"train loss became {value} at epoch {epoch}")
+            x = X[idx] if augment is None else augment(X[idx], aug_gen)
+            value = scheme.step({"x": x, "y": y[idx], "index": idx, "epoch": epoch})
+            # scheme.step has synchronised already: stop at the step that diverged
+            run.check_finite((value,), epoch)
             total += value * len(idx)
         if hasattr(scheme, "on_epoch_end"):
             scheme.on_epoch_end(epoch)
         if scheduler is not None:
             scheduler.step()
-        values = {"train/loss": total / len(order), **evaluate(epoch)}
-        extra = getattr(scheme, "extra_metrics", None)
-        if extra is not None:  # a scheme's own diagnostics (MESA's teacher accuracy)
-            values.update({k if "/" in k else f"train/{k}": v for k, v in extra().items()})
-        ctx.epoch_end(epoch, values, phase)
-        history.append(values)
-        current = values.get(monitor)
-        if current is None:
-            raise ConfigError("training.early_stopping.monitor", monitor,
-                              f"not a logged quantity; logged: {', '.join(values)}")
-        score = sign * current if math.isfinite(current) else -math.inf
+        extra = getattr(scheme, "extra_metrics", None)  # a scheme's own (MESA's teacher)
+        val = evaluate(epoch)
         if getattr(scheme, "restart_epoch", None) == epoch:
-            # the scheme restarted training (USEFUL): earlier epochs are another model
-            best, best_state, waited, fresh = -math.inf, None, 0, True
-        if score > best or fresh:
-            best, best_epoch, waited, fresh = score, epoch, 0, False
-            if select_best:
-                best_state = copy.deepcopy(model.state_dict())
-        else:
-            waited += 1
-            if patience and waited >= patience:
-                break
+            run.restart()
+        improved = run.end_epoch(epoch, total / len(order), val,
+                                 extra() if extra is not None else None)
+        if improved and run.select_best:
+            best_state = copy.deepcopy(model.state_dict())
+        if run.stopped:
+            break
     train_s = time.perf_counter() - start + parts.setup_s
-    if best_state is not None and select_best:
+    if best_state is not None:
         model.load_state_dict(best_state)
-    return FitResult(best_epoch, train_s, epoch + 1, history)
+    return run.result(train_s)
 
 
 def predict_logits(model, X, batch_size: int = 8192):
@@ -277,5 +252,6 @@ def train_classifier(ctx, config: dict, data, metric_fns: dict, *, phase: str = 
     result = fit(ctx, parts, X, y, tr,
                  lambda epoch: validation_values(parts.model, Xv, yv, metric_fns,
                                                  tr["eval_batch_size"]),
-                 sign=monitor_sign(monitor, metric_fns), phase=phase)
+                 sign=monitor_sign(monitor, metric_fns), phase=phase,
+                 augment=getattr(data, "augment", None))
     return parts.model, parts, result
