@@ -36,7 +36,9 @@ def register_search_strategies(register):
     alpha_batch) -> float`` (one search step on an ``(x, y)`` batch of each
     half of the train split; returns the weight loss, NaN/inf ends the run as
     diverged), ``tune_step(batch) -> float`` (a weights-only step, alphas
-    fixed, used by selectors' fine-tuning) and ``epoch_end(epoch)``."""
+    fixed, used by selectors' fine-tuning), ``start_tuning(lr_factor)`` (a
+    fresh weight optimizer at ``lr_factor`` x the search lr for every later
+    weight step: DARTS-PT's selection phase) and ``epoch_end(epoch)``."""
 
 
 @hookspec
@@ -54,8 +56,11 @@ def register_nas_selectors(register):
     ``projected``, ``masked(edge, op)``, ``argmax_genotype()``; None without
     one), ``rng`` (numpy Generator from the run's seed), ``accuracy()`` (the
     supernet's validation accuracy as it stands), ``fine_tune(epochs)``
-    (trains its weights, alpha fixed) and ``log(values, step)``.  A selector
-    may project edges and fine-tune; the task times it as ``time/select_s``.
+    (trains its weights, alpha fixed), ``log(values, step)`` and, with a
+    supernet, ``alpha_accuracy()`` (accuracy on the alpha half of the train
+    split), ``search_epochs(epochs)`` (more of the strategy's own search
+    steps) and ``start_tuning(lr_factor)``.  A selector may project edges and
+    fine-tune; the task times it as ``time/select_s``.
     """
 
 
