@@ -17,19 +17,16 @@ from harness.runstate import (
     DIVERGED,
     FAILED,
     FAILED_,
-    FINISHED,
     INTERRUPTED,
     OOM,
+    PENDING,
     RUNNING,
     TIMEOUT,
     status_column,
 )
+from harness.runstate import DONE_STATE as DONE
 
-#: The column of a run key that never ran, and of a finished one: the words
-#: are ``harness.runstate.status_column``'s, never spelled here.
-PENDING = status_column(None)
-DONE = status_column({"status": FINISHED})
-#: Columns, in display order.
+#: Columns, in display order (``harness.runstate.status_column``'s words).
 STATES = (DONE, DIVERGED, RUNNING, FAILED_, TIMEOUT, OOM, INTERRUPTED, PENDING)
 #: The error shown for a run left RUNNING by a process that is gone.
 DIED = "process died while running"
