@@ -55,6 +55,10 @@ def config_error(exc: ValidationError, config: dict, root: type[BaseModel] | Non
     config model, for listing the allowed keys of an unknown one)."""
     err = exc.errors()[0]
     loc = [p for p in err["loc"] if isinstance(p, int) or p.isidentifier()]
+    if err["type"] == "extra_forbidden" and err["loc"]:
+        # the unknown key itself, whatever its characters ('batch size', '<b>')
+        loc = [*[p for p in err["loc"][:-1] if isinstance(p, int) or p.isidentifier()],
+               err["loc"][-1]]
     value: Any = config
     for part in loc:
         value = value.get(part) if isinstance(value, dict) else None

@@ -82,6 +82,10 @@ class DenoisingData:
 def _config_error(exc: ValidationError, config: dict) -> ConfigError:
     err = exc.errors()[0]
     loc = [p for p in err["loc"] if isinstance(p, int) or str(p).isidentifier()]
+    if err["type"] == "extra_forbidden" and err["loc"]:
+        # the unknown key itself, whatever its characters ('batch size', '<b>')
+        loc = [*[p for p in err["loc"][:-1] if isinstance(p, int) or str(p).isidentifier()],
+               err["loc"][-1]]
     value: Any = config
     for part in loc:
         try:
