@@ -351,3 +351,24 @@ def test_list_is_sorted_by_kind_and_name(toy, capsys):
     assert main(["list", "--json"]) == 0
     rows = [(c["kind"], c["name"]) for c in json.loads(capsys.readouterr().out)]
     assert rows == sorted(rows) and ("smoothers", "identity") in rows
+
+
+def test_a_task_without_cost_keys_gets_no_estimate(tmp_path, toy, capsys):
+    """The cost estimate reads the task's ``cost_keys``; the core assumes
+    no model or epochs, so a task that declares none is told so."""
+    suite = write(tmp_path, TOY)
+    assert main(["plan", suite, "--batch", "--tracking-uri",
+                 f"sqlite:///{tmp_path / 'm.db'}"]) == 0
+    out = capsys.readouterr().out
+    assert ("estimated training time: unknown: task 'toy_signal' declares no cost_keys"
+            in out), out
+
+
+def test_a_toy_dataset_entry_takes_no_option(tmp_path, toy, capsys):
+    """A task without ``dataset_entry`` accepts only a source and a label:
+    a transform under its dataset stops validation, naming the task."""
+    suite = write(tmp_path, TOY.replace("  - sine: 64\n", "  - sine: 64\n    imbalance: 0.5\n"))
+    assert main(["plan", suite]) == 2
+    err = capsys.readouterr().err
+    assert f"{suite}:6: datasets[0].imbalance = 0.5: unknown dataset key 'imbalance': task " \
+           f"'toy_signal' takes no dataset options" in err, err
