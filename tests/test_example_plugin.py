@@ -49,8 +49,12 @@ def test_poly1_is_cross_entropy_plus_epsilon_times_one_minus_p_target():
     z, t = torch.randn(5, 3, generator=rng), torch.tensor([0, 2, 1, 1, 0])
     assert float(poly1(0.0)(z, t, index=torch.arange(5), epoch=3)) == pytest.approx(
         float(F.cross_entropy(z, t)))
-    with pytest.raises(ValueError, match="epsilon must be >= -1"):
-        poly1(-1.5)
+    from harness import ConfigError
+    from harness.params import signature_params, validate_params
+
+    params, var_kw, _ = signature_params(poly1)
+    with pytest.raises(ConfigError, match=r"epsilon = -1.5: .*float \(>= -1\)"):
+        validate_params(params, var_kw, {"epsilon": -1.5}, "loss", "losses 'poly1'")
 
 
 def test_top_k_accuracy_and_prototype_margin_by_hand(example):
@@ -165,7 +169,7 @@ def test_pip_installed_package_runs_its_suite(tmp_path):
             assert f"example_{module}" in plugins.stdout
         assert "harness-example-plugin" in plugins.stdout
         listed = call(harness, "list", "losses")
-        assert "poly1" in listed.stdout and "epsilon: float = 1.0" in listed.stdout
+        assert "poly1" in listed.stdout and "epsilon: float (>= -1) = 1.0" in listed.stdout
 
         ran = call(harness, "run", str(SUITE), "--tracking-uri", uri, "--only", "*/*/0")
         assert ran.returncode == 0, ran.stdout + ran.stderr
@@ -232,7 +236,7 @@ def test_the_guide_shows_the_example_as_it_is():
     assert yaml.safe_load(SUITE.read_text()) in suites
     for name in ClassificationTask.metric_inputs:
         assert f"`{name}`" in guide, name
-    for line in ("def poly1(epsilon: float = 1.0):",
+    for line in ("def poly1(epsilon: Annotated[float, Field(ge=-1)] = 1.0):",
                  "@metric(inputs=(\"labels\", \"probs\"), greater_is_better=True)",
                  "metric_inputs = (\"labels\", \"probs\", \"distances\")"):
         assert line in guide

@@ -10,14 +10,17 @@ need them accepts and ignores them.  Return the batch mean.
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field
+
 from harness import hookimpl
 
 
-def poly1(epsilon: float = 1.0):
+# below -1 the loss decreases as p_target falls: training would unlearn; the
+# range in the signature is checked (and shown by `harness list`) before any run
+def poly1(epsilon: Annotated[float, Field(ge=-1)] = 1.0):
     """Poly-1 loss: cross-entropy + epsilon * (1 - p_target) (Leng et al., PolyLoss, ICLR 2022)."""
-    if epsilon < -1:
-        # below -1 the loss decreases as p_target falls: training would unlearn
-        raise ValueError(f"poly1 epsilon must be >= -1, got {epsilon!r}")
     import torch.nn.functional as F
 
     def loss(logits, targets, **extras):
