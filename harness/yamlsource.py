@@ -59,9 +59,9 @@ def parse_path(text: str) -> Path_:
 #: to ~10^9 nodes from 20 lines) before anything walks the expansion.
 MAX_NODES = 100_000
 MAX_DEPTH = 64
-#: Largest suite file read at all: parsing is pure Python (about 1 s per
-#: 100 kB), and the bundled suites are under 6 kB.
-MAX_BYTES = 100_000
+#: Largest suite file read at all: parsing is pure Python (0.5 to 1 s per
+#: 50 kB on a laptop core), and the bundled suites are under 6 kB.
+MAX_BYTES = 50_000
 
 
 def _check_budget(root, file: str) -> None:
