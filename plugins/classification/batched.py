@@ -161,7 +161,10 @@ class StackedLoss:
         out = logits.new_empty(R)
         for g, (members, fn, varying) in enumerate(self.groups):
             fn = self._bound(g, fn, varying, members, b, logits)
-            idx = torch.as_tensor(members, device=logits.device)
+            idx = self._tensors.get((g, logits.device))
+            if idx is None:  # built once: a copy from the host each step would wait
+                idx = self._tensors[g, logits.device] = torch.as_tensor(
+                    members, device=logits.device)
             out[idx] = fn.per_sample(logits[idx].reshape(-1, C), targets[idx].reshape(-1),
                                      epoch=epoch).view(len(members), b).mean(1)
         return out
@@ -290,6 +293,8 @@ def train_group(ctxs: list, datas: list, metric_fns: dict, *, phase: str = "trai
         base.train()
         order = torch.stack([torch.randperm(n, generator=g) for g in orders]).to(dev)
         lr = torch.tensor(lr_now.lrs(), dtype=torch.float64) * active
+        if dev.type != "mps":  # one copy per epoch, none per step (MPS has no float64)
+            lr = lr.to(dev)
         step_loss = torch.empty(steps, R, dtype=flat.dtype, device=dev)
         sizes = []
         for s, i in enumerate(range(0, n, bs)):

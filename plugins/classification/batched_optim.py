@@ -145,8 +145,18 @@ class StackedOptimizer:
             self._views[key] = out
         return out
 
+    def _on(self, name: str, device):
+        """Hyperparameter ``name`` (R,) float64 on ``device``, copied once."""
+        key = (name, str(device))
+        out = self._views.get(key)
+        if out is None:
+            out = self._views[key] = getattr(self, name).to(device)
+        return out
+
     def step(self, params: list, lr) -> None:
-        """One update of every run from ``p.grad``; ``lr``: (R,) float64 on the CPU."""
+        """One update of every run from ``p.grad``; ``lr``: (R,) float64, on
+        the parameters' device (then a step copies nothing from the host: no
+        synchronisation per step) or on the CPU (MPS, which has no float64)."""
         import torch
 
         self.steps += 1
@@ -175,14 +185,15 @@ class StackedOptimizer:
 
     def _adam(self, params: list, lr) -> None:
         t = self.steps
-        bc1 = 1 - self.beta1 ** t
-        bc2_sqrt = (1 - self.beta2 ** t).sqrt()
+        # float64 where lr is, as torch computes them in Python floats
+        bc1 = 1 - self._on("beta1", lr.device) ** t
+        bc2_sqrt = (1 - self._on("beta2", lr.device) ** t).sqrt()
         step_size = lr / bc1
         for i, p in enumerate(params):
             g = p.grad
             if self.has_wd:
                 if self.decoupled:
-                    p.mul_(1 - _like(lr * self.wd, p))
+                    p.mul_(1 - _like(lr * self._on("wd", lr.device), p))
                 else:
                     g = g + self._view("wd", self.wd, p) * p
             m, v = self.exp_avg[i], self.exp_avg_sq[i]
