@@ -76,12 +76,25 @@ class RunSpec:
         return cls(**data)
 
 
-def run_key(suite: str, task: str, dataset: dict, method: str, config: dict, seed: int) -> str:
+#: Marks the run key of a dataset written with its own ``label:``: until
+#: harness 0.1.0+bf193e0 such a dataset's split seed came from that label,
+#: so a store made before then holds runs on another split.  The marker
+#: gives those runs new keys (they are trained again, never mixed with runs
+#: on the content-derived split); entries without a label keep their keys.
+SPLIT_FROM_CONTENT = "content"
+
+
+def run_key(suite: str, task: str, dataset: dict, method: str, config: dict, seed: int,
+            split: str | None = None) -> str:
     """Stable hash of what determines a run's numbers (metrics to compute and
-    display labels excluded, so adding a metric does not invalidate runs)."""
+    display labels excluded, so adding a metric does not invalidate runs);
+    ``split``: ``SPLIT_FROM_CONTENT`` for a dataset with a ``label:`` of its own."""
     ds = {k: v for k, v in dataset.items() if k not in ("label", "base_dir")}
-    blob = json.dumps({"suite": suite, "task": task, "dataset": ds, "method": method,
-                       "config": config, "seed": seed}, sort_keys=True, default=str)
+    content = {"suite": suite, "task": task, "dataset": ds, "method": method,
+               "config": config, "seed": seed}
+    if split is not None:
+        content["split"] = split
+    blob = json.dumps(content, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -113,6 +126,7 @@ def expand_suite(suite: Suite, only: str | None = None) -> list[RunSpec]:
     for i, dataset in enumerate(suite.datasets):
         identity = split_identity(dataset, suite.content_labels[i] if suite.content_labels
                                   else None)
+        relabelled = SPLIT_FROM_CONTENT if dataset.get("label") != identity else None
         for method in suite.methods:
             for point in method.points:
                 config = method.config
@@ -131,7 +145,8 @@ def expand_suite(suite: Suite, only: str | None = None) -> list[RunSpec]:
                             "order": derive_seed(seed, "order"),
                         },
                     )
-                    spec.run_key = run_key(suite.name, suite.task, dataset, label, config, seed)
+                    spec.run_key = run_key(suite.name, suite.task, dataset, label, config, seed,
+                                           relabelled)
                     if only and not fnmatch.fnmatch(spec.run_name, only):
                         continue
                     runs.append(spec)

@@ -75,7 +75,7 @@ def test_method_override_merges_into_base(tmp_path):
     assert r["iris/fast/0"].config["training"]["epochs"] == 1
 
 
-def test_renaming_a_dataset_keeps_its_split_seed_and_run_key(tmp_path):
+def test_renaming_a_dataset_keeps_its_split_seed(tmp_path):
     """The split seed derives from the entry's content (its default label),
     as the run key does, never from the ``label:`` a suite writes."""
     plain = runs(tmp_path, ["  - sklearn: iris", "  - sklearn: wine\n    imbalance: 0.5"],
@@ -83,10 +83,19 @@ def test_renaming_a_dataset_keeps_its_split_seed_and_run_key(tmp_path):
     named = runs(tmp_path, ["  - sklearn: iris\n    label: flowers",
                             "  - sklearn: wine\n    imbalance: 0.5\n    label: grapes"],
                  METHODS[:1])
-    for old, new in (("iris", "flowers"), ("wine+imbalance=0.5", "grapes")):
+    renamed = runs(tmp_path, ["  - sklearn: iris\n    label: irises",
+                              "  - sklearn: wine\n    imbalance: 0.5\n    label: vino"],
+                   METHODS[:1])
+    for old, new, again in (("iris", "flowers", "irises"), ("wine+imbalance=0.5", "grapes",
+                                                            "vino")):
         for seed in (0, 1):
             a, b = plain[f"{old}/ce/{seed}"], named[f"{new}/ce/{seed}"]
-            assert a.seeds == b.seeds and a.run_key == b.run_key
+            c = renamed[f"{again}/ce/{seed}"]
+            assert a.seeds == b.seeds == c.seeds
+            # a dataset with a label of its own has its own key (before the
+            # split came from the content, its split came from that label):
+            # renaming it again keeps its finished runs
+            assert b.run_key == c.run_key != a.run_key
     # an unlabelled entry keeps the seed it always had (derived from its label)
     assert plain["iris/ce/0"].seeds["split"] == derive_seed(0, "split", "iris")
     # a transform is content: it changes the split seed
@@ -120,12 +129,16 @@ def test_a_renamed_datasets_new_method_gets_the_same_numbers(tmp_path):
             for r in cl.search_runs([exp.experiment_id]) if "harness.run_key" in r.data.tags}
 
     renamed = f"sqlite:///{tmp_path / 'renamed.db'}"
-    assert main(["run", suite("", METHODS[:1]), "--tracking-uri", renamed]) == 0
+    assert main(["run", suite("\n    label: blobs", METHODS[:1]), "--tracking-uri",
+                 renamed]) == 0
     both = ["  ce: {loss: cross_entropy}", "  ls: {loss: {name: cross_entropy, "
             "label_smoothing: 0.2}}"]
-    assert main(["run", suite("\n    label: blobs", both), "--tracking-uri", renamed]) == 0
+    assert main(["run", suite("\n    label: spheres", both), "--tracking-uri", renamed]) == 0
     fresh = f"sqlite:///{tmp_path / 'fresh.db'}"
     assert main(["run", suite("", both), "--tracking-uri", fresh]) == 0
     got, want = test_metrics(renamed), test_metrics(fresh)
-    assert set(got) == {"ce", "ls"}  # ce was not rerun under its new label
-    assert got == want
+    assert set(got) == {"ce", "ls"}
+    assert got == want  # the same split as never labelled at all
+    from harness.tracking import existing_runs
+
+    assert len(existing_runs(renamed, "p")) == 2  # ce was not rerun under its new label
