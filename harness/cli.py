@@ -344,24 +344,27 @@ def build_parser(executor_opts: dict[str, ExecutorOption] | None = None
                      help="retry infrastructure failures (worker died, CUDA error, tracking "
                      "unreachable) up to N times; method errors are not retried")
     plan = suite_cmd("plan", cmd_plan, "dry run: the expanded runs and their state")
-    plan.add_argument("--json", action="store_true")
+    plan.add_argument("--json", action="store_true", help="print the runs as JSON: each "
+                      "resolved run spec with its state")
 
     sp = sub.add_parser("status", help="done / running / failed / pending runs per method")
     sp.add_argument("suite", help="suite YAML file")
-    sp.add_argument("--tracking-uri")
-    sp.add_argument("--only", metavar="GLOB")
+    sp.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    sp.add_argument("--only", metavar="GLOB", help="only runs whose dataset/method/seed "
+                    "matches GLOB")
     sp.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
     sp.add_argument("--interval", type=number_type(float, 0, inclusive=False), default=2.0,
                     help="seconds between refreshes")
-    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--json", action="store_true", help="print the counts and failures as "
+                    "JSON")
     sp.set_defaults(fn=cmd_status)
 
     sp = sub.add_parser("plugins", help="installed plugins")
-    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--json", action="store_true", help="print the plugins as JSON")
     sp.set_defaults(fn=cmd_plugins)
     sp = sub.add_parser("list", help="registered components of one kind")
     sp.add_argument("kind", nargs="?", help="losses, datasets, metrics, ... (default: all)")
-    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--json", action="store_true", help="print the components as JSON")
     sp.set_defaults(fn=cmd_list)
     sp = sub.add_parser("datasets", help="the sets a dataset source offers (e.g. keel); "
                         "`datasets fetch NAME [--root DIR]` downloads a source's data")
@@ -369,13 +372,13 @@ def build_parser(executor_opts: dict[str, ExecutorOption] | None = None
     sp.add_argument("name", nargs="?", help="with fetch: the dataset source to download")
     sp.add_argument("--root", help="with fetch: the data folder (default: $HARNESS_DATA or "
                     "~/.cache/harness/data)")
-    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--json", action="store_true", help="print the catalog as JSON")
     sp.set_defaults(fn=cmd_datasets)
 
     sp = sub.add_parser("report", help="leaderboards from MLflow runs")
     sp.add_argument("suite", nargs="?", help="suite YAML file")
     sp.add_argument("--experiment", help="MLflow experiment (instead of a suite file)")
-    sp.add_argument("--tracking-uri")
+    sp.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
     sp.add_argument("--metric", help="primary metric (default: the suite's rank_by)")
     sp.add_argument("--format", default="md,html,latex,csv",
                     help="comma-separated, any of: md, html, latex, csv (default: all four)")

@@ -220,3 +220,17 @@ def test_run_output_opens_with_the_plan_not_mlflow_logs(tmp_path):
     assert proc.stdout.startswith("suite flags: 1 runs, 1 to run")
     assert " INFO " not in proc.stdout + proc.stderr
     assert "leaderboard:" in proc.stdout
+
+
+def test_every_option_of_every_command_has_help_text():
+    """`harness X --help` explains each option (status and plan --json had none)."""
+    import argparse
+
+    from harness.cli import build_parser
+
+    parser = build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    bare = [f"{name} {'/'.join(action.option_strings)}"
+            for name, sub in subs.choices.items() for action in sub._actions
+            if action.option_strings and action.help is None]
+    assert bare == []
