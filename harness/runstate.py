@@ -241,16 +241,6 @@ def judge(exc: BaseException | None) -> Verdict:
     return Verdict(FAILED_, METHOD_FAILURE, one_line(exc), False, kind)
 
 
-def is_result(status: str) -> bool:
-    """Whether ``status`` counts as a result (``DONE``)."""
-    return status in DONE
-
-
-def is_failure(status: str) -> bool:
-    """Whether ``status`` is a failure kept until ``--rerun-failed`` (``FAILED``)."""
-    return status in FAILED
-
-
 def is_input_failure(info: dict) -> bool:
     """A failed run whose cause was its input (``harness.failure_kind=input``)."""
     return info.get("status") in FAILED and info.get("failure_kind") == INPUT_FAILURE
