@@ -114,3 +114,50 @@ def test_float_pixels_for_tasks_that_read_x_train_directly():
     assert fl.X_train.dtype == np.float32
     assert np.allclose(fl.X_train, u8.inputs(u8.X_train))
     assert np.array_equal(fl.X_test, u8.X_test)
+
+
+def test_speed_options_off_leave_the_config_and_run_keys_as_they_were():
+    from harness_plugins.classification.task import Training
+
+    assert not {"amp", "channels_last", "compile"} & set(Training().model_dump())
+    on = Training(amp="bf16", channels_last=True).model_dump()
+    assert on["amp"] == "bf16" and on["channels_last"] is True and "compile" not in on
+
+
+def test_bf16_and_channels_last_train_a_plain_step_on_cpu():
+    from types import SimpleNamespace
+
+    import torch.nn.functional as F
+
+    from harness import ConfigError
+    from harness_plugins.classification.optimizers import PlainScheme
+    from harness_plugins.classification.precision import Precision
+    from harness_plugins.classification.resnets import resnet18
+
+    prec = Precision({"amp": "bf16", "channels_last": True}, "cpu")
+    torch.manual_seed(0)
+    model = prec.model(resnet18((3, 8, 8), 3, width=4))
+    assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
+    scheme = PlainScheme(lambda ps: torch.optim.SGD(ps, lr=0.1))
+    scheme.setup(model, lambda logits, y, **_: F.cross_entropy(logits.float(), y),
+                 SimpleNamespace())
+    prec.check_scheme(scheme)
+    x = prec.batch(torch.randn(4, 3, 8, 8))
+    assert x.is_contiguous(memory_format=torch.channels_last)
+    before = model[0].weight.detach().clone()
+    loss = prec.step(scheme, {"x": x, "y": torch.tensor([0, 1, 2, 0])})
+    assert np.isfinite(loss) and not torch.equal(before, model[0].weight)
+    with pytest.raises(ConfigError, match="training.amp.*needs CUDA"):
+        Precision({"amp": "fp16"}, "cpu")
+
+
+def test_runs_with_speed_options_train_alone_in_batch_mode():
+    from types import SimpleNamespace
+
+    from harness.plugins import get_registry
+    from harness_plugins.classification.batch_task import batch_key
+
+    cfg = {"model": "mlp", "loss": "cross_entropy",
+           "training": {"epochs": 1, "batch_size": 8, "optimizer": "sgd", "amp": "bf16"}}
+    key, why = batch_key(SimpleNamespace(config=cfg, dataset={}, metrics=[]), get_registry())
+    assert key is None and "amp" in why

@@ -49,6 +49,10 @@ def batch_key(spec, registry) -> tuple[str | None, str]:
 
     cfg = spec.config
     tr = cfg["training"]
+    from harness_plugins.classification.precision import is_off
+
+    if not is_off(tr):
+        return None, "amp, channels_last and compile apply to a run trained alone"
     loss_name, opt_name = _spec_name(cfg["loss"]), _spec_name(tr["optimizer"])
     for kind, name, component in (("losses", loss_name, cfg["loss"]),
                                   ("optimizers", opt_name, tr["optimizer"])):

@@ -4,9 +4,9 @@ training scheme), select the best epoch on validation, evaluate on test."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_serializer
 
 from harness import ConfigError, hookimpl
 from harness.params import check_components
@@ -35,6 +35,21 @@ class Training(BaseModel):
     early_stopping: EarlyStopping = EarlyStopping()
     select_best: bool = True
     eval_batch_size: int = Field(default=8192, ge=1)
+    #: Speed options (``harness_plugins.classification.precision``); left out
+    #: of the dumped config while off, so they moved no existing run key.
+    amp: Literal["none", "bf16", "fp16"] = "none"
+    channels_last: bool = False
+    compile: bool = False
+
+    @model_serializer(mode="wrap")
+    def _drop_off_options(self, handler):
+        from harness_plugins.classification.precision import OFF
+
+        out = handler(self)
+        for key, off in OFF.items():
+            if out.get(key) == off:
+                out.pop(key)
+        return out
 
 
 class Config(BaseModel):

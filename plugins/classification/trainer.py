@@ -52,6 +52,8 @@ class Components:
     steps_per_epoch: int
     #: seconds the scheme's setup trained (USEFUL's probe epochs), counted in train_s
     setup_s: float = 0.0
+    #: the run's amp / channels_last / compile (``precision.Precision``)
+    precision: Any = None
 
 
 def batch_size_of(value: int | float, n: int) -> int:
@@ -84,7 +86,10 @@ def build_components(ctx, config: dict, data, X, y, *, model=None) -> Components
         torch.manual_seed(ctx.seeds["init"])
         model = ctx.create("models", spec_with_head(config["model"], loss_fn, ctx.registry),
                            **model_inputs(data))
-    model = model.to(dev)
+    from harness_plugins.classification.precision import Precision
+
+    precision = Precision(tr, dev)
+    model = precision.model(model.to(dev))
     if hasattr(loss_fn, "setup"):
         loss_fn.setup(n_classes=data.n_classes, class_counts=data.class_counts(),
                       n_train=len(y))
@@ -95,6 +100,7 @@ def build_components(ctx, config: dict, data, X, y, *, model=None) -> Components
     bs = batch_size_of(tr["batch_size"], n)
     steps = math.ceil(n / bs)
     scheme = as_scheme(ctx.create("optimizers", tr["optimizer"]))
+    precision.check_scheme(scheme)
     from types import SimpleNamespace
 
     setup_start = time.perf_counter()
@@ -106,7 +112,7 @@ def build_components(ctx, config: dict, data, X, y, *, model=None) -> Components
     scheduler = None
     if tr.get("scheduler"):
         scheduler = ctx.create("schedulers", tr["scheduler"])(scheme.optimizer, tr["epochs"])
-    return Components(model, loss_fn, scheme, scheduler, bs, steps, setup_s)
+    return Components(model, loss_fn, scheme, scheduler, bs, steps, setup_s, precision)
 
 
 class ScalarLoss:
@@ -152,6 +158,9 @@ def fit(ctx, parts: Components, X, y, training: dict,
     n, bs = len(y), parts.batch_size
     gen = torch.Generator().manual_seed(ctx.seeds["order"])
     aug_gen = augment_generator(ctx.seeds, dev) if augment is not None else None
+    prec = parts.precision
+    step = scheme.step if prec is None else (lambda batch: prec.step(scheme, batch))
+    batch_format = (lambda x: x) if prec is None else prec.batch
     run = RunEpochs(ctx, training, sign, phase)
     best_state = None
     start = time.perf_counter()
@@ -165,7 +174,7 @@ def fit(ctx, parts: Components, X, y, training: dict,
         for i in range(0, len(order), bs):
             idx = order[i:i + bs]
             x = X[idx] if augment is None else augment(X[idx], aug_gen)
-            value = scheme.step({"x": x, "y": y[idx], "index": idx, "epoch": epoch})
+            value = step({"x": batch_format(x), "y": y[idx], "index": idx, "epoch": epoch})
             # scheme.step has synchronised already: stop at the step that diverged
             run.check_finite((value,), epoch)
             total += value * len(idx)
