@@ -85,17 +85,24 @@ def run_suite(path: str | Path, *, tracking_uri: str | None = None, only: str | 
 
 def build_report(suite_or_experiment: str | Path, *, tracking_uri: str | None = None,
                  out: str | Path | None = None, formats: Sequence[str] = ("md", "html", "csv"),
-                 metric: str | None = None) -> Path:
+                 metric: str | None = None, baseline: str | None = None,
+                 include_stale: bool = False) -> Path:
     """Write the report of a suite file (or of an MLflow experiment, by name)
     and return its directory, as ``harness report`` does.
 
-    ``out`` defaults to ``reports/<suite name>``; ``formats`` are any of
-    ``md``, ``html``, ``latex``, ``csv``; ``metric`` (``auroc`` or
-    ``test/auroc``) overrides the suite's ``rank_by`` (for an experiment: the
-    ``rank_by`` its last ``harness run`` logged, else ``accuracy``).  The
-    report reads MLflow only.  Raises ``harness.UserError`` for an unknown
-    experiment or format, or when there are no runs."""
+    A suite file is reported as its current plan: runs of earlier
+    configurations of the same suite are left out (and counted) unless
+    ``include_stale``; an experiment name reads every run in it.  ``out``
+    defaults to ``reports/<suite name>``; ``formats`` are any of ``md``,
+    ``html``, ``latex``, ``csv``; ``metric`` (``auroc`` or ``test/auroc``)
+    overrides the suite's ``rank_by`` (for an experiment: the ``rank_by`` its
+    last ``harness run`` logged; without either the report says which
+    metrics to pass); ``baseline`` is the method wins, ties and losses are
+    counted against.  The report reads MLflow only.  Raises
+    ``harness.UserError`` for an unknown experiment, format or metric, or
+    when there are no runs."""
     from harness.report import build_report as build
 
     return build(suite_or_experiment, tracking_uri=tracking_uri, out=out,
-                 formats=tuple(formats), metric=metric)
+                 formats=tuple(formats), metric=metric, baseline=baseline,
+                 include_stale=include_stale)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ import pytest
 PLUGINS = Path(__file__).parent / "plugins"
 sys.path.insert(0, str(PLUGINS))
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+# caches a test run writes (keel class sizes, ...) stay out of the user's home
+os.environ.setdefault("HARNESS_CACHE_DIR", tempfile.mkdtemp(prefix="harness-test-cache-"))
 
 
 @pytest.fixture(autouse=True, scope="session")
