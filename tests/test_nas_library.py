@@ -210,11 +210,6 @@ def test_rarts_tuning_resets_both_weight_copies():
     assert strategy.y_opt.param_groups[0]["lr"] == pytest.approx(0.0125)
 
 
-def test_perturbation_rejects_a_non_positive_lr_factor():
-    with pytest.raises(ValueError, match="tune_lr_factor must be > 0"):
-        selectors.perturbation(tune_lr_factor=0.0)
-
-
 def test_random_selector_covers_the_space_reproducibly():
     space = spaces.tiny()
     sel = selectors.random()

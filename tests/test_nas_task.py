@@ -66,6 +66,12 @@ def test_suite_plans(tmp_path, capsys):
      ["ground_truth", "15625 genotypes"]),
     ("search_training: {epochs: 2, batch_size: 128}", "search_training: {epoch: 2}",
      ["search_training.epoch", "unknown key 'epoch'"]),
+    ("pt: {selector: {name: perturbation, tune_epochs: 1}}",
+     "pt: {selector: {name: perturbation, tune_lr_factor: 0}}",
+     ["methods.pt.selector.tune_lr_factor", "greater than 0"]),
+    ("pt: {selector: {name: perturbation, tune_epochs: 1}}",
+     "pt: {selector: {name: perturbation, score_split: test}}",
+     ["methods.pt.selector.score_split"]),
 ])
 def test_bad_input_exits_2_at_validation(tmp_path, capsys, old, new, words):
     assert old in SUITE

@@ -109,15 +109,13 @@ class TrainSize:
         return f"TrainSize(n={self.n!r})"
 
 
-def train_size(n: int) -> TrainSize:
+def train_size(n: Annotated[int, Field(ge=1)]) -> TrainSize:
     """Keep n training rows in all, shared evenly over classes (the GDA paper's m_S)."""
-    if n < 1:
-        raise ValueError(f"train_size n must be at least 1, got {n!r}")
     return TrainSize(n)
 
 
 def bgmm_mean(in_shape: Annotated[tuple, FromData], n_classes: Annotated[int, FromData],
-              sigma: float = 0.6):
+              sigma: Annotated[float, Field(gt=0)] = 0.6):
     """GDA paper's bGMM learner: theta = mean(y x), y = +-1, no intercept (use closed_form).
 
     ``sigma``: the mixture's noise level in its NLL loss ||x - y theta||^2 /
@@ -129,8 +127,6 @@ def bgmm_mean(in_shape: Annotated[tuple, FromData], n_classes: Annotated[int, Fr
 
     if n_classes != 2:
         raise ValueError(f"bgmm_mean is a binary learner; the dataset has {n_classes} classes")
-    if sigma <= 0:
-        raise ValueError(f"bgmm_mean: sigma must be > 0, got {sigma!r}")
     d = math.prod(in_shape)
 
     class MeanEstimator(nn.Module):

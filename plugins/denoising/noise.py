@@ -194,7 +194,8 @@ ELD_READ_SLOPE, ELD_ROW_SLOPE = 0.462, 0.528
 
 def eld(gain_spread: Annotated[float, Field(ge=1)] = 1.0,
         sigma_jitter: Annotated[float, Field(ge=0)] = 0.0,
-        read_slope: float = ELD_READ_SLOPE, row_slope: float = ELD_ROW_SLOPE,
+        read_slope: Annotated[float, Field(ge=0)] = ELD_READ_SLOPE,
+        row_slope: Annotated[float, Field(ge=0)] = ELD_ROW_SLOPE,
         row_jitter: Annotated[float, Field(ge=0)] | None = None,
         clip: bool = True) -> NoiseModel:
     """ELD physics model (Wei et al. 2020): shot + Tukey-lambda read + row + quantisation + bias.

@@ -131,7 +131,8 @@ def magnitude() -> Magnitude:
 
 def perturbation(tune_epochs: Annotated[int, Field(ge=0)] = 5,
                  edge_order: Literal["random", "fixed"] = "random",
-                 tune_alpha: bool = True, tune_lr_factor: float | None = 0.1,
+                 tune_alpha: bool = True,
+                 tune_lr_factor: Annotated[float, Field(gt=0)] | None = 0.1,
                  score_split: Literal["train_alpha", "val"] = "train_alpha") -> Perturbation:
     """DARTS-PT (Wang et al., ICLR 2021): per edge keep the op whose masking hurts most.
 
@@ -142,9 +143,6 @@ def perturbation(tune_epochs: Annotated[int, Field(ge=0)] = 5,
     at ``tune_lr_factor`` x the search lr.  ``score_split: val, tune_alpha:
     false, tune_lr_factor: null`` is the earlier harness procedure (validation
     split, alpha frozen, the search optimizer and its schedule kept)."""
-    if tune_lr_factor is not None and not tune_lr_factor > 0:
-        raise ValueError(f"tune_lr_factor must be > 0 (or null to keep the search optimizer), "
-                         f"got {tune_lr_factor}")
     return Perturbation(tune_epochs, edge_order, tune_alpha, tune_lr_factor, score_split)
 
 
