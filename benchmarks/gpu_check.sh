@@ -20,7 +20,7 @@ phase() {  # phase NAME ARGS...: run benchmarks/images.py, sampling GPU memory e
     > "$out/mem_$name.csv" &
   local smi=$!
   local started=$SECONDS
-  timeout 200 python benchmarks/images.py --device cuda "$@" | tee "$out/$name.txt" || true
+  timeout 150 python benchmarks/images.py --device cuda --repeats 1 "$@" | tee "$out/$name.txt" || true
   kill "$smi" 2>/dev/null || true
   wait "$smi" 2>/dev/null || true
   echo "$name: peak GPU memory used $(sort -n "$out/mem_$name.csv" | tail -1) MiB" \

@@ -14,7 +14,9 @@ timed by the loop), the ratio harness / loop, and each process's wall time
 and peak memory (max RSS; peak CUDA memory for the loop on a GPU).
 
 ``--seeds N`` (N > 1) runs the harness side as one ``--batch`` group of N
-seeds (stacked training) and the loop N times in its process.
+seeds (stacked training) and the loop N times in its process.  Each side
+runs ``--repeats`` times, alternating which goes first; the table shows the
+repetition with the median training time of each side.
 """
 
 from __future__ import annotations
@@ -145,7 +147,8 @@ def run_harness(root: Path, work: Path, epochs: int, width: int, seeds: int,
     suite = work / "bench_images.yaml"
     suite.write_text(SUITE.format(seeds=seeds, device=device, root=root, width=width,
                                   epochs=epochs, batch=BATCH, lr=LR, momentum=MOMENTUM, wd=WD))
-    db = work / "bench.db"
+    # a new store per call: MLflow keeps a store's engine per URI in this process
+    db = work / f"bench{len(list(work.glob('bench*.db')))}.db"
     cmd = ["harness", "run", str(suite), "--tracking-uri", f"sqlite:///{db}"]
     if seeds > 1:
         cmd.append("--batch")
@@ -176,6 +179,12 @@ def child(args) -> None:
     print(json.dumps(out))
 
 
+def _median(rows: list[dict]) -> dict:
+    """The row with the median ``train_s`` (the lower middle one for an even count)."""
+    ordered = sorted(rows, key=lambda r: r["train_s"])
+    return ordered[(len(ordered) - 1) // 2]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n-train", type=int, default=2000)
@@ -183,6 +192,8 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="alternating repetitions; the medians are compared")
     parser.add_argument("--cifar", help="a folder holding cifar-10-batches-py/ (else generated)")
     parser.add_argument("--hand", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
@@ -201,20 +212,32 @@ def main() -> None:
         if not args.cifar:
             write_cifar(root, args.n_train, max(200, args.n_train // 5))
         load = os.getloadavg()[0]
-        start = time.perf_counter()
-        proc = subprocess.run([sys.executable, __file__, "--hand", "--root", str(root),
-                               "--epochs", str(args.epochs), "--width", str(args.width),
-                               "--seeds", str(args.seeds), "--device", device],
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            sys.exit(f"hand loop failed:\n{proc.stderr[-3000:]}")
-        loop = json.loads(proc.stdout.strip().splitlines()[-1])
-        loop["wall_s"] = time.perf_counter() - start  # with start-up, as harness's
-        h = run_harness(root, work, args.epochs, args.width, args.seeds, device)
+        loops, hs = [], []
+        for rep in range(args.repeats):
+            # alternate which side goes first: a shared machine's load drifts
+            for side in (("loop", "harness") if rep % 2 == 0 else ("harness", "loop")):
+                if side == "harness":
+                    hs.append(run_harness(root, work, args.epochs, args.width, args.seeds,
+                                          device))
+                    continue
+                start = time.perf_counter()
+                proc = subprocess.run([sys.executable, __file__, "--hand", "--root",
+                                       str(root), "--epochs", str(args.epochs), "--width",
+                                       str(args.width), "--seeds", str(args.seeds),
+                                       "--device", device], capture_output=True, text=True)
+                if proc.returncode != 0:
+                    sys.exit(f"hand loop failed:\n{proc.stderr[-3000:]}")
+                loops.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+                loops[-1]["wall_s"] = time.perf_counter() - start  # start-up too, as harness
         load_after = os.getloadavg()[0]
+    loop, h = _median(loops), _median(hs)
     images = loop["images"]  # both sides see the same train split size and epochs
     loop_ips = images / loop["train_s"]
     h_ips = images / h["train_s"]
+    if args.repeats > 1:
+        print("train s per repeat: hand loop "
+              + ", ".join(f"{r['train_s']:.2f}" for r in loops) + "; harness "
+              + ", ".join(f"{r['train_s']:.2f}" for r in hs))
     print(f"ResNet-18 width {args.width}, {args.n_train if not args.cifar else 'CIFAR-10'} "
           f"train images (10% held out), {args.epochs} epochs, batch {BATCH}, "
           f"{args.seeds} seed(s), device {device}; load average {load:.1f} -> {load_after:.1f}")
