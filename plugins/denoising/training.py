@@ -108,6 +108,7 @@ def train_denoiser(ctx, net, model, data, white: float, cfg: dict, max_side: int
              if tr["scheduler"] else None)
     loss_fn = torch.nn.functional.l1_loss if tr["loss"] == "l1" else torch.nn.functional.mse_loss
     best, best_psnr, best_epoch = None, -math.inf, 0
+    ctx.expect_epochs(tr["epochs"])
     net.train()
     for epoch in range(tr["epochs"]):
         patches = sample_patches(data.train, tr["patches_per_epoch"], cfg["patch"], rng)

@@ -52,6 +52,7 @@ def search(ctx, cfg: dict, space, data) -> Searched:
     w_idx, a_idx = (torch.as_tensor(i, device=ctx.device)
                     for i in split_halves(len(y), ctx.seeds["split"]))
     strategy.setup(net, st["epochs"])
+    ctx.expect_epochs(st["epochs"], "search")
     gen = torch.Generator().manual_seed(ctx.seeds["order"])
     rows: list[list] = []
 
