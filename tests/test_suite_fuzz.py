@@ -125,7 +125,8 @@ def mutate(data, draw):
             return put(data, path, list(range(size)))
         # copies of a whole subtree: bounded, so that writing the example
         # stays far inside the deadline (a large file is the "text" case)
-        size = max(2, min(size, 2_000 // len(list(paths(item)))))
+        size = max(2, min(size, 2_000 // len(list(paths(item))),
+                          100_000 // max(1, len(repr(item)))))
         return put(data, path, [copy.deepcopy(item) for _ in range(size)])
     if kind == "nest":
         depth = draw(st.integers(1, 100))
