@@ -32,8 +32,8 @@ def run_suite(path: str | Path, *, tracking_uri: str | None = None, only: str | 
               jobs: int = 1, device: str = "auto", force: bool = False,
               rerun_failed: bool = False, executor: Any = "local",
               executor_params: dict[str, Any] | None = None, timeout: float | str | None = None,
-              memory_limit: int | str | None = None, retries: int = 0, batch: bool = False,
-              max_group: int | None = None, blocked: Sequence[str] = (),
+              memory_limit: int | str | None = None, retries: int = 0, batch: bool = True,
+              batch_all: bool = False, max_group: int | None = None, blocked: Sequence[str] = (),
               report: bool = True) -> SuiteSummary:
     """Run the suite file ``path`` as ``harness run`` does and return a summary.
 
@@ -46,8 +46,10 @@ def run_suite(path: str | Path, *, tracking_uri: str | None = None, only: str | 
     executor name or a built executor, ``executor_params`` its options
     (``jobs`` is the local executor's); ``timeout`` (seconds or ``"30m"``)
     and ``memory_limit`` (bytes or ``"8G"``) supervise each work item;
-    ``retries`` retries infrastructure failures; ``batch``/``max_group``
-    train the runs a task can train together as groups; ``blocked`` names
+    ``retries`` retries infrastructure failures; ``batch`` (the default)
+    trains the runs a task can train together without changing their numbers
+    as groups (of at most ``max_group``), ``batch_all`` also those whose
+    numbers a group changes within rounding (``--batch``); ``blocked`` names
     plugins to leave out.  With ``report``, when runs finished, the leaderboard
     is built (``summary.leaderboard``) and the full report is logged as a
     suite-level MLflow run (its id is ``summary.report_run_id``).
@@ -77,7 +79,7 @@ def run_suite(path: str | Path, *, tracking_uri: str | None = None, only: str | 
                          rerun_failed=rerun_failed, device=check_device(device),
                          executor=executor, blocked=tuple(blocked), timeout=timeout,
                          memory_limit=memory_limit, retries=retries, batch=batch,
-                         max_group=max_group, report=report)
+                         batch_all=batch_all, max_group=max_group, report=report)
     plan = make_plan(str(path), options.uri, only=only, force=force, rerun_failed=rerun_failed,
                      registry=registry)
     return run_suite_plan(plan, options, registry=registry)

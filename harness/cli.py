@@ -189,12 +189,16 @@ def cmd_plan(args) -> int:
     print(tabulate(rows, headers=["dataset", "method", "seed", "run key", "state"]))
     print(f"\n{len(plan.runs)} runs: {len(plan.todo)} to run, {len(plan.done)} done, "
           f"{len(plan.failed)} failed earlier")
-    if args.batch or args.max_group is not None:
+    options = batch_options(args)
+    if args.groups or args.batch or args.max_group is not None:
         from harness.estimate import describe as describe_cost
         from harness.estimate import estimate
         from harness.groups import describe, group_runs
 
-        grouping = group_runs(plan.todo, reg, args.max_group)
+        if not options.batch:
+            print("\nbatch mode off (--no-batch): every run trains alone")
+            return 0
+        grouping = group_runs(plan.todo, reg, args.max_group, inexact=options.batch_all)
         print("\nbatch mode:")
         for line in describe(grouping) + describe_cost(estimate(grouping.items, args.tracking_uri),
                                                        len(plan.todo)):
@@ -202,14 +206,24 @@ def cmd_plan(args) -> int:
     return 0
 
 
+def batch_options(args) -> RunOptions:
+    """The batch flags of ``run``/``plan`` (``--no-batch``, ``--batch``,
+    ``--max-group``) as ``RunOptions``; contradicting ones are a UserError."""
+    if args.no_batch and (args.batch or args.max_group is not None):
+        raise UserError("--no-batch trains every run alone: it cannot go with "
+                        + ("--batch" if args.batch else "--max-group"))
+    return RunOptions(batch=not args.no_batch, batch_all=args.batch, max_group=args.max_group)
+
+
 def run_options(args, reg) -> RunOptions:
     """``harness run``'s flags as ``harness.options.RunOptions``."""
+    batch = batch_options(args)
     return RunOptions(tracking_uri=args.tracking_uri, only=args.only, force=args.force,
                       rerun_failed=args.rerun_failed, device=check_device(args.device),
                       executor=executor_from_args(args, reg), blocked=tuple(_blocked(args)),
                       timeout=args.timeout, memory_limit=args.memory_limit,
-                      retries=args.retries, batch=args.batch, max_group=args.max_group,
-                      quiet=args.quiet)
+                      retries=args.retries, batch=batch.batch, batch_all=batch.batch_all,
+                      max_group=args.max_group, quiet=args.quiet)
 
 
 def cmd_run(args) -> int:
@@ -312,10 +326,14 @@ def build_parser(executor_opts: dict[str, ExecutorOption] | None = None
                         "matches GLOB")
         sp.add_argument("--force", action="store_true", help="rerun finished runs too")
         sp.add_argument("--rerun-failed", action="store_true", help="rerun failed runs")
-        sp.add_argument("--batch", action="store_true", help="batch mode: train the runs that "
-                        "differ only in seed and numeric hyperparameters together")
+        sp.add_argument("--no-batch", dest="no_batch", action="store_true",
+                        help="train every run alone (by default the runs that differ only "
+                        "in seed and numeric hyperparameters train together when that "
+                        "leaves their numbers unchanged)")
+        sp.add_argument("--batch", action="store_true", help="also train together the runs "
+                        "whose float32 numbers a group changes within rounding (cnn)")
         sp.add_argument("--max-group", type=number_type(int, 1), metavar="N",
-                        help="batch mode with at most N runs per group")
+                        help="at most N runs per group")
         sp.set_defaults(fn=fn)
         return sp
 
@@ -346,6 +364,9 @@ def build_parser(executor_opts: dict[str, ExecutorOption] | None = None
     plan = suite_cmd("plan", cmd_plan, "dry run: the expanded runs and their state")
     plan.add_argument("--json", action="store_true", help="print the runs as JSON: each "
                       "resolved run spec with its state")
+    plan.add_argument("--groups", action="store_true", help="also show the work items "
+                      "`harness run` makes with these flags: the groups and why the other "
+                      "runs train alone (builds the models: imports torch)")
 
     sp = sub.add_parser("status", help="done / running / failed / pending runs per method")
     sp.add_argument("suite", help="suite YAML file")

@@ -1,13 +1,20 @@
 """Work items: which runs train together, and on which device.
 
-Batch mode (``harness run --batch``, ``--max-group N``) groups the runs a
-task can train together; without it every run is an item of its own.  The
-core knows no method: the task decides.  A task that batches has
+Batch mode, the default of ``harness run`` (``--no-batch`` turns it off;
+``--max-group N`` caps a group), groups the runs a task can train together
+without changing their numbers; ``--batch`` also groups the runs whose
+numbers a group changes within rounding.  Without batch mode every run is an
+item of its own.  The core knows no method: the task decides.  A task that
+batches has
 
 - ``batch_key(spec) -> (key, reason)``: runs with the same key may train
-  together; ``(None, reason)`` when this run must train alone (``"scheme
-  `sam` is not batchable"``).  Called at plan time, so it must be cheap and
-  must not load data;
+  together.  ``(key, "")``: a group logs exactly what each run logs alone,
+  whichever runs share it, so the default groups it.  ``(key, reason)``: a
+  group changes the run's numbers within rounding (``reason`` says why), so
+  only ``--batch`` groups it and the default trains it alone, saying why.
+  ``(None, reason)``: the run must train alone (``"scheme `sam` is not
+  batchable"``).  Called at plan time, so it must be cheap and must not
+  load data;
 - ``run_group(ctxs) -> list[dict | BaseException]``: train the runs of one
   group (one ``RunContext`` each) and return, per run, its final test
   metrics or the exception that ended it (``harness.Diverged`` ...).
@@ -26,6 +33,13 @@ from dataclasses import dataclass, field
 from harness.interfaces import BatchTask
 from harness.plan import RunSpec
 from harness.worker import WorkItem, group_id
+
+#: Set to ``1`` by the runner while ``--batch`` (``RunOptions.batch_all``)
+#: runs, so that a task's ``run_group`` may also stack, at run time, the runs
+#: whose numbers a group changes within rounding (what it can only tell once
+#: the data is loaded: a model ``auto`` is a cnn on image data).  Workers and
+#: supervised children inherit it (``harness.runner.worker_env``).
+INEXACT_ENV = "HARNESS_BATCH_INEXACT"
 
 
 @dataclass
@@ -52,12 +66,15 @@ def batch_key(spec: RunSpec, registry, tasks: dict | None = None) -> tuple[str |
     if not isinstance(task, BatchTask):
         return None, f"task `{spec.task}` does not train runs together"
     key, reason = task.batch_key(spec)
-    return (f"{spec.task}:{key}", "") if key is not None else (None, reason)
+    return (f"{spec.task}:{key}", reason or "") if key is not None else (None, reason)
 
 
-def group_runs(specs: list[RunSpec], registry, max_group: int | None = None) -> Grouping:
+def group_runs(specs: list[RunSpec], registry, max_group: int | None = None, *,
+               inexact: bool = False) -> Grouping:
     """Group ``specs`` by their task's batch key, in chunks of at most
-    ``max_group``; the others train alone, with the reason."""
+    ``max_group``; the others train alone, with the reason.  ``inexact``:
+    also group the runs whose numbers a group changes within rounding (a
+    key with a reason: ``--batch``)."""
     if max_group is not None and max_group < 1:
         raise ValueError(f"max_group must be >= 1, got {max_group}")
     tasks: dict = {}
@@ -66,7 +83,7 @@ def group_runs(specs: list[RunSpec], registry, max_group: int | None = None) -> 
     out = Grouping()
     for spec in specs:
         key, reason = batch_key(spec, registry, tasks)
-        if key is None:
+        if key is None or (reason and not inexact):
             out.alone[spec.run_key] = reason
             order.append(spec)
             continue
@@ -88,11 +105,12 @@ def group_runs(specs: list[RunSpec], registry, max_group: int | None = None) -> 
 
 
 def work_items(todo: list[RunSpec], registry, devices: list[str], *, batch: bool = False,
-               max_group: int | None = None) -> list[WorkItem]:
+               max_group: int | None = None, inexact: bool = False) -> list[WorkItem]:
     """The runner's work items for ``todo``: one per run, or in batch mode
     one per group or run training alone (logging through a store writer);
-    devices round-robin over items."""
-    items = group_runs(todo, registry, max_group).items if batch else [[s] for s in todo]
+    devices round-robin over items.  ``inexact``: see ``group_runs``."""
+    items = group_runs(todo, registry, max_group, inexact=inexact).items if batch \
+        else [[s] for s in todo]
     return [WorkItem([s.to_dict() for s in item], devices[i % len(devices)], 1, batch)
             for i, item in enumerate(items)]
 

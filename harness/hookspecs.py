@@ -120,7 +120,7 @@ def register_tasks(register):
       ``ctx.data`` calls it once per run.
     - ``cost_keys: tuple[str, ...]`` (optional): dotted config keys (or key
       prefixes: ``"model"`` covers ``model.hidden``) that, with the
-      dataset, determine a run's training time; ``harness plan --batch``
+      dataset, determine a run's training time; ``harness plan --groups``
       estimates a run from earlier finished runs with equal values
       (``harness.estimate``).  Without it no estimate is made.
     - ``run(ctx: harness.context.RunContext) -> dict[str, float]``: train and
@@ -129,9 +129,12 @@ def register_tasks(register):
       becomes NaN/inf, ``harness.UserError`` when the data does not suit the
       config (such runs are retried once the input is fixed).  How a run's
       ending becomes its status is ``harness.runstate.judge``'s.
-    - batch mode (optional; ``harness run --batch``, ``harness.groups``):
+    - batch mode (optional; the default of ``harness run``, ``harness.groups``):
       ``batch_key(spec) -> (key | None, reason)``: runs with equal keys may
-      train together; ``(None, why)`` for a run that must train alone
+      train together; ``(key, "")`` when a group logs for each run what it
+      logs alone whichever runs share it (grouped by default), ``(key,
+      why)`` when a group changes its numbers within rounding (grouped only
+      with ``--batch``), ``(None, why)`` for a run that must train alone
       (called at plan time: cheap, no data); and ``run_group(ctxs) ->
       list[dict | BaseException]``: train one group (a ``RunContext`` per
       run) and return per run its test metrics or the exception that ended

@@ -24,8 +24,13 @@ class RunOptions:
     ``executor_params`` are the named executor's options (``{"jobs": 2}``).
     ``timeout`` (seconds) and ``memory_limit`` (bytes) supervise each work
     item in a child process of its own; ``retries`` retries runs that failed
-    on the infrastructure.  ``batch`` (implied by ``max_group``) trains the
-    runs a task can train together as one group.  ``report``: build the
+    on the infrastructure.  ``batch`` (on by default; implied by
+    ``max_group``) trains the runs a task can train together without changing
+    their numbers as one group, whichever runs share it (``harness.groups``);
+    ``batch_all`` (``--batch``) also groups the runs whose numbers a group
+    changes within float rounding (a cnn: its stacked convolutions round
+    differently).  On a system without POSIX pipes the default trains every
+    run alone.  ``report``: build the
     leaderboard and log the suite's report when runs finished.  ``quiet``:
     no epoch progress lines (``harness.progress``)."""
 
@@ -40,16 +45,20 @@ class RunOptions:
     timeout: float | None = None
     memory_limit: int | None = None
     retries: int = 0
-    batch: bool = False
+    batch: bool = True
+    batch_all: bool = False
     max_group: int | None = None
     report: bool = True
     quiet: bool = False
 
     def __post_init__(self):
-        if self.max_group is not None:
-            if self.max_group < 1:
-                raise UserError(f"max_group must be at least 1, got {self.max_group}")
+        asked = self.batch_all or self.max_group is not None
+        if self.max_group is not None and self.max_group < 1:
+            raise UserError(f"max_group must be at least 1, got {self.max_group}")
+        if asked:
             self.batch = True
+        elif os.name != "posix":  # the default needs the store writer's pipe
+            self.batch = False
         if self.retries < 0:
             raise UserError(f"retries must be at least 0, got {self.retries}")
         for name in ("timeout", "memory_limit"):

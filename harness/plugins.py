@@ -263,8 +263,21 @@ def make_plugin_manager(blocked: set[str] | None = None, *, strict: bool = True
 
     seen: set[str] = set()
     builtin_only = bool(os.environ.get("HARNESS_DISABLE_PLUGIN_AUTOLOAD"))
+    # (name, version) per distribution: each read parses its METADATA file,
+    # and one distribution holds many entry points (harness's own: ~40)
+    dists: dict = {}
+
+    def dist_of(ep) -> tuple[str | None, str | None]:
+        if ep.dist is None:
+            return None, None
+        key = str(getattr(ep.dist, "_path", id(ep.dist)))
+        if key not in dists:
+            meta = ep.dist.metadata
+            dists[key] = (meta["Name"], meta["Version"])
+        return dists[key]
+
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        dist_name = ep.dist.metadata["Name"] if ep.dist is not None else None
+        dist_name, dist_version = dist_of(ep)
         if builtin_only and dist_name != DISTRIBUTION:
             continue
         seen.add(ep.name)
@@ -276,7 +289,7 @@ def make_plugin_manager(blocked: set[str] | None = None, *, strict: bool = True
             failed(ep.name, dist_name, ep.value, exc)
             continue
         pm.register(module, name=ep.name)
-        pm.harness_dists[ep.name] = (dist_name, ep.dist.version if ep.dist else None)
+        pm.harness_dists[ep.name] = (dist_name, dist_version)
     for modname in os.environ.get("HARNESS_PLUGINS", "").split(","):
         modname = modname.strip()
         if not modname:

@@ -195,13 +195,17 @@ def run_plan(plan: Plan, options: RunOptions | None = None, *, registry=None, co
     dataset (unavailable, or a bad input) is reported once per dataset
     (``plan.unavailable``, ``plan.input_errors``).  Ctrl-C propagates after
     the executor stops."""
-    from harness.groups import work_items
+    from harness.groups import INEXACT_ENV, work_items
     from harness.interfaces import Executor
     from harness.plugins import get_registry
     from harness.tracking import existing_runs, mark_stale, prepare_store
     from harness.worker import Lost, lost_outcomes
 
     options = options or RunOptions()
+    if options.batch_all and os.environ.get(INEXACT_ENV) != "1":
+        with _environ(INEXACT_ENV, "1"):
+            return run_plan(plan, options, registry=registry, console=console,
+                            close_writer=close_writer)
     if options.quiet:
         from harness.progress import MODE_ENV
 
@@ -237,7 +241,7 @@ def run_plan(plan: Plan, options: RunOptions | None = None, *, registry=None, co
     limits = options.limits
     devices = _devices(options.device, int(getattr(executor, "slots", 1) or 1))
     items = work_items(plan.todo, registry, devices, batch=options.batch,
-                       max_group=options.max_group)
+                       max_group=options.max_group, inexact=options.batch_all)
     if prepared is not None:
         prepared.result()
     fn = functools.partial(run_item, uri=uri, blocked=options.blocked, executor=name,

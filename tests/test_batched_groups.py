@@ -96,17 +96,20 @@ def test_batched_suite_logs_what_unbatched_logs(tmp_path, batch_plugin, monkeypa
     suite = suite_file(tmp_path, model="mlp64")
     alone_uri, batch_uri = (f"sqlite:///{tmp_path / n}" for n in ("alone.db", "batch.db"))
     plan = make_plan(suite, alone_uri)
-    counts = run_plan(plan, RunOptions(tracking_uri=alone_uri))
+    counts = run_plan(plan, RunOptions(tracking_uri=alone_uri, batch=False))
     assert counts["finished"] == 10
 
+    from harness.groups import INEXACT_ENV
     from harness_plugins.classification import batched
 
+    # mlp64 goes through vmap: grouped only as --batch groups it
+    monkeypatch.setenv(INEXACT_ENV, "1")
     stacked = []
     real = batched.train_group
     monkeypatch.setattr(batched, "train_group",
                         lambda ctxs, *a, **k: stacked.append(len(ctxs)) or real(ctxs, *a, **k))
     plan = make_plan(suite, batch_uri)
-    grouping = group_runs(plan.todo, get_registry())
+    grouping = group_runs(plan.todo, get_registry(), inexact=True)
     outcomes = [o for item in grouping.items
                 for o in execute_item(_item(item), batch_uri)]
     assert [o.status for o in outcomes] == ["finished"] * 10
@@ -225,14 +228,18 @@ def test_out_of_memory_group_retrains_in_halves(tmp_path, batch_plugin):
 
 
 def test_models_that_cannot_stack_train_alone(tmp_path):
-    """Dropout is seen at plan time; batch norm (the cnn) stacks."""
+    """Dropout is seen at plan time; batch norm (the cnn) stacks with
+    ``--batch`` (``inexact``), and trains alone by default."""
     path = tmp_path / "cnn.yaml"
     path.write_text(SUITE.replace("sklearn: breast_cancer", "sklearn: {{name: digits, "
                                   "as_image: true}}").format(model="cnn")
                     .replace("hidden: [8]", "channels: [4]"))
     plan = make_plan(str(path), f"sqlite:///{tmp_path / 'm.db'}", only="*/ce/*")
-    grouping = group_runs(plan.todo, get_registry())
+    grouping = group_runs(plan.todo, get_registry(), inexact=True)
     assert [len(g) for g in grouping.groups] == [2] and not grouping.alone
+    assert set(group_runs(plan.todo, get_registry()).alone.values()) == {
+        "model `cnn`: its stacked float32 forward (vmap) rounds differently from a run "
+        "alone; --batch trains it in groups"}
     path.write_text(SUITE.format(model="mlp").replace("hidden: [8]", "hidden: [8], "
                                                       "dropout: 0.5"))
     plan = make_plan(str(path), f"sqlite:///{tmp_path / 'm.db'}", only="*/ce/*")

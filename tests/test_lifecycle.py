@@ -68,7 +68,7 @@ def test_single_and_batched_runs_end_and_resume_alike(lifecycle, tmp_path, capsy
     from harness.cli import main
 
     stores = {}
-    for mode, flags in (("alone", []), ("batched", ["--batch"])):
+    for mode, flags in (("alone", ["--no-batch"]), ("batched", ["--batch"])):
         uri = f"sqlite:///{tmp_path / mode}.db"
         assert main(["run", str(lifecycle), "--tracking-uri", uri, "--timeout", "120s",
                      *flags]) == 1

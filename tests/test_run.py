@@ -116,7 +116,8 @@ def test_interrupt_keeps_finished_runs_and_resumes(tmp_path, tracking_uri, capsy
                                                    test_plugin, monkeypatch):
     suite = write(tmp_path, "ce: {loss: cross_entropy}")
     monkeypatch.setenv("HARNESS_TEST_INTERRUPT_RUN", "iris/ce/1")
-    assert main(["run", suite]) == 130
+    # runs alone: Ctrl-C in a group (the default) interrupts every run of it
+    assert main(["run", suite, "--no-batch"]) == 130
     df = runs_of(tracking_uri, "tiny")
     assert sorted(df["tags.harness.status"]) == ["finished", "interrupted"]
     monkeypatch.delenv("HARNESS_TEST_INTERRUPT_RUN")

@@ -6,10 +6,16 @@ boolean switches, such as Nesterov); they may differ in seed (split, init,
 order), numeric hyperparameters (lr, weight decay, betas, momentum, focal's
 gamma ...) and scheduler.  It is called at plan time, so it never loads
 data: it builds the loss and optimizer objects and the model on a stand-in
-shape (batch norm or dropout make a run train alone).
+shape (dropout makes a run train alone).  A model whose stacked forward is
+not the plain batched matmul of an MLP (``batched.inexact_reason``: a cnn,
+batch norm) gets its key with a reason: its float32 numbers in a group are
+not those it has alone, so ``harness run`` trains it alone unless asked
+(``--batch``).
 
 ``run_group(task, ctxs)`` re-checks at run time what planning cannot see
-(data shapes, the model's batch norm or dropout, the torch optimizer class),
+(data shapes, the model's dropout and whether its stacked numbers are its
+own alone, e.g. ``auto`` building a cnn for image data, the torch optimizer
+class),
 trains each compatible set of runs with ``batched.train_group`` and every
 other run alone with ``task.run``; the test split is evaluated per run
 exactly as ``task.run`` does.
@@ -63,7 +69,7 @@ def batch_key(spec, registry) -> tuple[str | None, str]:
         reason = component_reason(kind, name, obj)
         if reason:
             return None, reason
-    reason = _model_reason_at_plan_time(cfg["model"], registry)
+    reason, inexact = _model_reason_at_plan_time(cfg["model"], registry)
     if reason:
         return None, reason
     dataset = {k: v for k, v in spec.dataset.items() if k not in ("label",)}
@@ -75,7 +81,7 @@ def batch_key(spec, registry) -> tuple[str | None, str]:
            "loss": [loss_name, _switches(cfg["loss"])],
            "optimizer": [opt_name, _switches(tr["optimizer"])],
            "rest": {k: v for k, v in cfg.items() if k not in ("model", "loss", "training")}}
-    return json.dumps(key, sort_keys=True, default=str), ""
+    return json.dumps(key, sort_keys=True, default=str), inexact or ""
 
 
 #: Stand-in data shapes for building a model at plan time (no data yet):
@@ -83,31 +89,34 @@ def batch_key(spec, registry) -> tuple[str | None, str]:
 _PLAN_SHAPES = ((4,), (1, 8, 8))
 
 
-#: (registry id, model spec) -> reason: a plan builds each model spec once.
-_PLAN_REASONS: dict[tuple[int, str], str | None] = {}
+#: (registry id, model spec) -> (reason, inexact): a plan builds each model spec once.
+_PLAN_REASONS: dict[tuple[int, str], tuple[str | None, str | None]] = {}
 
 
-def _model_reason_at_plan_time(model_spec, registry) -> str | None:
-    """Why the model cannot be stacked, judged on the first stand-in shape
-    it builds for (batch norm, dropout); the real data is checked again when
-    the group runs."""
+def _model_reason_at_plan_time(model_spec, registry) -> tuple[str | None, str | None]:
+    """Why the model cannot be stacked (dropout, ``batchable = False``), and
+    why its stacked numbers are not a run's alone (``batched.inexact_reason``:
+    a model that goes through ``vmap``), judged on the first stand-in shape it
+    builds for; the real data is checked again when the group runs."""
     key = (id(registry), json.dumps(model_spec, sort_keys=True, default=str))
     if key not in _PLAN_REASONS:
         _PLAN_REASONS[key] = _build_and_judge(model_spec, registry)
     return _PLAN_REASONS[key]
 
 
-def _build_and_judge(model_spec, registry) -> str | None:
-    from harness_plugins.classification.batched import model_reason
+def _build_and_judge(model_spec, registry) -> tuple[str | None, str | None]:
+    from harness_plugins.classification.batched import inexact_reason, model_reason
 
     for shape in _PLAN_SHAPES:
         try:
             model = registry.create("models", model_spec, "model", in_shape=shape, n_classes=2)
         except Exception:  # noqa: BLE001 - not this kind of data: try the next shape
             continue
-        reason = model_reason(model)
-        return f"model `{_spec_name(model_spec)}`: {reason}" if reason else None
-    return None
+        name = _spec_name(model_spec)
+        reason, inexact = model_reason(model), inexact_reason(model)
+        return (f"model `{name}`: {reason}" if reason else None,
+                f"model `{name}`: {inexact}" if inexact else None)
+    return None, None
 
 
 def _runtime_signature(ctx, data) -> tuple[tuple | None, str]:
@@ -126,7 +135,7 @@ def _runtime_signature(ctx, data) -> tuple[tuple | None, str]:
     torch.manual_seed(ctx.seeds["init"])
     model = ctx.create("models", spec_with_head(cfg["model"], loss, ctx.registry),
                        **model_inputs(data))
-    reason = model_reason(model)
+    reason = model_reason(model) or _inexact_at_run_time(model)
     if reason:
         return None, reason
     opt_obj = ctx.create("optimizers", cfg["training"]["optimizer"])
@@ -141,6 +150,18 @@ def _runtime_signature(ctx, data) -> tuple[tuple | None, str]:
     shapes = tuple(tuple(p.shape) for p in model.parameters())
     arrays = tuple((a.shape, str(a.dtype)) for a in (data.X_train, data.X_val))
     return (shapes, arrays, len(data.y_train), data.n_classes, signature(opt)), ""
+
+
+def _inexact_at_run_time(model) -> str | None:
+    """``batched.inexact_reason`` unless ``--batch`` asked to stack such
+    runs too (``harness.groups.INEXACT_ENV``): the plan judged the model on a
+    stand-in shape, the real data may make it another (``auto`` on images)."""
+    import os
+
+    from harness.groups import INEXACT_ENV
+    from harness_plugins.classification.batched import inexact_reason
+
+    return None if os.environ.get(INEXACT_ENV) == "1" else inexact_reason(model)
 
 
 def _alone(task, ctx) -> dict | BaseException:

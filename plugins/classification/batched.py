@@ -26,7 +26,9 @@ such as ``index``); an optimizer whose factory builds a torch SGD, Adam or
 AdamW (training schemes are not batchable); a model without dropout, whose
 per-run randomness would differ from the single run's (batch norm's running
 statistics are stacked like the parameters).
-``component_reason`` and ``model_reason`` say why a run must train alone.
+``component_reason`` and ``model_reason`` say why a run must train alone;
+``inexact_reason`` why a model's stacked float32 numbers are not its numbers
+alone (the default ``harness run`` then trains it alone).
 """
 
 from __future__ import annotations
@@ -60,6 +62,22 @@ def model_reason(model) -> str | None:
         return f"model {type(model).__name__} declares batchable = False"
     if any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in model.modules()):
         return "the model uses dropout, which is not batchable"
+    return None
+
+
+def inexact_reason(model) -> str | None:
+    """Why a group's float32 numbers for ``model`` are not those of its runs
+    alone (None when they are): only a model that goes through
+    ``direct_forward`` (an MLP without buffers) computes each run's rows with
+    the single run's matmul kernels (its logged values agree to ~1e-7 in any
+    group, bit for bit between group sizes).  ``vmap`` turns a convolution
+    into one grouped convolution over the runs, whose float32 rounding differs
+    from a run alone (a cnn on digits: 8e-3 in logged values after 8 epochs),
+    so such a run's numbers would depend on which runs share its group."""
+    names = [k for k, _ in model.named_parameters()]
+    if next(iter(model.buffers()), None) is not None or direct_forward(model, names) is None:
+        return ("its stacked float32 forward (vmap) rounds differently from a run "
+                "alone; --batch trains it in groups")
     return None
 
 
