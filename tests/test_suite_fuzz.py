@@ -103,8 +103,9 @@ def mutate(data, draw):
             node[new] = node.pop(old)
         else:
             base = draw(st.sampled_from(keys)) if keys else "name"
+            # a copy: a later mutation must not change the shared constants
             node[draw(st.one_of(st.just(misspell(base, draw)), st.text(max_size=10)))] = \
-                draw(st.sampled_from(WRONG_TYPES + NUMBERS))
+                copy.deepcopy(draw(st.sampled_from(WRONG_TYPES + NUMBERS)))
         return data
     if kind == "wrong_type":
         return put(data, path, copy.deepcopy(draw(st.sampled_from(WRONG_TYPES))))
