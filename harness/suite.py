@@ -91,6 +91,11 @@ class Suite:
     #: whatever ``label:`` says): split seeds derive from it, so renaming a
     #: dataset changes no number.
     content_labels: list[str] = field(default_factory=list)
+    #: Per dataset entry, the ``condition_of:`` it declares (None: not said).
+    #: Entries naming one dataset are conditions of it (sample sizes, noise
+    #: levels drawn from one pool), not independent datasets: the report's
+    #: cross-dataset statistics count them once.  Not part of a run's identity.
+    conditions: list[str | None] = field(default_factory=list)
 
 
 def _pydantic_error(src: YamlSource, exc: ValidationError) -> ConfigError:
@@ -190,8 +195,11 @@ def load_suite(file: str | Path, registry=None) -> Suite:
                         f"{_feedable(registry, task)}")
     base = {k: v for k, v in src.data.items() if k not in SUITE_KEYS}
     seeds = list(range(header.seeds)) if isinstance(header.seeds, int) else header.seeds
-    datasets = [d for i, entry in enumerate(header.datasets)
-                for d in normalize_dataset(src, i, entry, registry, task, header.task)]
+    datasets, conditions = [], []
+    for i, entry in enumerate(header.datasets):
+        got = normalize_dataset(src, i, entry, registry, task, header.task)
+        datasets += got
+        conditions += [_condition_of(src, i, entry)] * len(got)
     labels = [d["label"] for d in datasets]
     for i, label in enumerate(labels):
         if labels.index(label) != i:
@@ -232,7 +240,19 @@ def load_suite(file: str | Path, registry=None) -> Suite:
     sources = registry.components("datasets")
     content = [default_label(sources[d["source"]], task, d) for d in datasets]
     return Suite(header.name, str(file), header.task, seeds, datasets, methods,
-                 names, rank_by, header.description, src, header.device, metric_specs, content)
+                 names, rank_by, header.description, src, header.device, metric_specs, content,
+                 conditions)
+
+
+def _condition_of(src: YamlSource, i: int, entry) -> str | None:
+    """An entry's ``condition_of:`` (the dataset it is a condition of), checked."""
+    if not isinstance(entry, dict) or "condition_of" not in entry:
+        return None
+    value = entry["condition_of"]
+    if not isinstance(value, str | int) or isinstance(value, bool) or not str(value).strip():
+        raise src.error(("datasets", i, "condition_of"), value, "condition_of names the dataset "
+                        "this entry is a condition of: a non-empty name such as 'bgmm'")
+    return str(value)
 
 
 def _metric_specs(src, registry, metrics: list, task_name: str, task) -> dict[str, dict]:
@@ -306,7 +326,8 @@ def normalize_dataset(src: YamlSource, i: int, entry: dict, registry, task=None,
     and tasks use: ``source``, ``params``, ``label``, ``base_dir`` and the
     task's own keys (``task.dataset_entry``: a split, transforms ...).
 
-    The core reads the source key and ``label``; every other key is the
+    The core reads the source key, ``label`` and ``condition_of`` (kept out
+    of the entry: ``Suite.conditions``); every other key is the
     task's to validate, and a task rejects the keys it does not apply.
     Usually one entry; a source whose factory has ``expand`` (a filter over
     a collection) gives one entry per dataset it selects.  ``base_dir`` is
@@ -331,7 +352,7 @@ def normalize_dataset(src: YamlSource, i: int, entry: dict, registry, task=None,
     params = _source_params(src, registry, source, entry[source], (*path, source))
     base_dir = str(Path(src.file).resolve().parent) if getattr(src, "file", None) else "."
     label = str(entry["label"]) if "label" in entry else None
-    options = {k: v for k, v in entry.items() if k not in (source, "label")}
+    options = {k: v for k, v in entry.items() if k not in (source, "label", "condition_of")}
     own = _task_entry(src, path, task, task_name, options, registry)
     expand = getattr(info.factory, "expand", None)
     if expand is not None:

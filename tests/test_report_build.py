@@ -200,8 +200,9 @@ def test_markdown_statistics_sections(report):
 def test_metric_direction_and_errors(store, tmp_path):
     out = build_report(experiment="toy", metric="log_loss", tracking_uri=store,
                        out=tmp_path / "r", formats=["md", "csv"])
+    # 5 datasets are too few for a Wilcoxon test over datasets: paired over seeds too
     assert sorted(p.name for p in out.iterdir() if p.suffix != ".png") == [
-        "failures.csv", "index.md", "leaderboard.csv"]
+        "failures.csv", "index.md", "leaderboard.csv", "paired_seeds.csv"]
     md = (out / "index.md").read_text()
     assert "Metric `test/log_loss` (lower is better)" in md
     df = pd.read_csv(out / "leaderboard.csv")

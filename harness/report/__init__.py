@@ -63,7 +63,8 @@ def _build(suite: str | Path | None = None, *, experiment: str | None = None,
            compare: Sequence[str] = (), timings: dict | None = None,
            include_stale: bool = False, registry=None) -> Path:
     """``build_report`` plus ``timings`` (stage -> seconds), for benchmarks."""
-    from harness.report import aggregate, analysis, figures, load, planned, render
+    from harness.report import aggregate, analysis, figures, load, paired, planned, render
+    from harness.runstate import FINISHED
 
     timings = {} if timings is None else timings
     clock = time.perf_counter()
@@ -117,9 +118,13 @@ def _build(suite: str | Path | None = None, *, experiment: str | None = None,
         _warn(warning)
         notes.append(f"Warning: {warning}.")
     lap("metric direction")
+    # values per test unit (an image), where the task logged them: paired comparisons
+    finished = list(runs.loc[runs["status"].eq(FINISHED), "run_id"])
+    units = load.load_histories(finished, paired.unit_key(aggregate.metric_column(metric)), uri)
+    lap("unit values")
     data = analysis.analyse(loaded, title=title, metric=metric, tracking_uri=uri,
                             baseline=baseline, runs=runs, notes=notes, greater=greater,
-                            scope=scope)
+                            scope=scope, units=units)
     lap("statistics")
     out_dir = Path(out) if out is not None else Path("reports") / title
     out_dir.mkdir(parents=True, exist_ok=True)

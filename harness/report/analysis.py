@@ -52,6 +52,18 @@ class ReportData:
     scope: object = None
     #: (dataset, method) -> why it has fewer results than runs (``2 failed, 1 pending``)
     reasons: dict = field(default_factory=dict)
+    #: independent datasets where at least two methods have a score (conditions
+    #: of one dataset count once)
+    n_independent: int = 0
+    #: group -> its dataset labels, for groups of several conditions (``conditions``)
+    shared: dict = field(default_factory=dict)
+    #: group -> "declared" or "same source"
+    shared_how: dict = field(default_factory=dict)
+    #: per-seed paired comparisons (``paired.compare``), when there are too few
+    #: independent datasets for the cross-dataset tests; else None
+    per_seed: object = None
+    #: comparisons paired on the test units a task logged (``unit/<metric>``); else None
+    per_unit: object = None
 
     @property
     def completeness(self) -> str | None:
@@ -74,12 +86,15 @@ def _ordered_methods(board) -> list[str]:
     return list(keys.sort_values(["_r", "_w", "method"]).index)
 
 
-def leaderboard(matrix, complete, greater: bool, baseline: str | None, seed: int = 0):
+def leaderboard(matrix, complete, greater: bool, baseline: str | None, seed: int = 0,
+                groups=None):
     """The cross-dataset table, one row per method, best first.
 
     avg_rank and normalized_score use the complete blocks; win_rate, Elo and
     wins/ties/losses every dataset where the pair has scores; n_datasets is
-    the number of datasets where the method has a score."""
+    the number of datasets where the method has a score.  ``groups`` (one
+    label per row of ``matrix``) resamples conditions of one dataset
+    together in Elo's bootstrap (``stats.elo``)."""
     import pandas as pd
 
     board = pd.DataFrame(index=pd.Index(list(matrix.columns)))
@@ -90,7 +105,7 @@ def leaderboard(matrix, complete, greater: bool, baseline: str | None, seed: int
     else:
         board["avg_rank"] = board["normalized_score"] = math.nan
     board["win_rate"] = stats.win_rates(matrix, greater)
-    board = board.join(stats.elo(matrix, greater, seed=seed))
+    board = board.join(stats.elo(matrix, greater, seed=seed, groups=groups))
     cols = list(LEADERBOARD_COLUMNS)
     if baseline is not None:
         board = board.join(stats.wins_ties_losses(matrix, greater, baseline))
@@ -115,14 +130,20 @@ def mean_train_time(scored, datasets):
 
 def analyse(loaded, *, title: str, metric: str, tracking_uri: str, baseline: str | None = None,
             runs=None, notes: list[str] | None = None,
-            greater: bool | None = None, scope=None) -> ReportData:
+            greater: bool | None = None, scope=None, units: dict | None = None) -> ReportData:
     """Aggregate, rank and test the runs of ``loaded`` (or ``runs`` when the
     caller merged several experiments or kept a plan's runs).  ``greater``
     overrides the metric's direction (default: the runs' ``harness.direction.*``
     tags, ``aggregate.direction``).  ``scope`` (``planned.restrict``) adds the
     planned datasets and methods that have no run yet, as missing cells with
-    their reasons."""
-    from harness.report import planned
+    their reasons, and says which datasets are conditions of one
+    (``conditions``): the cross-dataset tests and Elo's bootstrap count each
+    independent dataset once (the mean over its conditions).  With fewer
+    independent datasets than a Wilcoxon test over datasets needs, methods
+    are compared paired over seeds on each dataset (``paired``).  ``units``
+    (``run_id -> [(unit, value)]`` of ``paired.unit_key(metric)``) adds the
+    comparison paired on test units."""
+    from harness.report import paired, planned
 
     runs = loaded.runs if runs is None else runs
     scope = scope if scope is not None else planned.Scope(None)
@@ -152,15 +173,31 @@ def analyse(loaded, *, title: str, metric: str, tracking_uri: str, baseline: str
         baseline = None
     compared = matrix[methods]
     complete, dropped = aggregate.complete_blocks(compared)
-    board = leaderboard(compared, complete, greater, baseline)
+    groups = plan.groups if plan is not None and plan.groups is not None else None
+    label = groups.group if groups is not None else str
+    shared = groups.shared(compared.index) if groups is not None else {}
+    board = leaderboard(compared, complete, greater, baseline,
+                        groups=[label(d) for d in compared.index])
     # time next to the score: a method's cost is half of the comparison
     train_s = mean_train_time(scored, list(complete.index) or datasets)
     if train_s is not None:
         board.insert(len(board.columns) - 1, "train_s", train_s.reindex(board.index))
-    fr = stats.friedman(complete)
-    cd, cd_skipped = _nemenyi(len(methods), len(complete))
+    # the tests over datasets see each independent dataset once
+    independent = (stats.group_means(complete, [label(d) for d in complete.index])
+                   if shared else complete)
+    fr = stats.friedman(independent)
+    cd, cd_skipped = _nemenyi(len(methods), len(independent))
     cliques = stats.cd_cliques(board["avg_rank"].dropna(), cd) if math.isfinite(cd) else []
-    wil = stats.pairwise_wilcoxon(compared[list(board.index)], greater)
+    over = (stats.group_means(compared, [label(d) for d in compared.index])
+            if shared else compared)
+    wil = stats.pairwise_wilcoxon(over[list(board.index)], greater)
+    seed_pairs = unit_pairs = None
+    n_independent = int((over.notna().sum(axis=1) >= 2).sum())
+    if len(methods) >= 2 and n_independent < stats.min_datasets_wilcoxon():
+        seed_pairs = paired.compare(paired.per_seed(scored, column), greater, baseline)
+    if units:
+        unit_pairs = paired.compare(paired.per_unit(scored, units), greater, baseline)
+        unit_pairs = unit_pairs if len(unit_pairs) else None
 
     unlogged = runs[runs["status"].eq(FINISHED)].shape[0] - len(scored)
     if unlogged:
@@ -177,7 +214,9 @@ def analyse(loaded, *, title: str, metric: str, tracking_uri: str, baseline: str
         matrix=matrix, complete=complete, dropped=dropped,
         missing=aggregate.missing_cells(matrix), unscored_methods=unscored, leaderboard=board,
         friedman=fr, cd=cd, cliques=cliques, wilcoxon=wil, notes=notes, cd_skipped=cd_skipped,
-        scope=scope, reasons=planned.cell_reasons(runs, scope))
+        scope=scope, reasons=planned.cell_reasons(runs, scope), n_independent=n_independent,
+        shared=shared, shared_how={g: groups.how.get(g, "") for g in shared} if shared else {},
+        per_seed=seed_pairs, per_unit=unit_pairs)
 
 
 def _nemenyi(k: int, n: int) -> tuple[float, str | None]:

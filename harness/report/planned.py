@@ -33,6 +33,8 @@ class Plan:
     keys: dict[str, tuple[str, str, int] | None]
     #: where the keys come from, for the report's notes
     source: str = "the suite's plan"
+    #: which datasets are conditions of one dataset (``conditions.Groups``; None: unknown)
+    groups: object = None
 
     @property
     def total(self) -> int:
@@ -54,11 +56,12 @@ def from_suite_file(path: str, registry=None) -> Plan:
     """The current plan of a suite file (validated as ``harness run`` would:
     a ``ConfigError`` names the file, key and value)."""
     from harness.plan import expand_suite
+    from harness.report import conditions
     from harness.suite import load_suite
 
     suite = load_suite(path, registry)
     keys = {s.run_key: (s.dataset_label, s.method, s.seed) for s in expand_suite(suite)}
-    return Plan(keys, f"the current plan of `{path}`")
+    return Plan(keys, f"the current plan of `{path}`", conditions.from_suite(suite, registry))
 
 
 def from_run_keys(run_keys: Collection[str]) -> Plan:

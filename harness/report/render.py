@@ -131,6 +131,27 @@ def _failure_causes(data: ReportData) -> list[str]:
     return out
 
 
+def _independence(data: ReportData) -> list[str]:
+    """What counts as a dataset in the tests, said before them."""
+    out = []
+    for group, labels in data.shared.items():
+        how = ("declared with `condition_of:`" if data.shared_how.get(group) == "declared"
+               else "same source and parameters; `condition_of:` in the suite overrides")
+        out.append(f"{len(labels)} dataset entries are conditions of one dataset `{group}` "
+                   f"({how}): " + ", ".join(f"`{x}`" for x in labels) + ". The tests over "
+                   "datasets and Elo's bootstrap count it once (the mean over its "
+                   "conditions); average rank, win rate and the per-dataset table show "
+                   "every condition.")
+    need = stats.min_datasets_wilcoxon()
+    if data.per_seed is not None:
+        out.append(f"**{data.n_independent} independent dataset(s)**: too few for tests over "
+                   f"datasets (a Wilcoxon test needs {need}; rank statistics and win rates "
+                   "only restate the order of the means). Methods are compared on each dataset"
+                   + (" and condition" if data.shared else "") + " instead, paired over seeds "
+                   "(same seed, same split): see *Paired over seeds*.")
+    return out
+
+
 def _significance(data: ReportData) -> list[str]:
     fr = data.friedman
     if fr.skipped:
@@ -151,7 +172,7 @@ def _significance(data: ReportData) -> list[str]:
         out.append(f"Pairwise Wilcoxon tests skipped: a pair needs at least "
                    f"{stats.min_datasets_wilcoxon()} shared datasets to reach p < 0.05; the "
                    f"most any pair shares is {most}.")
-    return out
+    return _independence(data) + out
 
 
 def _wilcoxon_tested(data: ReportData) -> bool:
@@ -182,6 +203,7 @@ def document(data: ReportData, figures: list[Figure]) -> list[tuple]:
     doc += [("h", 2, "Leaderboard"), ("table", tables.leaderboard_table(data)),
             ("h", 2, "Significance"), ("ul", _significance(data)), ("fig", figs.get("cd")),
             ("table", tables.wilcoxon_table(data) if _wilcoxon_tested(data) else None),
+            *_paired_blocks(data),
             ("h", 2, "Per-dataset results"), ("table", tables.per_dataset_table(data)),
             ("fig", figs.get("seeds")), ("fig", figs.get("ranks")),
             ("h", 2, "Learning curves"), ("fig", figs.get("curves")),
@@ -191,6 +213,26 @@ def document(data: ReportData, figures: list[Figure]) -> list[tuple]:
             ("h", 2, "All cells"),
             ("details", "mean, std, 95% CI and seeds per cell", tables.cell_detail_table(data))]
     return [b for b in doc if not (b[0] in ("fig", "table") and b[1] is None)]
+
+
+def _paired_blocks(data: ReportData) -> list[tuple]:
+    """The per-seed and per-unit comparison sections (when there are any)."""
+    out: list[tuple] = []
+    if data.per_seed is not None:
+        out += [("h", 2, "Paired over seeds"),
+                ("table", tables.paired_table(data, data.per_seed, "paired_seeds", "seed"))]
+    if data.per_unit is not None:
+        from harness.report.paired import unit_key
+
+        out += [("h", 2, "Paired on test units"),
+                ("p", f"Every run logged `{unit_key(data.column)}` per test unit (step = the "
+                      "unit's id): the methods' values on the same unit of the same seed are "
+                      "paired, and a unit met under several seeds counts once (its differences "
+                      "averaged). This separates methods that the seed-to-seed spread of the "
+                      "means (different splits) hides."),
+                ("table", tables.paired_table(data, data.per_unit, "paired_units",
+                                              "test unit"))]
+    return out
 
 
 def _md_figure(f: Figure) -> str:
@@ -314,6 +356,11 @@ def write(data: ReportData, figures: list[Figure], out: Path, formats) -> list[P
     if "csv" in formats:
         written.append(out / "leaderboard.csv")
         leaderboard_frame(data).to_csv(written[-1], index=False)
+        for name, frame in (("paired_seeds.csv", data.per_seed),
+                            ("paired_units.csv", data.per_unit)):
+            if frame is not None:
+                written.append(out / name)
+                frame.to_csv(written[-1], index=False)
     bad = failures_frame(data)
     if len(bad):  # the pages show the first FAILURE_ROWS and point here
         written.append(out / "failures.csv")

@@ -133,9 +133,15 @@ def bradley_terry(wins, counts, prior: float = 1.0, tol: float = 1e-10, max_iter
     return theta
 
 
-def elo(matrix, greater: bool, n_boot: int = 1000, seed: int = 0):
+def elo(matrix, greater: bool, n_boot: int = 1000, seed: int = 0, groups=None):
     """Elo-scaled Bradley-Terry strength (mean 1000, 400 points = 10x odds)
-    with a bootstrap 95% interval from resampling datasets (fixed ``seed``)."""
+    with a bootstrap 95% interval from resampling datasets (fixed ``seed``).
+
+    ``groups`` (one label per row; default: every row its own) names the
+    independent dataset of each row: rows that are conditions of one dataset
+    are resampled together.  With fewer than 2 independent datasets every
+    resample is the data itself, so the interval would have zero width: it
+    is NaN instead."""
     import numpy as np
     import pandas as pd
 
@@ -148,14 +154,31 @@ def elo(matrix, greater: bool, n_boot: int = 1000, seed: int = 0):
         nan = np.full(matrix.shape[1], np.nan)
         return pd.DataFrame({"elo": nan, "elo_low": nan, "elo_high": nan}, index=matrix.columns)
     point = ELO_BASE + to_elo * bradley_terry(o0.sum(0), seen.sum(0, dtype=float))
+    codes = (np.arange(n_d) if groups is None
+             else pd.factorize(pd.Series(list(groups), dtype=object))[0])
+    n_g = int(codes.max()) + 1
+    if n_g < 2:
+        nan = np.full(matrix.shape[1], np.nan)
+        return pd.DataFrame({"elo": point, "elo_low": nan, "elo_high": nan}, index=matrix.columns)
     rng = np.random.default_rng(seed)
-    # A bootstrap sample of datasets is a multinomial count per dataset.
-    weights = rng.multinomial(n_d, np.full(n_d, 1.0 / n_d), size=n_boot).astype(float)
+    # A bootstrap sample of datasets is a multinomial count per independent
+    # dataset; each of its rows (conditions) gets that count.
+    weights = rng.multinomial(n_g, np.full(n_g, 1.0 / n_g), size=n_boot).astype(float)[:, codes]
     w = np.einsum("bd,dij->bij", weights, o0)
     c = np.einsum("bd,dij->bij", weights, seen.astype(float))
     boot = ELO_BASE + to_elo * bradley_terry(w, c)
     low, high = np.percentile(boot, [2.5, 97.5], axis=0)
     return pd.DataFrame({"elo": point, "elo_low": low, "elo_high": high}, index=matrix.columns)
+
+
+def group_means(matrix, groups):
+    """One row per independent dataset: the mean of its rows (conditions),
+    NaN where a method lacks a row of the group.  ``groups``: one label per row."""
+    import pandas as pd
+
+    key = pd.Series(list(groups), index=matrix.index, dtype=object)
+    complete = matrix.notna().groupby(key, sort=True).all()
+    return matrix.groupby(key, sort=True).mean().where(complete)
 
 
 @dataclass

@@ -12,6 +12,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from harness.report import stats
 from harness.report.analysis import ReportData, fmt_mean_std, fmt_num, problems
 
 _B0, _B1 = "\ue000", "\ue001"
@@ -98,7 +99,8 @@ def leaderboard_table(data: ReportData) -> Table:
     rows = []
     for i, m in enumerate(b.index, 1):
         r = b.loc[m]
-        elo = f"{r.elo:.0f} [{r.elo_low:.0f}, {r.elo_high:.0f}]"
+        elo = (f"{r.elo:.0f} [{r.elo_low:.0f}, {r.elo_high:.0f}]" if math.isfinite(r.elo_low)
+               else fmt_num(r.elo, 4) if math.isfinite(r.elo) else "–")
         row = [str(i), str(m), cell(m, "avg_rank", fmt_num(r.avg_rank, 3)),
                cell(m, "win_rate", f"{r.win_rate:.3f}" if math.isfinite(r.win_rate) else "–"),
                cell(m, "normalized_score", fmt_num(r.normalized_score, 3)),
@@ -115,9 +117,27 @@ def leaderboard_table(data: ReportData) -> Table:
                "(ties count half), Elo (Bradley-Terry, bootstrap over datasets, fixed seed) "
                "and W/T/L over every dataset where both methods have results."
                + (" train s/run: mean `time/train_s` per run over the same datasets as "
-                  "the average rank." if timed else ""))
+                  "the average rank." if timed else "")
+               + _independence_caption(data))
     done = f" ({data.completeness})" if data.completeness else ""
     return Table("leaderboard", f"Leaderboard on {data.column}{done}", headers, rows, caption)
+
+
+def _independence_caption(data: ReportData) -> str:
+    """What the leaderboard's numbers can say with few independent datasets."""
+    n = data.n_independent
+    text = ""
+    if data.shared:
+        text += (f" Elo's interval resamples the {n} independent dataset(s), the conditions "
+                 "of one together.")
+    if n < 2:
+        text += (f" With {n} independent dataset, these columns only restate the order of "
+                 "the means; Elo has no interval (a bootstrap over one dataset has zero "
+                 "width). Whether a difference is real: *Paired over seeds*.")
+    elif data.per_seed is not None:
+        text += (f" {n} independent datasets are too few for tests over datasets: see "
+                 "*Paired over seeds*.")
+    return text
 
 
 def per_dataset_table(data: ReportData) -> Table:
@@ -183,3 +203,31 @@ def problem_table(data: ReportData) -> Table:
              str(r.run_id)] for r in problems(data.runs).itertuples()]
     return Table("problems", "Runs that did not finish",
                  ["dataset", "method", "seed", "status", "error", "run id"], rows)
+
+
+def paired_table(data: ReportData, frame, key: str, unit: str) -> Table:
+    """Paired comparisons (``paired.compare``): one row per (dataset, method, vs)."""
+    rows = []
+    for r in frame.itertuples():
+        ci = (f" [{fmt_num(r.ci_low)}, {fmt_num(r.ci_high)}]" if math.isfinite(r.ci_low)
+              else "")
+        p_holm = fmt_num(r.p_holm, 3)
+        separated = math.isfinite(r.p_holm) and r.p_holm < 0.05
+        verdict = "separated" if separated else ("tied" if math.isfinite(r.p_holm)
+                                                 else "not tested")
+        rows.append([str(r.dataset), str(r.method), f"{r.vs} ({r.relation})", str(r.n),
+                     f"{r.wins}/{r.ties}/{r.losses}", fmt_num(r.mean_diff) + ci,
+                     r.test or "–", fmt_num(r.p, 3), bold(p_holm) if separated else p_holm,
+                     verdict + (f" ({r.note})" if r.note else "")])
+    headers = ["dataset", "method", "vs", unit + "s", "better/equal/worse", "mean diff [95% CI]",
+               "test", "p", "p (Holm)", "verdict"]
+    arrow = "higher" if data.greater else "lower"
+    caption = (f"Each method against the reference (the baseline, else the best mean on that "
+               f"dataset) and against the method ranked just above it, paired on the same "
+               f"{unit}s ({arrow} {data.column} is better). mean diff = method minus vs, with a "
+               f"95% t interval; better/equal/worse count {unit}s. Test: two-sided Wilcoxon "
+               f"signed-rank with at least {stats.min_datasets_wilcoxon()} {unit}s (fewer can "
+               f"never reach p < 0.05), else a paired t-test; p (Holm): Holm-adjusted over every "
+               f"row of this table. 'tied' means not separated at 0.05, not shown equal.")
+    title = f"{data.column}: methods compared paired on {unit}s"
+    return Table(key, title, headers, rows, caption)

@@ -25,6 +25,9 @@ the sensor's input before the method's correction),
 ``dark_real``/``dark_generated`` (held-out and generated dark frames, DN)
 and, where the sensor has held-out flat frames, ``flat_real``/
 ``flat_generated`` (flat-field frames minus their level, DN).
+Each image metric is also logged per test image, ``unit/x100/psnr`` and
+(mean over ratios) ``unit/psnr`` with step = the image's index in the
+dataset, so a report compares methods paired on the same images.
 A report image (noisy / denoised / clean of the first test image, sRGB) is
 logged as the artifact ``report/denoised.png``.
 """
@@ -42,6 +45,9 @@ from harness.params import check_components
 
 Spec = str | dict[str, Any]
 IMAGE_INPUTS = ("clean", "denoised", "noisy")
+#: Per-test-image values of the image metrics are logged under this prefix
+#: with step = the image's index in the dataset (``harness.report.paired``).
+UNIT = "unit/"
 NOISE_INPUTS = ("dark_real", "dark_generated", "flat_real", "flat_generated")
 
 
@@ -77,6 +83,9 @@ class DenoisingData:
     val: list
     test: list
     names: dict = field(default_factory=dict)
+    #: split -> each image's index in the dataset (the same image, the same id
+    #: under every seed): the step of its per-image metrics
+    index: dict = field(default_factory=dict)
 
 
 def _config_error(exc: ValidationError, config: dict) -> ConfigError:
@@ -194,6 +203,8 @@ class DenoisingTask:
         start = time.perf_counter()
         out: dict[str, float] = {}
         per_ratio: dict[str, list[float]] = {}
+        ids = data.index.get("test") or list(range(len(data.test)))
+        per_image: dict[str, list[list[float]]] = {}
         for k, ratio in enumerate(cfg["ratios"]):
             pairs = sensor.pairs(data.test, ratio, seed=ctx.seeds["split"] + k)
             noisy = [p[0] for p in pairs]
@@ -205,9 +216,15 @@ class DenoisingTask:
             for name, v in values.items():
                 out[f"x{ratio:g}/{name}"] = v
                 per_ratio.setdefault(name, []).append(v)
+            for name, v in _log_per_image(ctx, fns, clean, denoised, noisy, ids,
+                                          f"x{ratio:g}/").items():
+                per_image.setdefault(name, []).append(v)
             if k == 0:
                 _report_image(ctx, noisy[0], denoised[0], clean[0], ratio)
         out.update({name: sum(v) / len(v) for name, v in per_ratio.items()})
+        for name, rows in per_image.items():  # the mean over ratios, as the run's metric
+            for j, image in enumerate(ids):
+                ctx.log_metrics({f"{UNIT}{name}": sum(r[j] for r in rows) / len(rows)}, image)
         real = sensor.heldout_dark()
         shading = model.dark_shading(*real.shape[2:])
         if shading is not None:  # compared as the method sees real frames
@@ -221,6 +238,22 @@ class DenoisingTask:
         out.update(compute_metrics(fns, noise))
         ctx.log_metrics({"time/train_s": train_s, "time/eval_s": time.perf_counter() - start})
         return out
+
+
+def _log_per_image(ctx, fns, clean, denoised, noisy, ids, prefix: str) -> dict:
+    """Log each image metric per test image as ``unit/<prefix><name>`` at
+    step = the image's id, so a report can pair methods on the same images
+    (``harness.report.paired``); return name -> per-image values."""
+    from harness.metrics import compute_metrics, metric_inputs
+
+    image_fns = {n: f for n, f in fns.items() if set(metric_inputs(f)) <= set(IMAGE_INPUTS)}
+    values: dict[str, list[float]] = {n: [] for n in image_fns}
+    for c, d, x, image in zip(clean, denoised, noisy, ids):
+        one = compute_metrics(image_fns, {"clean": [c], "denoised": [d], "noisy": [x]})
+        ctx.log_metrics({f"{UNIT}{prefix}{n}": v for n, v in one.items()}, image)
+        for n, v in one.items():
+            values[n].append(v)
+    return values
 
 
 def _flat_inputs(model, sensor, generator) -> dict:
@@ -271,7 +304,8 @@ def split_images(images, split: dict, seed: int, names=None, label: str = "datas
     parts = {"test": order[:n_test], "val": order[n_test:n_test + n_val],
              "train": order[n_test + n_val:]}
     return DenoisingData(**{k: [images[i] for i in idx] for k, idx in parts.items()},
-                         names={k: [names[i] for i in idx] for k, idx in parts.items()})
+                         names={k: [names[i] for i in idx] for k, idx in parts.items()},
+                         index={k: [int(i) for i in idx] for k, idx in parts.items()})
 
 
 def _report_image(ctx, noisy, denoised, clean, ratio: float) -> None:
