@@ -161,3 +161,78 @@ def test_runs_with_speed_options_train_alone_in_batch_mode():
            "training": {"epochs": 1, "batch_size": 8, "optimizer": "sgd", "amp": "bf16"}}
     key, why = batch_key(SimpleNamespace(config=cfg, dataset={}, metrics=[]), get_registry())
     assert key is None and "amp" in why
+
+
+def _write_source(kind: str, root):
+    """Tiny files in the official format of ``kind`` under ``root``; the dataset entry."""
+    from test_image_sources import _png, write_cifar10, write_mnist
+
+    if kind == "cifar10":
+        write_cifar10(root / "cifar-10-batches-py", n_per_batch=6)
+        return "cifar10: {root: data}"
+    if kind in ("mnist", "fashion_mnist"):
+        write_mnist(root / ("MNIST" if kind == "mnist" else "FashionMNIST") / "raw", n=24)
+        return f"{kind}: {{root: data}}"
+    if kind == "svhn":
+        from scipy.io import savemat
+
+        rng = np.random.default_rng(0)
+        (root / "svhn").mkdir(parents=True)
+        for name, n in (("train", 24), ("test", 8)):
+            savemat(root / "svhn" / f"{name}_32x32.mat",
+                    {"X": rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8),
+                     "y": rng.integers(1, 11, (n, 1))})
+        return "svhn: {root: data}"
+    rng = np.random.default_rng(1)
+    for c in ("a", "b"):
+        for i in range(12):
+            _png(root / "imgs" / c / f"{i}.png", rng.integers(0, 256, (10, 12, 3), np.uint8))
+    return "image_folder: {path: data/imgs, size: 8}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["cifar10", "mnist", "fashion_mnist", "svhn", "image_folder"])
+def test_a_suite_on_official_files_trains_a_resnet_and_reports(kind, tmp_path, monkeypatch,
+                                                               capsys):
+    from harness.cli import main
+
+    monkeypatch.setenv("HARNESS_DATA", str(tmp_path / "home"))
+    entry = _write_source(kind, tmp_path / "data")
+    suite = tmp_path / "s.yaml"
+    suite.write_text(f"""name: img_{kind}
+task: classification
+seeds: 1
+datasets:
+  - {entry}
+model: {{name: resnet18, width: 2}}
+training: {{epochs: 1, batch_size: 8, optimizer: {{name: sgd, lr: 0.01}}}}
+methods: {{ce: {{}}}}
+metrics: [accuracy]
+rank_by: accuracy
+""")
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    assert main(["run", str(suite), "--tracking-uri", uri]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "1 finished" in out and "0 failed" in out
+    assert main(["report", str(suite), "--tracking-uri", uri]) == 0
+
+
+def test_a_wrong_root_exits_2_before_training(tmp_path, capsys):
+    from harness.cli import main
+
+    suite = tmp_path / "s.yaml"
+    suite.write_text("""name: img_wrong
+task: classification
+seeds: 1
+datasets:
+  - cifar10: {root: nowhere}
+model: resnet18
+training: {epochs: 1}
+methods: {ce: {}}
+metrics: [accuracy]
+""")
+    assert main(["run", str(suite), "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"]) == 2
+    err = capsys.readouterr().err
+    assert "nowhere does not exist" in err and "harness datasets fetch cifar10" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "mlruns").exists()
