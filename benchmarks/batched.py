@@ -1,19 +1,30 @@
-"""Batch mode: runs/s of a hand-written DataLoader loop, `harness run` and
-`harness run --batch` on the same 40 trainings, each timed as a whole process.
+"""Batch mode: runs/s of a hand-written DataLoader loop, `harness run --no-batch`
+(every run alone), `harness run` (the default: batch mode) and `harness run
+--batch` on the same trainings, each timed as a whole process.
 
-    python benchmarks/batched.py [--workload mlp|cnn|all] [--repeats 1] [--epochs N]
+    python benchmarks/batched.py [--workload mlp|cnn|all] [--lrs 4] [--seeds 10]
+                                 [--sides loop,alone,default] [--repeats 1] [--epochs N]
+                                 [--device cpu|cuda]
 
-Workloads (issue #14): Adam with lr in {1e-3, 3e-3, 1e-2, 3e-2} x 10 seeds =
-40 runs, batch 32, validation loss and accuracy every epoch, best epoch on
-validation loss, test accuracy; ``mlp``: breast_cancer, MLP 30-64-64-2, 100
-epochs; ``cnn``: digits as 1x8x8 images, the built-in cnn (conv 16-32 with
-batch norm, head 64), 20 epochs.  Every side is a fresh interpreter (start-up and imports
-included); the harness sides write to an MLflow sqlite store whose schema
-exists already.  Wall time depends on how loaded the machine is, so the
-table also gives each process's CPU time (user + sys) and the load average.
-For each harness run it splits the wall time (``wall_split``): training,
-evaluation, start-up with imports and data, waiting for the runs' MLflow
-writes to end, the end-of-run report, and exit.
+Workloads (issue #14, #25): Adam with ``--lrs`` learning rates (4: 1e-3, 3e-3,
+1e-2, 3e-2; otherwise spaced geometrically over that range) x ``--seeds``
+seeds (40 runs by default; ``--lrs 16`` gives the 160-run sweep), batch 32,
+validation loss and accuracy every epoch, best epoch on validation loss,
+test accuracy; ``mlp``: breast_cancer, MLP 30-64-64-2, 100 epochs; ``cnn``:
+digits as 1x8x8 images, the built-in cnn (conv 16-32 with batch norm, head
+64), 20 epochs (the cnn trains alone by default: its side ``batch`` is
+``harness run --batch``).  Every side is a fresh interpreter (start-up and
+imports included); the harness sides write to an MLflow sqlite store whose
+schema exists already.  Wall time depends on how loaded the machine is, so
+the table also gives each process's CPU time (user + sys) and the load
+average.  For each harness run it splits the wall time (``wall_split``):
+training, evaluation, start-up with imports and data, waiting for the runs'
+MLflow writes to end, the end-of-run report, and exit.
+
+For the mlp it also prints the distance to the FLOP limit: the training's
+matmul FLOPs (forward, backward, validation) at the rate this process
+measures for a 1024x1024 matmul and for the group's own small batched
+matmuls, against the training time the batched run logged.
 """
 
 from __future__ import annotations
@@ -31,8 +42,11 @@ from pathlib import Path
 
 LRS = (1e-3, 3e-3, 1e-2, 3e-2)
 SEEDS = 10
+BATCH = 32
 SUITE = """\
 name: batched_bench
+task: classification
+rank_by: accuracy
 seeds: {seeds}
 datasets: [{dataset}]
 model: {model}
@@ -70,7 +84,7 @@ from sklearn.datasets import load_breast_cancer, load_digits
 from sklearn.model_selection import train_test_split
 
 torch.set_num_threads({threads})
-EPOCHS, LRS, SEEDS = {epochs}, {lrs}, {seeds}
+EPOCHS, LRS, SEEDS, DEV = {epochs}, {lrs}, {seeds}, {device!r}
 {data}
 for seed in range(SEEDS):
     Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.2, stratify=y, random_state=seed)
@@ -78,11 +92,13 @@ for seed in range(SEEDS):
                                           random_state=seed)
     axes = (0,) if Xtr.ndim == 2 else (0, 2, 3)  # per feature, or per image channel
     mean, std = Xtr.mean(axes, keepdims=True), Xtr.std(axes, keepdims=True) + 1e-12
-    Xtr, Xva, Xte = (torch.tensor((a - mean) / std, dtype=torch.float32) for a in (Xtr, Xva, Xte))
-    ytr, yva_t = torch.tensor(ytr), torch.tensor(yva)
+    Xtr, Xva, Xte = (torch.tensor((a - mean) / std, dtype=torch.float32, device=DEV)
+                     for a in (Xtr, Xva, Xte))
+    ytr, yva_t = torch.tensor(ytr, device=DEV), torch.tensor(yva, device=DEV)
     for lr in LRS:
         torch.manual_seed(seed)
         model = {model}
+        model = model.to(DEV)
         opt = torch.optim.Adam(model.parameters(), lr=lr)
         loader = DataLoader(TensorDataset(Xtr, ytr), batch_size=32, shuffle=True,
                             generator=torch.Generator().manual_seed(seed))
@@ -97,12 +113,12 @@ for seed in range(SEEDS):
             with torch.no_grad():
                 logits = model(Xva)
                 vloss = float(F.cross_entropy(logits, yva_t))
-                np.mean(logits.argmax(1).numpy() == yva)
+                np.mean(logits.argmax(1).cpu().numpy() == yva)
             if vloss < best:
                 best, state = vloss, copy.deepcopy(model.state_dict())
         model.load_state_dict(state)
         with torch.no_grad():
-            np.mean(model(Xte).argmax(1).numpy() == yte)
+            np.mean(model(Xte).argmax(1).cpu().numpy() == yte)
 """
 
 
@@ -150,55 +166,136 @@ def wall_split(db: Path, started: float, wall: float) -> dict[str, float]:
             "exit": started + wall - reported}
 
 
+#: side -> (label, harness flags; None for the hand-written loop)
+SIDES = {"loop": ("hand-written DataLoader loop", None),
+         "alone": ("harness run --no-batch", ["--no-batch"]),
+         "default": ("harness run (batch mode, the default)", []),
+         "batch": ("harness run --batch", ["--batch"])}
+
+
+def learning_rates(n: int) -> list[float]:
+    """The sweep's learning rates: ``LRS`` for 4, else ``n`` spaced
+    geometrically from 1e-3 to 3e-2."""
+    if n == len(LRS):
+        return list(LRS)
+    return [float(f"{1e-3 * 30 ** (i / max(n - 1, 1)):.4g}") for i in range(n)]
+
+
 def measure(workload: str, epochs: int, args, tmp: Path, env: dict) -> dict[str, list]:
-    """Time the three sides of one workload ``args.repeats`` times."""
+    """Time the chosen sides of one workload ``args.repeats`` times."""
     from harness.tracking import prepare_store
 
     dataset, model, data, loop_model, _ = WORKLOADS[workload]
+    lrs = learning_rates(args.lrs)
     work = tmp / workload
     work.mkdir()
-    (work / "loop.py").write_text(LOOP.format(threads=args.threads, epochs=epochs, lrs=LRS,
-                                              seeds=SEEDS, data=data, model=loop_model.strip()))
-    (work / "suite.yaml").write_text(SUITE.format(seeds=SEEDS, epochs=epochs, lrs=list(LRS),
+    (work / "loop.py").write_text(LOOP.format(threads=args.threads, epochs=epochs, lrs=lrs,
+                                              seeds=args.seeds, data=data, device=args.device,
+                                              model=loop_model.strip()))
+    (work / "suite.yaml").write_text(SUITE.format(seeds=args.seeds, epochs=epochs, lrs=lrs,
                                                   dataset=dataset, model=model))
     template = work / "template.db"
     prepare_store(f"sqlite:///{template}", "batched_bench")
-    harness = [sys.executable, "-m", "harness.cli", "run", "suite.yaml", "--tracking-uri"]
-    batch_flags = ["--batch"] + ([f"--max-group={args.max_group}"] if args.max_group else [])
-    results: dict[str, list] = {"loop": [], "harness": [], "batched": []}
+    harness = [sys.executable, "-m", "harness.cli", "run", "suite.yaml", "-q",
+               "--device", args.device, "--tracking-uri"]
+    extra = [f"--max-group={args.max_group}"] if args.max_group else []
+    results: dict[str, list] = {side: [] for side in args.sides}
     for r in range(args.repeats):
-        results["loop"].append(timed([sys.executable, "loop.py"], work, env))
-        for side, flags in (("harness", []), ("batched", batch_flags)):
+        for side in args.sides:
+            flags = SIDES[side][1]
+            if flags is None:
+                results[side].append(timed([sys.executable, "loop.py"], work, env))
+                continue
             db = work / f"{side}{r}.db"
             shutil.copy(template, db)
-            wall, cpu, started = timed([*harness, f"sqlite:///{db}", *flags], work, env)
+            wall, cpu, started = timed([*harness, f"sqlite:///{db}", *flags,
+                                        *(extra if side != "alone" else [])], work, env)
             results[side].append((wall, cpu, wall_split(db, started, wall)))
     return results
+
+
+def flop_limit(epochs: int, n_runs: int, threads: int) -> dict[str, float]:
+    """The mlp workload's matmul FLOPs and the seconds they take at this
+    process's measured rates: ``peak`` (a 1024x1024 float32 matmul) and
+    ``small`` (the group's own forward and backward batched matmuls, R runs
+    of batch 32, timed with the harness's ``direct_forward`` arithmetic)."""
+    import torch
+
+    from harness.plugins import get_registry
+    from harness_plugins.classification.prepare import prepare_dataset
+
+    torch.set_num_threads(threads)
+    entry = {"source": "sklearn", "params": {"name": "breast_cancer"}, "transforms": [],
+             "split": {"val": 0.2, "test": 0.2}, "label": "breast_cancer"}
+    d = prepare_dataset(entry, 0, registry=get_registry())
+    n_train, n_val, n_in = len(d.y_train), len(d.y_val), d.X_train.shape[1]
+    dims = [n_in, 64, 64, 2]
+    macs = sum(a * b for a, b in zip(dims, dims[1:]))  # per sample
+    # forward 2 MACs, weight gradient 2, input gradient 2 (none for layer 1)
+    train = (6 * macs - 2 * dims[0] * dims[1]) * n_train * epochs * n_runs
+    flops = train + 2 * macs * n_val * epochs * n_runs
+
+    def rate(fn, flop: float) -> float:
+        fn()
+        start, reps = time.perf_counter(), 0
+        while time.perf_counter() - start < 1.0:
+            fn()
+            reps += 1
+        return flop * reps / (time.perf_counter() - start)
+
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    peak = rate(lambda: a @ b, 2 * 1024 ** 3)
+    ws = [torch.randn(n_runs, o, i, requires_grad=True) for i, o in zip(dims, dims[1:])]
+    x = torch.randn(n_runs, BATCH, n_in)
+
+    def step():
+        h = x
+        for k, w in enumerate(ws):
+            h = torch.bmm(h, w.transpose(1, 2))
+            if k < len(ws) - 1:
+                h = h.relu()
+        h.sum().backward()
+
+    small = rate(step, (6 * macs - 2 * dims[0] * dims[1]) * BATCH * n_runs)
+    return {"flops": flops, "peak": peak, "small": small}
 
 
 def report(workload: str, epochs: int, results: dict, args, loads: list) -> None:
     """Print one workload's table and the wall-time split of the harness runs."""
     from tabulate import tabulate
 
-    n_runs = SEEDS * len(LRS)
+    n_runs = args.seeds * args.lrs
     med = {k: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v))
            for k, v in results.items()}
-    loop_wall, loop_cpu = med["loop"]
-    labels = {"loop": "hand-written DataLoader loop", "harness": "harness run",
-              "batched": "harness run --batch"}
-    rows = [[labels[side], f"{wall:.1f}", f"{n_runs / wall:.2f}", f"{loop_wall / wall:.2f}",
-             f"{cpu:.1f}", f"{loop_cpu / cpu:.2f}"] for side, (wall, cpu) in med.items()]
+    base = "loop" if "loop" in med else next(iter(med))
+    base_wall, base_cpu = med[base]
+    rows = [[SIDES[side][0], f"{wall:.1f}", f"{n_runs / wall:.2f}", f"{base_wall / wall:.2f}",
+             f"{cpu:.1f}", f"{base_cpu / cpu:.2f}"] for side, (wall, cpu) in med.items()]
     what = {"mlp": "breast_cancer MLP 64-64", "cnn": "digits 8x8 images, cnn 16-32"}[workload]
-    print(f"\n{n_runs} runs ({SEEDS} seeds x {len(LRS)} lr), {what}, {epochs} epochs, "
-          f"batch 32, {args.threads} torch thread(s); whole processes, median of "
-          f"{args.repeats}; load average {min(loads):.1f}-{max(loads):.1f} on "
+    print(f"\n{n_runs} runs ({args.seeds} seeds x {args.lrs} lr), {what}, {epochs} epochs, "
+          f"batch 32, {args.threads} torch thread(s), {args.device}; whole processes, median "
+          f"of {args.repeats}; load average {min(loads):.1f}-{max(loads):.1f} on "
           f"{os.cpu_count()} cores")
-    print(tabulate(rows, headers=["what", "wall s", "runs/s", "x loop (wall)", "CPU s",
-                                  "x loop (CPU)"]))
-    for side in ("harness", "batched"):
+    print(tabulate(rows, headers=["what", "wall s", "runs/s", f"x {base} (wall)", "CPU s",
+                                  f"x {base} (CPU)"]))
+    splits = {}
+    for side in med:
+        if SIDES[side][1] is None:
+            continue
         wall, _, split = sorted(results[side], key=lambda x: x[0])[len(results[side]) // 2]
+        splits[side] = split
         parts = " + ".join(f"{k} {v:.1f}" for k, v in split.items())
-        print(f"{labels[side]}: wall {wall:.1f} s = {parts}")
+        print(f"{SIDES[side][0]}: wall {wall:.1f} s = {parts}")
+    grouped = splits.get("default") if workload == "mlp" else None
+    if grouped is not None and args.device == "cpu":
+        lim = flop_limit(epochs, n_runs, args.threads)
+        at_peak, at_small = lim["flops"] / lim["peak"], lim["flops"] / lim["small"]
+        print(f"FLOP limit: {lim['flops'] / 1e9:.1f} GFLOP of matmuls = {at_peak:.2f} s at "
+              f"{lim['peak'] / 1e9:.0f} GFLOP/s (1024x1024 matmul), {at_small:.2f} s at "
+              f"{lim['small'] / 1e9:.0f} GFLOP/s (the group's own batched matmuls, forward "
+              f"+ backward); the batched training took {grouped['training']:.1f} s: "
+              f"{grouped['training'] / at_small:.1f}x the small-matmul limit, "
+              f"{grouped['training'] / at_peak:.0f}x the peak limit")
 
 
 def main() -> None:
@@ -208,7 +305,12 @@ def main() -> None:
     parser.add_argument("--workload", choices=[*WORKLOADS, "all"], default="all")
     parser.add_argument("--epochs", type=int, default=None,
                         help="default: 100 for mlp, 20 for cnn")
+    parser.add_argument("--seeds", type=int, default=SEEDS)
+    parser.add_argument("--lrs", type=int, default=len(LRS), help="learning rates per seed")
+    parser.add_argument("--sides", default=None, help=f"comma-separated, of {', '.join(SIDES)} "
+                        "(default: loop,alone,default; the cnn adds batch)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (both sides)")
     parser.add_argument("--max-group", type=int, default=None)
     args = parser.parse_args()
     env = {**os.environ, "HARNESS_TORCH_THREADS": str(args.threads),
@@ -217,10 +319,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for workload in workloads:
             epochs = args.epochs or WORKLOADS[workload][4]
+            sides = args.sides or ("loop,alone,default" + (",batch" if workload == "cnn" else ""))
+            args_w = argparse.Namespace(**{**vars(args), "sides": sides.split(",")})
+            unknown = set(args_w.sides) - set(SIDES)
+            if unknown:
+                parser.error(f"unknown side(s) {', '.join(sorted(unknown))}")
             loads = [os.getloadavg()[0]]
-            results = measure(workload, epochs, args, Path(tmp), env)
+            results = measure(workload, epochs, args_w, Path(tmp), env)
             loads.append(os.getloadavg()[0])
-            report(workload, epochs, results, args, loads)
+            report(workload, epochs, results, args_w, loads)
 
 
 if __name__ == "__main__":
