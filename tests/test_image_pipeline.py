@@ -236,3 +236,17 @@ metrics: [accuracy]
     assert "nowhere does not exist" in err and "harness datasets fetch cifar10" in err
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "mlruns").exists()
+
+
+def test_schemes_and_train_metrics_see_model_inputs_not_pixels():
+    from harness_plugins.classification.prepare import prepare_dataset
+    from harness_plugins.classification.trainer import SchemeInfo
+
+    data = prepare_dataset({"source": "synthetic_images",
+                            "params": {"n_train": 40, "n_test": 10, "size": 8}}, 0)
+    X = torch.as_tensor(data.X_train)
+    info = SchemeInfo(X, data.inputs, n_train=len(X))
+    assert info.X_train.dtype == torch.float32 and info.n_train == len(X)
+    assert torch.allclose(info.X_train, torch.as_tensor(data.inputs(data.X_train)))
+    assert info.X_train is info.X_train  # converted once
+    assert SchemeInfo(X, None).X_train is X  # tabular data: as it is

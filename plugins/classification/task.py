@@ -178,9 +178,11 @@ def test_metrics(ctx, model, data, fns: dict, batch_size: int) -> dict[str, floa
     dev = ctx.device
     logits = predict_logits(model, torch.as_tensor(data.X_test, device=dev), batch_size)
     offered = prediction_inputs(logits, data.y_test)
-    train_x = lazy(lambda: torch.as_tensor(data.X_train, device=dev))
+    # image pixels (ImageData) become normalised model inputs
+    as_inputs = getattr(data, "inputs", lambda x: x)
+    train_x = lazy(lambda: as_inputs(torch.as_tensor(data.X_train, device=dev)))
     train_probs = lazy(lambda: prediction_inputs(
-        predict_logits(model, torch.as_tensor(data.X_train, device=dev), batch_size),
+        predict_logits(model, train_x(), batch_size),
         data.y_train)["probs"])
     offered.update(model=model, train_x=train_x,
                    train_y=lazy(lambda: torch.as_tensor(data.y_train, device=dev)),

@@ -27,6 +27,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 from harness_plugins.classification.epochs import (
@@ -101,18 +102,37 @@ def build_components(ctx, config: dict, data, X, y, *, model=None) -> Components
     steps = math.ceil(n / bs)
     scheme = as_scheme(ctx.create("optimizers", tr["optimizer"]))
     precision.check_scheme(scheme)
-    from types import SimpleNamespace
-
     setup_start = time.perf_counter()
-    scheme.setup(model, loss_fn, SimpleNamespace(
+    scheme.setup(model, loss_fn, SchemeInfo(
+        X, getattr(data, "inputs", None),
         n_train=n, n_classes=data.n_classes, epochs=tr["epochs"], steps_per_epoch=steps,
-        device=dev, X_train=X, y_train=y, X_val=getattr(data, "X_val", None),
+        device=dev, y_train=y, X_val=getattr(data, "X_val", None),
         y_val=getattr(data, "y_val", None)))
     setup_s = time.perf_counter() - setup_start
     scheduler = None
     if tr.get("scheduler"):
         scheduler = ctx.create("schedulers", tr["scheduler"])(scheme.optimizer, tr["epochs"])
     return Components(model, loss_fn, scheme, scheduler, bs, steps, setup_s, precision)
+
+
+class SchemeInfo(SimpleNamespace):
+    """What a scheme's ``setup`` gets (``n_train``, ``X_train``, ...).  ``X_train``
+    holds model inputs: uint8 image pixels (``ImageData``) are normalised with
+    ``inputs`` on first access, so schemes that never read it (most) cost no
+    float copy of the split."""
+
+    def __init__(self, X_train, inputs, **values):
+        super().__init__(**values)
+        self._pixels, self._inputs, self._converted = X_train, inputs, None
+
+    @property
+    def X_train(self):
+        """The train split as model inputs, on the run's device."""
+        if self._inputs is None:
+            return self._pixels
+        if self._converted is None:
+            self._converted = self._inputs(self._pixels)
+        return self._converted
 
 
 class ScalarLoss:
