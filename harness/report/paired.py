@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 
-from harness.report.stats import holm, min_datasets_wilcoxon
+from harness.report.stats import holm, min_datasets_wilcoxon, signed_rank_p
 
 #: Columns of a comparison table, in order.
 COLUMNS = ["dataset", "method", "vs", "relation", "n", "wins", "ties", "losses", "mean_diff",
@@ -34,37 +34,6 @@ UNIT_PREFIX = "unit/"
 def unit_key(column: str) -> str:
     """``test/x100/psnr`` -> ``unit/x100/psnr``: where per-unit values of a metric live."""
     return UNIT_PREFIX + (column.split("/", 1)[1] if "/" in column else column)
-
-
-#: Up to this many nonzero differences the Wilcoxon p-value is exact (every sign
-#: assignment enumerated, ties given average ranks); above, the normal
-#: approximation with tie correction.
-EXACT_MAX = 16
-
-
-def signed_rank_p(d) -> float:
-    """Two-sided p-value of the Wilcoxon signed-rank test of ``d`` (zeros
-    dropped, as Wilcoxon did).  Deterministic: scipy 1.17 answers tied
-    differences with a random permutation test, slow and not reproducible."""
-    import numpy as np
-    from scipy import stats as sps
-
-    d = np.asarray(d, dtype=float)
-    d = d[d != 0]
-    n = len(d)
-    if n == 0:
-        return 1.0
-    ranks = sps.rankdata(np.abs(d))
-    observed = ranks[d > 0].sum()
-    centre = ranks.sum() / 2
-    if n <= EXACT_MAX:
-        signs = (np.arange(2 ** n)[:, None] >> np.arange(n)) & 1
-        w = signs @ ranks
-        # a relative tolerance, so sums of average ranks that should tie do
-        return float(np.mean(np.abs(w - centre) >= abs(observed - centre) * (1 - 1e-12)))
-    var = (ranks ** 2).sum() / 4  # the tie-corrected variance of W+
-    z = abs(observed - centre) / math.sqrt(var)
-    return float(min(1.0, 2 * sps.norm.sf(z)))
 
 
 def difference_test(d, alpha: float = 0.05) -> dict:
