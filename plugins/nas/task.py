@@ -130,7 +130,8 @@ class NasTask(SplitAndTransforms):
         """The classification preparation (images keep their (C, H, W) shape)."""
         from harness_plugins.classification.prepare import prepare_dataset
 
-        return prepare_dataset(entry, seed, registry=ctx.registry)
+        # the supernet loop reads X_train as model inputs: image pixels as float
+        return prepare_dataset(entry, seed, registry=ctx.registry, pixels="float")
 
     def run(self, ctx) -> dict[str, float]:
         """Search, select, evaluate; return the test metrics."""
