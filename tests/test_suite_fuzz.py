@@ -170,7 +170,11 @@ def store(tmp_path_factory):
     """One MLflow store for every example, created (and every bundled suite
     planned once, so imports and cached data are warm) before the clock
     starts."""
+    from hypothesis.configuration import set_hypothesis_home_dir
+
     folder = tmp_path_factory.mktemp("fuzz")
+    # hypothesis caches what it learns under ./.hypothesis: not in the checkout
+    set_hypothesis_home_dir(folder / "hypothesis")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     for suite in SUITES:
         plan(suite, uri)
