@@ -16,6 +16,7 @@ import copy
 import io
 import math
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,11 @@ import yaml
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
+from hypothesis.configuration import set_hypothesis_home_dir  # noqa: E402
+
+# hypothesis caches what it learns under ./.hypothesis (from the first @given
+# on): keep it out of the checkout
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "harness-hypothesis")
 
 from harness.cli import main  # noqa: E402
 
@@ -170,11 +176,7 @@ def store(tmp_path_factory):
     """One MLflow store for every example, created (and every bundled suite
     planned once, so imports and cached data are warm) before the clock
     starts."""
-    from hypothesis.configuration import set_hypothesis_home_dir
-
     folder = tmp_path_factory.mktemp("fuzz")
-    # hypothesis caches what it learns under ./.hypothesis: not in the checkout
-    set_hypothesis_home_dir(folder / "hypothesis")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     for suite in SUITES:
         plan(suite, uri)
