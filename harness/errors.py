@@ -29,10 +29,21 @@ class ConfigError(UserError):
         # no file: a component spec given in Python or on the command line
         where = f"{self.file}{'' if self.line is None else f':{self.line}'}: " if self.file else ""
         if not self.path:  # the file as a whole (not found, not YAML), or a bare value
-            value = "" if self.value is _MISSING else f"{self.value!r}: "
+            value = "" if self.value is _MISSING else f"{_shown(self.value)}: "
             return f"{where}{value}{self.message}"
-        value = "" if self.value is _MISSING else f" = {self.value!r}"
+        value = "" if self.value is _MISSING else f" = {_shown(self.value)}"
         return f"{where}{self.path}{value}: {self.message}"
+
+
+#: Characters of a bad value an error line shows (a huge list stays one readable line).
+SHOWN_CHARS = 120
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    if len(text) <= SHOWN_CHARS:
+        return text
+    return f"{text[:SHOWN_CHARS - 20]}... ({len(text)} characters)"
 
 
 class _Missing:

@@ -176,3 +176,13 @@ def test_denoising_suite_with_label_transforms_exits_2(tmp_path, capsys, command
     assert "the denoising task applies no dataset transform" in err
     if command == "run":  # stopped before any run: no store was made
         assert not (tmp_path / "m.db").exists()
+
+
+def test_a_huge_bad_value_is_shown_cut_on_its_one_line():
+    from harness.errors import SHOWN_CHARS, ConfigError
+
+    line = str(ConfigError("methods.x.loss", list(range(5000)), "expected a component",
+                           file="s.yaml", line=4))
+    assert line.startswith("s.yaml:4: methods.x.loss = [0, 1, 2")
+    assert "... (" in line and line.endswith("characters): expected a component")
+    assert len(line) < SHOWN_CHARS + 100 and "\n" not in line
