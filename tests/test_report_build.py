@@ -150,7 +150,8 @@ def test_leaderboard_csv(report):
     assert b.n_datasets.to_dict() == {"anyloss": 4, "focal": 5, "baseline": 5}
     # time next to the score: every run of a method logged its COST as time/train_s
     assert b.train_s.to_dict() == pytest.approx(COST)
-    assert (b.elo_low <= b.elo).all() and (b.elo <= b.elo_high).all()
+    # 5 datasets: too few independent ones for a bootstrap interval (needs 6)
+    assert b.elo_low.isna().all() and b.elo_high.isna().all()
     assert b.elo.mean() == pytest.approx(1000)
     assert b.elo["anyloss"] > b.elo["focal"] > b.elo["baseline"]
 

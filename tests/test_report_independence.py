@@ -100,6 +100,7 @@ def test_elo_has_no_interval_on_one_independent_dataset():
     one = stats.elo(m, True, groups=["g", "g", "g"])
     assert one.elo.tolist() == free.elo.tolist() and one.elo_low.isna().all()
     assert stats.elo(m.iloc[:1], True).elo_high.isna().all()
+    assert stats.elo(m, True, min_groups=4).elo_low.isna().all()  # the report asks for 6
     # every row its own group: the same bootstrap as no groups
     assert stats.elo(m, True, groups=["x", "y", "z"]).equals(free)
     # conditions are averaged into one row per independent dataset
@@ -190,6 +191,8 @@ def test_conditions_of_one_dataset_count_once(tmp_path):
     assert "(same source and parameters; `condition_of:` in the suite overrides): `m10`, " \
            "`m20`, `m40`" in md
     assert "**2 independent dataset(s)**" in md
+    board = pd.read_csv(out / "leaderboard.csv")
+    assert board.elo_low.isna().all() and "Counted as 2 independent dataset(s)" in md
     # Friedman sees 2 datasets, not 4 (with 3 methods it needs 3)
     assert "Friedman test skipped: needs at least 3 complete datasets for 3 methods" in md
     assert md.count("got 2") >= 2 and "got 4" not in md

@@ -87,14 +87,15 @@ def _ordered_methods(board) -> list[str]:
 
 
 def leaderboard(matrix, complete, greater: bool, baseline: str | None, seed: int = 0,
-                groups=None):
+                groups=None, min_groups: int = 2):
     """The cross-dataset table, one row per method, best first.
 
     avg_rank and normalized_score use the complete blocks; win_rate, Elo and
     wins/ties/losses every dataset where the pair has scores; n_datasets is
     the number of datasets where the method has a score.  ``groups`` (one
     label per row of ``matrix``) resamples conditions of one dataset
-    together in Elo's bootstrap (``stats.elo``)."""
+    together in Elo's bootstrap (``stats.elo``), which gives no interval
+    with fewer than ``min_groups`` independent datasets."""
     import pandas as pd
 
     board = pd.DataFrame(index=pd.Index(list(matrix.columns)))
@@ -105,7 +106,8 @@ def leaderboard(matrix, complete, greater: bool, baseline: str | None, seed: int
     else:
         board["avg_rank"] = board["normalized_score"] = math.nan
     board["win_rate"] = stats.win_rates(matrix, greater)
-    board = board.join(stats.elo(matrix, greater, seed=seed, groups=groups))
+    board = board.join(stats.elo(matrix, greater, seed=seed, groups=groups,
+                                 min_groups=min_groups))
     cols = list(LEADERBOARD_COLUMNS)
     if baseline is not None:
         board = board.join(stats.wins_ties_losses(matrix, greater, baseline))
@@ -176,8 +178,10 @@ def analyse(loaded, *, title: str, metric: str, tracking_uri: str, baseline: str
     groups = plan.groups if plan is not None and plan.groups is not None else None
     label = groups.group if groups is not None else str
     shared = groups.shared(compared.index) if groups is not None else {}
+    # Elo's interval needs as many independent datasets as a Wilcoxon test
     board = leaderboard(compared, complete, greater, baseline,
-                        groups=[label(d) for d in compared.index])
+                        groups=[label(d) for d in compared.index],
+                        min_groups=stats.min_datasets_wilcoxon())
     # time next to the score: a method's cost is half of the comparison
     train_s = mean_train_time(scored, list(complete.index) or datasets)
     if train_s is not None:

@@ -133,15 +133,16 @@ def bradley_terry(wins, counts, prior: float = 1.0, tol: float = 1e-10, max_iter
     return theta
 
 
-def elo(matrix, greater: bool, n_boot: int = 1000, seed: int = 0, groups=None):
+def elo(matrix, greater: bool, n_boot: int = 1000, seed: int = 0, groups=None,
+        min_groups: int = 2):
     """Elo-scaled Bradley-Terry strength (mean 1000, 400 points = 10x odds)
     with a bootstrap 95% interval from resampling datasets (fixed ``seed``).
 
     ``groups`` (one label per row; default: every row its own) names the
     independent dataset of each row: rows that are conditions of one dataset
-    are resampled together.  With fewer than 2 independent datasets every
-    resample is the data itself, so the interval would have zero width: it
-    is NaN instead."""
+    are resampled together.  With fewer than ``min_groups`` independent
+    datasets the interval is NaN: over one, every resample is the data
+    itself (zero width); over a few, there are a handful of distinct resamples."""
     import numpy as np
     import pandas as pd
 
@@ -157,7 +158,7 @@ def elo(matrix, greater: bool, n_boot: int = 1000, seed: int = 0, groups=None):
     codes = (np.arange(n_d) if groups is None
              else pd.factorize(pd.Series(list(groups), dtype=object))[0])
     n_g = int(codes.max()) + 1
-    if n_g < 2:
+    if n_g < max(2, min_groups):
         nan = np.full(matrix.shape[1], np.nan)
         return pd.DataFrame({"elo": point, "elo_low": nan, "elo_high": nan}, index=matrix.columns)
     rng = np.random.default_rng(seed)

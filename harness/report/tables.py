@@ -125,18 +125,16 @@ def leaderboard_table(data: ReportData) -> Table:
 
 def _independence_caption(data: ReportData) -> str:
     """What the leaderboard's numbers can say with few independent datasets."""
-    n = data.n_independent
+    n, need = data.n_independent, stats.min_datasets_wilcoxon()
     text = ""
     if data.shared:
-        text += (f" Elo's interval resamples the {n} independent dataset(s), the conditions "
-                 "of one together.")
-    if n < 2:
-        text += (f" With {n} independent dataset, these columns only restate the order of "
-                 "the means; Elo has no interval (a bootstrap over one dataset has zero "
-                 "width). Whether a difference is real: *Paired over seeds*.")
-    elif data.per_seed is not None:
-        text += (f" {n} independent datasets are too few for tests over datasets: see "
-                 "*Paired over seeds*.")
+        text += (f" Counted as {n} independent dataset(s): the conditions of one dataset "
+                 "are resampled together.")
+    if n < need:
+        text += (f" With {n} independent dataset(s) these columns only restate the order "
+                 f"of the means, and Elo has no interval (it needs {need}: a bootstrap over "
+                 "fewer has a handful of distinct resamples, over one zero width). Whether "
+                 "a difference is real: the section Paired over seeds.")
     return text
 
 
