@@ -152,6 +152,26 @@ def _runtime_signature(ctx, data) -> tuple[tuple | None, str]:
     return (shapes, arrays, len(data.y_train), data.n_classes, signature(opt)), ""
 
 
+#: The prepared splits of the dataset entry this process trained last, by
+#: split seed: runs of one seed share their split, and the groups of one
+#: dataset (one per loss or optimizer) follow each other in plan order, so
+#: each split is prepared once per process.  Only one entry is kept: memory
+#: stays one dataset's splits.
+_PREPARED: dict[str, Any] = {}
+
+
+def _prepared(ctx):
+    """``ctx``'s prepared data (``task.prepare`` depends only on the dataset
+    entry, split seed and registry), from ``_PREPARED`` when this process has it."""
+    entry = json.dumps([id(ctx.registry), ctx.spec.dataset], sort_keys=True, default=str)
+    key = f"{entry}\0{ctx.seeds['split']}"
+    if key not in _PREPARED:
+        if not any(k.startswith(f"{entry}\0") for k in _PREPARED):
+            _PREPARED.clear()
+        _PREPARED[key] = ctx.data
+    return _PREPARED[key]
+
+
 def _inexact_at_run_time(model) -> str | None:
     """``batched.inexact_reason`` unless ``--batch`` asked to stack such
     runs too (``harness.groups.INEXACT_ENV``): the plan judged the model on a
@@ -192,13 +212,9 @@ def run_group(task, ctxs: list) -> list[dict | BaseException]:
     results: list[Any] = [None] * len(ctxs)
     sets: dict[tuple, list[int]] = {}
     datas: dict[int, Any] = {}
-    prepared: dict[str, Any] = {}  # runs of one seed share their split: prepare it once
     for i, ctx in enumerate(ctxs):
         try:
-            key = json.dumps([ctx.spec.dataset, ctx.seeds["split"]], sort_keys=True, default=str)
-            if key not in prepared:
-                prepared[key] = ctx.data
-            datas[i] = prepared[key]
+            datas[i] = _prepared(ctx)
             sig, _ = _runtime_signature(ctx, datas[i])
         except KeyboardInterrupt:
             raise
