@@ -237,8 +237,11 @@ def _paired_blocks(data: ReportData) -> list[tuple]:
 
 def _md_figure(f: Figure) -> str:
     if f.path is None:
-        return f"*{f.title}: not drawn ({f.skipped}).*"
-    return f"![{f.title}]({f.path.name})\n\n*{f.caption}*"
+        return f"*{_md(f.title)}: not drawn ({_md(f.skipped)}).*"
+    return f"![{_md(f.title)}]({f.path.name})\n\n*{_md(f.caption)}*"
+
+
+_md = tables.md_inline
 
 
 def to_markdown(doc: list[tuple]) -> str:
@@ -247,16 +250,16 @@ def to_markdown(doc: list[tuple]) -> str:
     for block in doc:
         kind = block[0]
         if kind == "h":
-            out.append("#" * block[1] + " " + block[2])
+            out.append("#" * block[1] + " " + _md(block[2]))
         elif kind == "p":
-            out.append(block[1])
+            out.append(_md(block[1]))
         elif kind == "ul":
-            out.append("\n".join(f"- {i}" for i in block[1]))
+            out.append("\n".join(f"- {_md(i)}" for i in block[1]))
         elif kind in ("table", "details"):
             t = block[-1]
-            title = f"**{block[1]}**" if kind == "details" else f"**{t.title}**"
+            title = f"**{_md(block[1])}**" if kind == "details" else f"**{_md(t.title)}**"
             out.append(title + "\n\n" + tables.to_markdown(t)
-                       + (f"\n\n*{t.caption}*" if t.caption else ""))
+                       + (f"\n\n*{_md(t.caption)}*" if t.caption else ""))
         elif kind == "fig":
             out.append(_md_figure(block[1]))
     return "\n\n".join(out) + "\n"

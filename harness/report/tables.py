@@ -51,10 +51,27 @@ def to_markdown(t: Table) -> str:
     from tabulate import tabulate
 
     # github format does no escaping, so markers can become ** before column widths are set.
-    esc = [[str(c).replace("|", "\\|").replace(_B0, "**").replace(_B1, "**") for c in r]
-           for r in t.rows]
-    return tabulate(esc, headers=t.headers, tablefmt="github", disable_numparse=True,
-                    colalign=t.align or None)
+    esc = [[md_text(c).replace(_B0, "**").replace(_B1, "**") for c in r] for r in t.rows]
+    return tabulate(esc, headers=[md_text(h) for h in t.headers], tablefmt="github",
+                    disable_numparse=True, colalign=t.align or None)
+
+
+#: A ``<`` that would open raw HTML in CommonMark (a tag, a comment, a
+#: declaration): ``<script``, ``</b``, ``<!--``; not ``p < 0.05``.
+_HTML_OPEN = re.compile(r"<(?=[A-Za-z/!?])")
+
+
+def md_inline(text) -> str:
+    """Text for index.md: names from the store (a method, a dataset, an
+    error) may hold HTML, which a Markdown viewer would render; it is shown as
+    text (``<script>`` -> ``&lt;script>``)."""
+    return _HTML_OPEN.sub("&lt;", str(text))
+
+
+def md_text(text) -> str:
+    """``md_inline`` for a Markdown table cell, with ``|`` escaped so a name
+    never adds a column."""
+    return md_inline(text).replace("|", "\\|")
 
 
 def to_latex(t: Table) -> str:
