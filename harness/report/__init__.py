@@ -119,8 +119,11 @@ def _build(suite: str | Path | None = None, *, experiment: str | None = None,
         notes.append(f"Warning: {warning}.")
     lap("metric direction")
     # values per test unit (an image), where the task logged them: paired comparisons
-    finished = list(runs.loc[runs["status"].eq(FINISHED), "run_id"])
-    units = load.load_histories(finished, paired.unit_key(aggregate.metric_column(metric)), uri)
+    key = paired.unit_key(aggregate.metric_column(metric))
+    units = {}
+    if key in runs.columns:
+        logged = runs["status"].eq(FINISHED) & runs[key].notna()
+        units = load.load_histories(list(runs.loc[logged, "run_id"]), key, uri)
     lap("unit values")
     data = analysis.analyse(loaded, title=title, metric=metric, tracking_uri=uri,
                             baseline=baseline, runs=runs, notes=notes, greater=greater,

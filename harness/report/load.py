@@ -118,7 +118,8 @@ def load_runs(experiment: str, tracking_uri: str | None = None) -> LoadedRuns:
 
     Columns: ``run_id``, ``start_time`` (ms), ``mlflow_status``, the
     ``harness.*`` tags without prefix (``dataset``, ``method``, ``seed``,
-    ``status``, ...) and every ``test/*`` and ``time/*`` metric.  Runs without
+    ``status``, ...) and every ``test/*`` and ``time/*`` metric (and ``unit/*``,
+    whose latest value only marks the runs that logged per-unit values).  Runs without
     ``harness.dataset``/``harness.method`` tags, and suite-level runs
     (``harness.kind=suite``), are counted, not kept.  When a
     run key was logged more than once, the latest finished run is kept (else
@@ -142,8 +143,9 @@ def load_runs(experiment: str, tracking_uri: str | None = None) -> LoadedRuns:
                "mlflow_status": run.info.status, "kind": tags.get("harness.kind")}
         for col in TAG_COLUMNS:
             row[col] = tags.get(f"harness.{col}")
+        # unit/* (a metric per test unit): its latest value only says the run has them
         row.update({k: v for k, v in run.data.metrics.items()
-                    if k.startswith(("test/", "time/"))})
+                    if k.startswith(("test/", "time/", "unit/"))})
         rows.append(row)
         for key, value in tags.items():
             if key.startswith(DIRECTION_TAG):
