@@ -20,7 +20,7 @@ from scipy import stats as sps
 pytest.importorskip("mlflow")
 
 from harness.errors import ConfigError  # noqa: E402
-from harness.report import build_report, paired, stats  # noqa: E402
+from harness.report import build_report, console_leaderboard, paired, stats  # noqa: E402
 
 SEEDS = 8
 BASE = [0.90, 0.91, 0.92, 0.93, 0.94, 0.95, 0.96, 0.97]
@@ -142,6 +142,11 @@ def test_one_dataset_report_says_so_and_pairs_over_seeds(tmp_path):
     shown = {(c[1], c[2]): (c[4], c[-1]) for c in cells if len(c) == 10}
     assert shown[("c", "a (best)")] == ("4/0/4", "tied")
     assert shown[("b", "a (best)")] == ("0/0/8", "separated")
+    # the end of `harness run` says the same in one line
+    text = console_leaderboard("s", tracking_uri=uri, metric="accuracy")
+    assert ("1 independent dataset(s): too few for tests over datasets; paired over seeds "
+            "(Holm), 2 of 3 comparisons separated: b < a on digits, b < c on digits") in text
+    assert "[–, –]" in text
 
 
 COND = """\

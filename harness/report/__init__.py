@@ -253,6 +253,8 @@ def console_leaderboard(experiment: str, *, tracking_uri: str | None = None,
         text += f"\n{stale}"
     if len(data.leaderboard):
         text += "\n\n" + _console_board(data)
+    if data.per_seed is not None and len(data.per_seed):
+        text += "\n" + _console_paired(data)
     headers, rows = analysis.console_table(data.cells, scored, methods)
     table = tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
     text += f"\n\nper dataset: mean ± std (seeds)\n{table}"
@@ -274,6 +276,20 @@ def _no_metric(experiment: str, runs) -> str:
     return (f"no metric to rank experiment {experiment!r} by: no suite file with rank_by and "
             f"no rank_by logged by `harness run`; pass --metric (metric= in Python), one of: "
             f"{', '.join(logged) or 'no test/* metric was logged'}")
+
+
+def _console_paired(data, most: int = 8) -> str:
+    """One paragraph: which per-seed comparisons Holm's correction separates."""
+    pairs = data.per_seed
+    sep = pairs[pairs["p_holm"] < 0.05]
+    better = (sep["mean_diff"] > 0) == data.greater
+    shown = [f"{r.method} {'>' if b else '<'} {r.vs} on {r.dataset}"
+             for r, b in zip(sep.itertuples(), better)]
+    listed = ", ".join(shown[:most]) + (f" and {len(shown) - most} more"
+                                       if len(shown) > most else "")
+    return (f"{data.n_independent} independent dataset(s): too few for tests over datasets; "
+            f"paired over seeds (Holm), {len(sep)} of {len(pairs)} comparisons separated"
+            + (f": {listed}" if shown else "") + " (the report's Paired over seeds has all)")
 
 
 def _console_board(data) -> str:
