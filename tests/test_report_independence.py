@@ -201,7 +201,8 @@ def test_conditions_of_one_dataset_count_once(tmp_path):
     # Friedman sees 2 datasets, not 4 (with 3 methods it needs 3)
     assert "Friedman test skipped: needs at least 3 complete datasets for 3 methods" in md
     assert md.count("got 2") >= 2 and "got 4" not in md
-    # every condition is still compared, paired over seeds
+    # every condition is still compared, paired over seeds (12 rows: a table, not folded)
+    assert "**accuracy: methods compared paired on seeds**" in md.replace("test/", "")
     pairs = pd.read_csv(out / "paired_seeds.csv")
     assert sorted(set(pairs.dataset)) == ["m10", "m20", "m40", "other"]
     best = pairs[(pairs.relation == "best")]
@@ -331,3 +332,13 @@ def test_denoising_logs_per_image_values_the_report_pairs(tmp_path):
     assert {(r.method, r.vs) for r in units.itertuples()} in ({("identity", "pg")},
                                                               {("pg", "identity")})
     assert units.n.iloc[0] == len({i for lists in ids.values() for i in lists[0]})
+
+
+def test_a_long_paired_table_folds():
+    from harness.report import render, tables
+
+    t = tables.Table("paired_seeds", "t", ["a"], [["x"]] * (render.PAIRED_ROWS + 1))
+    assert render._fold(t)[0] == "details" and "31 comparisons; also in paired_seeds.csv" in \
+        render._fold(t)[1]
+    t.rows = t.rows[:render.PAIRED_ROWS]
+    assert render._fold(t) == ("table", t)

@@ -220,7 +220,7 @@ def _paired_blocks(data: ReportData) -> list[tuple]:
     out: list[tuple] = []
     if data.per_seed is not None:
         out += [("h", 2, "Paired over seeds"),
-                ("table", tables.paired_table(data, data.per_seed, "paired_seeds", "seed"))]
+                _fold(tables.paired_table(data, data.per_seed, "paired_seeds", "seed"))]
     if data.per_unit is not None:
         from harness.report.paired import unit_key
 
@@ -228,11 +228,21 @@ def _paired_blocks(data: ReportData) -> list[tuple]:
                 ("p", f"Every run logged `{unit_key(data.column)}` per test unit (step = the "
                       "unit's id): the methods' values on the same unit of the same seed are "
                       "paired, and a unit met under several seeds counts once (its differences "
-                      "averaged). This separates methods that the seed-to-seed spread of the "
-                      "means (different splits) hides."),
-                ("table", tables.paired_table(data, data.per_unit, "paired_units",
-                                              "test unit"))]
+                      "averaged), so the seed-to-seed spread of the means (a different split "
+                      "per seed) does not hide a difference on the same units."),
+                _fold(tables.paired_table(data, data.per_unit, "paired_units", "test unit"))]
     return out
+
+
+#: Rows of a paired table shown as a table; longer ones fold (their CSV has all).
+PAIRED_ROWS = 30
+
+
+def _fold(table: tables.Table) -> tuple:
+    if len(table.rows) <= PAIRED_ROWS:
+        return ("table", table)
+    return ("details", f"{table.title} ({len(table.rows)} comparisons; also in "
+                       f"{table.key}.csv)", table)
 
 
 def _md_figure(f: Figure) -> str:
