@@ -88,8 +88,10 @@ def test_kill9_mid_suite_then_resume(jobs, tmp_path, tracking_uri, test_plugin, 
            "HARNESS_TEST_SLOW_RUN": "iris/a/1:120",
            "PYTHONPATH": os.pathsep.join([str(PLUGINS), os.environ.get("PYTHONPATH", "")])}
     log = tmp_path / "harness.log"
+    # runs alone: killed mid-group, every run of the group would be running
     proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(suite),
-                             "--tracking-uri", tracking_uri, "--jobs", str(jobs)], env=env,
+                             "--tracking-uri", tracking_uri, "--jobs", str(jobs),
+                             "--no-batch"], env=env,
                             stdout=log.open("w"), stderr=subprocess.STDOUT)
     done_before = 1 if jobs == 1 else 3  # with 2 workers the other runs go past a/1
     try:
@@ -144,7 +146,8 @@ def test_killed_worker_run_is_redone(tmp_path, tracking_uri, test_plugin, monkey
     suite = tmp_path / "crash.yaml"
     suite.write_text(SUITE.format(loss="cross_entropy"))
     monkeypatch.setenv("HARNESS_TEST_KILL_ONCE", f"iris/b/1@{tmp_path / 'killed'}")
-    assert main(["run", str(suite), "--jobs", "2"]) == 1  # no --retries: recorded, not redone
+    # runs alone (in a group, the killed worker takes the whole group with it)
+    assert main(["run", str(suite), "--jobs", "2", "--no-batch"]) == 1  # recorded, not redone
     out = capsys.readouterr()
     assert "3 finished" in out.out and "1 interrupted" in out.out
     assert "worker process died: killed by SIGKILL" in out.err
