@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from harness.plan import derive_seed, expand_suite
 from harness.suite import load_suite
 
@@ -106,8 +108,6 @@ def test_a_renamed_datasets_new_method_gets_the_same_numbers(tmp_path):
     """Renaming a dataset keeps its finished runs (same run key); a method
     added afterwards trains on the same split as in a store where the
     dataset was never renamed, so its metrics are equal."""
-    import json
-
     from mlflow.tracking import MlflowClient
 
     from harness.cli import main
@@ -123,9 +123,8 @@ def test_a_renamed_datasets_new_method_gets_the_same_numbers(tmp_path):
     def test_metrics(uri: str) -> dict:
         cl = MlflowClient(uri)
         exp = cl.get_experiment_by_name("p")
-        return {r.data.tags["harness.method"]: json.dumps(
-            {k: v for k, v in r.data.metrics.items() if not k.startswith("time/")},
-            sort_keys=True)
+        return {r.data.tags["harness.method"]: {
+            k: v for k, v in r.data.metrics.items() if not k.startswith("time/")}
             for r in cl.search_runs([exp.experiment_id]) if "harness.run_key" in r.data.tags}
 
     renamed = f"sqlite:///{tmp_path / 'renamed.db'}"
@@ -138,7 +137,12 @@ def test_a_renamed_datasets_new_method_gets_the_same_numbers(tmp_path):
     assert main(["run", suite("", both), "--tracking-uri", fresh]) == 0
     got, want = test_metrics(renamed), test_metrics(fresh)
     assert set(got) == {"ce", "ls"}
-    assert got == want  # the same split as never labelled at all
+    # the same split as never labelled at all; batch mode (the default) trained
+    # ce alone here and beside ls there: equal to float32 rounding of a group
+    for method, metrics in want.items():
+        assert got[method].keys() == metrics.keys()
+        for name, value in metrics.items():
+            assert got[method][name] == pytest.approx(value, rel=1e-6, abs=1e-6), name
     from harness.tracking import existing_runs
 
     assert len(existing_runs(renamed, "p")) == 2  # ce was not rerun under its new label
