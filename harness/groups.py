@@ -105,13 +105,16 @@ def group_runs(specs: list[RunSpec], registry, max_group: int | None = None, *,
 
 
 def work_items(todo: list[RunSpec], registry, devices: list[str], *, batch: bool = False,
-               max_group: int | None = None, inexact: bool = False) -> list[WorkItem]:
+               max_group: int | None = None, inexact: bool = False,
+               writer: bool | None = None) -> list[WorkItem]:
     """The runner's work items for ``todo``: one per run, or in batch mode
-    one per group or run training alone (logging through a store writer);
-    devices round-robin over items.  ``inexact``: see ``group_runs``."""
+    one per group or run training alone; devices round-robin over items.
+    ``writer``: their runs log through a store writer (default: in batch
+    mode; ``harness.runner.uses_writer``).  ``inexact``: see ``group_runs``."""
     items = group_runs(todo, registry, max_group, inexact=inexact).items if batch \
         else [[s] for s in todo]
-    return [WorkItem([s.to_dict() for s in item], devices[i % len(devices)], 1, batch)
+    writer = batch if writer is None else writer
+    return [WorkItem([s.to_dict() for s in item], devices[i % len(devices)], 1, writer)
             for i, item in enumerate(items)]
 
 

@@ -177,6 +177,19 @@ def _reason(outcome) -> str:
     return outcome.error[len(prefix):] if outcome.error.startswith(prefix) else outcome.error
 
 
+#: Runs to train from which batch mode logs through a store writer: below,
+#: its start (a process importing mlflow, ~1.5-3 s) costs more than the
+#: MLflow writes it takes off the training process (~0.2 ms a metric row).
+WRITER_MIN_RUNS = 8
+
+
+def uses_writer(plan: Plan, options: RunOptions) -> bool:
+    """Whether ``run_plan`` logs ``plan``'s runs through a store writer
+    (``harness.storewriter``): in batch mode, with ``WRITER_MIN_RUNS`` or
+    more runs to train; otherwise each run logs from the process training it."""
+    return options.batch and len(plan.todo) >= WRITER_MIN_RUNS
+
+
 def run_plan(plan: Plan, options: RunOptions | None = None, *, registry=None, console=None,
              close_writer: bool = True) -> Counter:
     """Execute ``plan.todo`` as ``options`` say; return a Counter of statuses
@@ -185,8 +198,9 @@ def run_plan(plan: Plan, options: RunOptions | None = None, *, registry=None, co
 
     Work items (``harness.groups.work_items``): one per run, or in batch mode
     one per group of runs the task trains together (at most ``max_group``),
-    their runs written by a store writer (``harness.storewriter``, stopped at
-    the end unless ``close_writer`` is false).  The executor's ``slots``
+    their runs written by a store writer when there are enough of them
+    (``uses_writer``; ``harness.storewriter``, stopped at the end unless
+    ``close_writer`` is false).  The executor's ``slots``
     (runs at once on this machine, default 1) spread the items over the GPUs
     round-robin.  ``timeout``/``memory_limit`` supervise each item in a child
     process (a group shares one deadline); ``retries``: how many more times
@@ -220,7 +234,8 @@ def run_plan(plan: Plan, options: RunOptions | None = None, *, registry=None, co
         mark_stale(uri, run_id, "left running by a process that died; rerun")
     counts: Counter = Counter(skipped=len(plan.done), running=len(plan.running))
     prepared = None
-    if plan.todo and options.batch:
+    writer = uses_writer(plan, options)
+    if writer:
         from harness.storewriter import writer_for
 
         # batch mode writes through a store writer (harness.storewriter): it
@@ -241,7 +256,7 @@ def run_plan(plan: Plan, options: RunOptions | None = None, *, registry=None, co
     limits = options.limits
     devices = _devices(options.device, int(getattr(executor, "slots", 1) or 1))
     items = work_items(plan.todo, registry, devices, batch=options.batch,
-                       max_group=options.max_group, inexact=options.batch_all)
+                       max_group=options.max_group, inexact=options.batch_all, writer=writer)
     if prepared is not None:
         prepared.result()
     fn = functools.partial(run_item, uri=uri, blocked=options.blocked, executor=name,
@@ -272,7 +287,7 @@ def run_plan(plan: Plan, options: RunOptions | None = None, *, registry=None, co
             for _ in range(len(again) - len(items)):
                 counts[runstate.FINISHED] += 1
                 progress.n += 1
-    if options.batch and close_writer:
+    if writer and close_writer:
         from harness.storewriter import close_writers
 
         close_writers()

@@ -2,10 +2,11 @@
 
 ``run_suite_plan`` executes a plan (``harness.runner.run_plan``) and, when
 runs finished, concludes it: the leaderboard text and the suite's full report
-logged as a suite-level MLflow run.  In batch mode the store writer that
-wrote the runs builds both (it has mlflow and the report's modules imported
-while the runs trained).  ``harness run`` and ``harness.run_suite`` call the
-same function, so they batch, retry, limit and report the same way.
+logged as a suite-level MLflow run.  When a store writer wrote the runs
+(``harness.runner.uses_writer``) it builds both (it has mlflow and the
+report's modules imported while the runs trained).  ``harness run`` and
+``harness.run_suite`` call the same function, so they batch, retry, limit and
+report the same way.
 """
 
 from __future__ import annotations
@@ -59,10 +60,11 @@ def run_suite_plan(plan, options: RunOptions, *, registry=None,
     then conclude it when ``options.report`` and runs finished: the
     leaderboard text (``summary.leaderboard``, which the CLI prints) and the
     suite's report logged as a suite-level MLflow run."""
-    from harness.runner import run_plan
+    from harness.runner import run_plan, uses_writer
 
     uri = options.uri
-    if options.batch and plan.todo and options.report:
+    writer = uses_writer(plan, options)
+    if writer and options.report:
         from harness.storewriter import writer_for
 
         writer_for(uri).warm_reports()
@@ -73,21 +75,24 @@ def run_suite_plan(plan, options: RunOptions, *, registry=None,
                                dict(plan.unavailable), dict(plan.input_errors))
         results = sum(counts[s] for s in runstate.DONE) + counts["skipped"]
         if options.report and results:
-            _conclude(plan, options, summary)
+            _conclude(plan, options, summary, writer)
     finally:
-        if options.batch:
+        if writer:
             from harness.storewriter import close_writers
 
             close_writers()
     return summary
 
 
-def _conclude(plan, options: RunOptions, summary: SuiteSummary) -> None:
+def _conclude(plan, options: RunOptions, summary: SuiteSummary, writer: bool) -> None:
     """Build the leaderboard and log the suite's report; a problem with
     either is a warning (it must not hide the finished runs)."""
     uri, suite, counts = options.uri, plan.suite, dict(summary.counts)
     keys = [s.run_key for s in plan.runs]
-    if options.batch:
+    # the store writer that wrote this run's groups has the report's modules
+    # imported; without one (nothing or little trained now), starting one
+    # (mlflow's import) would cost more than the leaderboard itself
+    if writer:
         from types import SimpleNamespace
 
         from harness.storewriter import WriterError, writer_for
