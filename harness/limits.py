@@ -120,8 +120,10 @@ def _children(pid: int) -> list[int]:
     return kids + [g for k in kids for g in _children(k)]
 
 
-def rss_bytes(pid: int) -> int | None:
-    """Resident memory of ``pid`` and its descendants (None: cannot tell)."""
+def rss_bytes(pid: int, exclude: set | frozenset = frozenset()) -> int | None:
+    """Resident memory of ``pid`` and its descendants (None: cannot tell),
+    leaving out the processes in ``exclude`` and theirs (a run's store
+    writer: harness's own bookkeeping, not the run's memory)."""
     try:
         import psutil
     except ImportError:
@@ -129,11 +131,15 @@ def rss_bytes(pid: int) -> int | None:
     if psutil is not None:
         try:
             proc = psutil.Process(pid)
-            return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)])
+            kids = proc.children(recursive=True)
+            left_out = set(exclude) | {k.pid for e in kids if e.pid in exclude
+                                       for k in e.children(recursive=True)}
+            return sum(p.memory_info().rss for p in [proc, *kids] if p.pid not in left_out)
         except psutil.Error:
             return 0
     total, page = 0, os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-    for p in [pid, *_children(pid)]:
+    left_out = set(exclude) | {k for e in exclude for k in _children(e)}
+    for p in [pid, *(c for c in _children(pid) if c not in left_out)]:
         try:
             with open(f"/proc/{p}/statm") as f:
                 total += int(f.read().split()[1]) * page
@@ -254,7 +260,7 @@ def run_isolated(item, uri: str | None, blocked: tuple[str, ...] = (), *,
                 killed = errors.TimedOut(f"timed out after {format_duration(limits.timeout_s)} "
                                          "(--timeout)")
             elif limits.memory_bytes:
-                rss = rss_bytes(proc.pid) or 0
+                rss = rss_bytes(proc.pid, writers) or 0
                 if rss > limits.memory_bytes:
                     killed = errors.MemoryLimitExceeded(
                         f"memory limit exceeded: RSS {rss / 2**20:.0f} MiB > "

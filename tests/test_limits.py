@@ -4,6 +4,8 @@ error is not retried, a worker killed with SIGKILL is (harness.attempt 2)."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from harness.cli import main
@@ -186,3 +188,25 @@ def test_killed_worker_is_retried(faults):
     assert second[4] == "local"
     assert "[retry 2/3] iris/ce/0" in output and "attempt 2" in output
     assert "1 timeout, 2 oom" in output
+
+
+def test_memory_of_a_store_writer_is_not_the_runs():
+    """The supervisor leaves a run's store writer (and its children) out of
+    the RSS it holds against --memory-limit."""
+    import subprocess
+    import sys
+    import time
+
+    from harness.limits import rss_bytes
+
+    hold = subprocess.Popen([sys.executable, "-c", "import sys, time; x = bytearray(150 * 2**20);"
+                             " print(1, flush=True); time.sleep(60)"], stdout=subprocess.PIPE)
+    try:
+        hold.stdout.readline()  # its memory is touched
+        time.sleep(0.2)
+        with_it = rss_bytes(os.getpid())
+        without = rss_bytes(os.getpid(), {hold.pid})
+        assert with_it - without > 140 * 2**20
+    finally:
+        hold.kill()
+        hold.wait()

@@ -1,4 +1,4 @@
-"""RunLogger against a real sqlite MLflow store: batching limits, atomic close."""
+"""MlflowRunLogger against a real sqlite MLflow store: batching limits, atomic close."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 
 def spec(key: str = "k1"):
-    """The RunSpec fields RunLogger reads."""
+    """The RunSpec fields MlflowRunLogger reads."""
     return SimpleNamespace(suite="tracking", run_key=key, run_name=f"d/m/{key}",
                            dataset_label="d", method="m", seed=0, task="classification",
                            dataset={"source": "sklearn", "label": "d"}, config={"lr": 0.1})
@@ -21,9 +21,9 @@ def test_metric_batches_stay_within_mlflow_limits(n, tracking_uri):
     entities per call), so a run's final write stays one call."""
     from mlflow import MlflowClient
 
-    from harness.tracking import BATCH, RunLogger
+    from harness.tracking import BATCH, MlflowRunLogger
 
-    logger = RunLogger(tracking_uri, spec(), {})
+    logger = MlflowRunLogger(tracking_uri, spec(), {})
     for step in range(n):
         logger.log_metrics({"val/loss": 1.0 / (step + 1)}, step)
         if step == n // 2:
