@@ -31,13 +31,13 @@ def _oriented(matrix, greater: bool):
 def rank_matrix(matrix, greater: bool):
     """Per-dataset ranks, 1 = best, ties get the average rank; NaN stays NaN
     and the remaining methods of that row are ranked among themselves."""
-    import numpy as np
     import pandas as pd
-    from scipy.stats import rankdata
 
-    ranks = rankdata(-_oriented(matrix, greater), axis=1, nan_policy="omit")
-    return pd.DataFrame(np.asarray(ranks, dtype=float), index=matrix.index,
-                        columns=matrix.columns)
+    # pandas' average ranks are scipy's rankdata(nan_policy="omit"), without
+    # importing scipy.stats (~1 s) where nothing else needs it
+    oriented = pd.DataFrame(-_oriented(matrix, greater), index=matrix.index,
+                            columns=matrix.columns)
+    return oriented.rank(axis=1, method="average", na_option="keep").astype(float)
 
 
 def average_ranks(complete, greater: bool):
