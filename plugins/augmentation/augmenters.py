@@ -50,7 +50,7 @@ Count = Annotated[int, Field(ge=1)]
 Rate = Annotated[float, Field(gt=0)]
 
 
-def _seed(rng: np.random.Generator) -> int:
+def draw_seed(rng: np.random.Generator) -> int:
     """An int seed for libraries that take ``random_state`` (drawn from ``rng``)."""
     return int(rng.integers(0, 2**31 - 1))
 
@@ -205,7 +205,7 @@ class Smote(Augmenter):
         # appends exactly the new rows after the originals
         target = {c: self.counts_[c] + n_per_class.get(c, 0) for c in self.counts_}
         smote = SMOTE(sampling_strategy=target, k_neighbors=self.k_neighbors,
-                      random_state=_seed(rng))
+                      random_state=draw_seed(rng))
         X_all, y_all = smote.fit_resample(self.X_, self.y_)
         n_real = len(self.y_)
         return X_all[n_real:], y_all[n_real:]
@@ -269,7 +269,7 @@ class GMM(LikelihoodAugmenter):
         self.models_ = {}
         for c in sorted(self.counts_):
             gm = GaussianMixture(self.n_components, covariance_type=self.covariance_type,
-                                 reg_covar=self.reg_covar, random_state=_seed(rng))
+                                 reg_covar=self.reg_covar, random_state=draw_seed(rng))
             self.models_[c] = gm.fit(X[y == c])
 
     def _remove_instance_noise(self, variance: float) -> None:
@@ -295,7 +295,7 @@ class GMM(LikelihoodAugmenter):
         for c, n in n_per_class.items():
             gm = self.models_[c]
             # GaussianMixture.sample draws from its own random_state
-            gm.random_state = _seed(rng)
+            gm.random_state = draw_seed(rng)
             X, _ = gm.sample(n)
             Xs.append(X)
             ys.append(np.full(n, c))

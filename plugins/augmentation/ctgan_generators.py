@@ -23,7 +23,7 @@ from typing import Annotated
 from pydantic import Field
 
 from harness import UserError, hookimpl
-from harness_plugins.augmentation.augmenters import Augmenter, Count, Mode, Ratio, _seed
+from harness_plugins.augmentation.augmenters import Augmenter, Count, Mode, Ratio, draw_seed
 
 INSTALL = "pip install 'harness-bench[ctgan]'"
 LABEL = "__label__"
@@ -66,7 +66,7 @@ class CTGANFamily(Augmenter):
         batch = max(10, min(self.batch_size, len(X) // 10 * 10))
         self.model = cls(epochs=self.epochs, batch_size=batch,
                          enable_gpu=str(self.device).startswith("cuda"))
-        self.model.set_random_state(_seed(rng))
+        self.model.set_random_state(draw_seed(rng))
         self.model.fit(self._frame(X, y), discrete_columns=[LABEL])
 
     def _draw(self, n: int, c: int):
@@ -77,7 +77,7 @@ class CTGANFamily(Augmenter):
     def _sample(self, n_per_class, rng):
         import numpy as np
 
-        self.model.set_random_state(_seed(rng))
+        self.model.set_random_state(draw_seed(rng))
         Xs, ys = [], []
         for c, n in n_per_class.items():
             kept = []

@@ -23,7 +23,7 @@ from harness_plugins.augmentation.augmenters import (
     NoiseStd,
     Rate,
     Ratio,
-    _seed,
+    draw_seed,
 )
 
 
@@ -59,7 +59,7 @@ class CVAE(LikelihoodAugmenter):
         d, k, h, z = X.shape[1], self.n_classes_, self.hidden, self.latent
         # fork_rng: building and training must not move the run's global torch seed
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_seed(rng))
+            torch.manual_seed(draw_seed(rng))
             self.encoder = _mlp([d + k, h, h, 2 * z]).to(dev)
             self.decoder = _mlp([z + k, h, h, d]).to(dev)
             self.log_sigma = torch.zeros(d, device=dev, requires_grad=True)
@@ -67,7 +67,7 @@ class CVAE(LikelihoodAugmenter):
             opt = torch.optim.Adam(params, lr=self.lr)
             Xt = torch.as_tensor(X, dtype=torch.float32, device=dev)
             Yt = F.one_hot(torch.as_tensor(y, device=dev), k).float()
-            gen = torch.Generator().manual_seed(_seed(rng))
+            gen = torch.Generator().manual_seed(draw_seed(rng))
             bs = min(self.batch_size, len(Xt))
             for _ in range(self.train_steps):
                 idx = torch.randint(len(Xt), (bs,), generator=gen).to(dev)
@@ -93,7 +93,7 @@ class CVAE(LikelihoodAugmenter):
 
         dev = torch.device(self.device)
         labels = np.concatenate([np.full(n, c) for c, n in n_per_class.items()])
-        gen = torch.Generator().manual_seed(_seed(rng))
+        gen = torch.Generator().manual_seed(draw_seed(rng))
         c = F.one_hot(torch.as_tensor(labels, device=dev), self.n_classes_).float()
         z = torch.randn(len(labels), self.latent, generator=gen).to(dev)
         eps = torch.randn(len(labels), self.log_sigma.numel(), generator=gen).to(dev)

@@ -31,7 +31,7 @@ from harness_plugins.augmentation.augmenters import (
     NoiseStd,
     Rate,
     Ratio,
-    _seed,
+    draw_seed,
 )
 
 
@@ -110,12 +110,12 @@ class DDPM(LikelihoodAugmenter):
         self.low_ = torch.as_tensor(X.min(0) - margin, dtype=torch.float32)
         self.high_ = torch.as_tensor(X.max(0) + margin, dtype=torch.float32)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_seed(rng))
+            torch.manual_seed(draw_seed(rng))
             self.net = _denoiser(X.shape[1], self.n_classes_, self.hidden, self.depth).to(dev)
             opt = torch.optim.Adam(self.net.parameters(), lr=self.lr)
             Xt = torch.as_tensor(X, dtype=torch.float32, device=dev)
             Yt = torch.as_tensor(y, device=dev)
-            gen = torch.Generator().manual_seed(_seed(rng))
+            gen = torch.Generator().manual_seed(draw_seed(rng))
             bs = min(self.batch_size, len(Xt))
             for _ in range(self.train_steps):
                 idx = torch.randint(len(Xt), (bs,), generator=gen).to(dev)
@@ -136,7 +136,7 @@ class DDPM(LikelihoodAugmenter):
         dev = torch.device(self.device)
         labels = np.concatenate([np.full(n, c) for c, n in n_per_class.items()])
         y = torch.as_tensor(labels, device=dev)
-        gen = torch.Generator().manual_seed(_seed(rng))
+        gen = torch.Generator().manual_seed(draw_seed(rng))
         d = self.net.out.out_features
         x = torch.randn(len(labels), d, generator=gen).to(dev)
         ab = self.alpha_bar_
