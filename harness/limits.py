@@ -25,6 +25,7 @@ fresh process, not a fork of a parent holding threads or MLflow sessions.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import signal
@@ -287,9 +288,9 @@ def run_isolated(item, uri: str | None, blocked: tuple[str, ...] = (), *,
             _record(uri, spec, run_ids.get(spec.run_key), proc.pid, verdict, item.attempt,
                     executor)
         except Exception as exc:  # noqa: BLE001 - tracking is down too: stale later
-            mine = runstate.Verdict(verdict.status, verdict.failure_kind,
-                                    f"{verdict.error} (not recorded: {runstate.one_line(exc)})",
-                                    True, verdict.error_type)
+            mine = dataclasses.replace(
+                verdict, retryable=True,
+                error=f"{verdict.error} (not recorded: {runstate.one_line(exc)})")
         out.append(outcome(spec, mine, seconds=seconds, attempt=item.attempt,
                            run_id=run_ids.get(spec.run_key)))
     return out

@@ -20,6 +20,7 @@ propagates, so Ctrl-C stops the suite.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import traceback
 from collections.abc import Callable
@@ -320,8 +321,8 @@ def lost_outcomes(lost: Lost, uri: str | None, suite: str) -> list[Outcome]:
 
     verdict = runstate.judge(WorkerLost(lost.error))
     if not lost.infrastructure:
-        verdict = runstate.Verdict(verdict.status, runstate.METHOD_FAILURE, verdict.error,
-                                   False, verdict.error_type)
+        verdict = dataclasses.replace(verdict, failure_kind=runstate.METHOD_FAILURE,
+                                      retryable=False)
     try:
         existing = existing_runs(uri, suite)
     except Exception:  # noqa: BLE001 - tracking down too: resume closes them once stale
