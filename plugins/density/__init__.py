@@ -1,0 +1,1 @@
+"""The unnormalized density models family of harness."""

@@ -1,0 +1,1 @@
+"""The federated learning family of harness."""

@@ -1,0 +1,1 @@
+"""The inductive-bias measurement family of harness."""

@@ -1,0 +1,2 @@
+"""What the mutual-information estimation family registers: tasks, datasets, metrics and
+its kinds' components (being built: issue 27)."""

@@ -1,0 +1,1 @@
+"""The physics-informed PDE solving family of harness."""

@@ -1,0 +1,1 @@
+"""The regression and learning from aggregate responses family of harness."""

@@ -1,0 +1,1 @@
+"""The contrastive pre-training family of harness."""

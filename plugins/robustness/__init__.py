@@ -1,0 +1,1 @@
+"""The adversarial robustness family of harness."""

@@ -1,0 +1,1 @@
+"""The semi-supervised learning with out-of-domain unlabeled data family of harness."""
