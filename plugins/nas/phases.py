@@ -186,6 +186,8 @@ def ground_truth_table(ctx, cfg: dict, space, data) -> tuple[dict | None, float]
     from harness_plugins.classification.trainer import predict_logits
     from harness_plugins.nas.ground_truth import MAX_GROUND_TRUTH, build_table
 
+    if isinstance(cfg["ground_truth"], dict):
+        return published_table(ctx, cfg["ground_truth"], space)
     if cfg["ground_truth"] is False or space.size > MAX_GROUND_TRUTH:
         return None, 0.0
     fns = ctx.metrics()
@@ -209,3 +211,29 @@ def ground_truth_table(ctx, cfg: dict, space, data) -> tuple[dict | None, float]
     ctx.log_metrics({"ground_truth/reused": float(reused),
                      "ground_truth/best_test_accuracy": float(table["test_accuracy"].max())})
     return table, seconds
+
+
+def published_table(ctx, table: dict, space) -> tuple[dict, float]:
+    """(table, seconds spent) from NAS-Bench-201's file, read once per file,
+    dataset, schedule and space and shared through MLflow like a trained one."""
+    import os
+    import time
+
+    from harness import ConfigError
+    from harness.shared import shared_arrays, shared_key
+    from harness_plugins.nas.nb201_table import TableError, file_identity, load_file, read_table
+
+    path = os.path.expanduser(table["nb201"])
+    start = time.perf_counter()
+    try:
+        key = shared_key(GROUND_TRUTH, "nb201-table", file_identity(path), table["dataset"],
+                         table["epochs"], list(space.ops))
+        arrays, reused = shared_arrays(
+            ctx, GROUND_TRUTH, key,
+            lambda: read_table(load_file(path), space, table["dataset"], table["epochs"]))
+    except (TableError, OSError) as exc:
+        raise ConfigError("ground_truth.nb201", table["nb201"], str(exc)) from None
+    seconds = 0.0 if reused else time.perf_counter() - start
+    ctx.log_metrics({"ground_truth/reused": float(reused),
+                     "ground_truth/best_test_accuracy": float(arrays["test_accuracy"].max())})
+    return arrays, seconds

@@ -54,7 +54,7 @@ class SearchSpace:
         """A genotype (list of op names or NAS-Bench-201 string) checked
         against this space; ``ValueError`` says what does not fit."""
         if isinstance(genotype, str):
-            ops = _parse_nb201(genotype, self.nodes)
+            ops = parse_nb201(genotype, self.nodes)
         elif isinstance(genotype, (list, tuple)):
             ops = tuple(str(op) for op in genotype)
         else:
@@ -94,7 +94,7 @@ class SearchSpace:
         return Network(self, tuple(in_shape), n_classes, genotype)
 
 
-def _parse_nb201(text: str, nodes: int) -> Genotype:
+def parse_nb201(text: str, nodes: int) -> Genotype:
     nodes_text = text.strip().split("+")
     ops = []
     for j, node in enumerate(nodes_text, start=1):

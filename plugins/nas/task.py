@@ -56,6 +56,18 @@ class Evaluate(BaseModel):
     training: Training = Training()
 
 
+class PublishedTable(BaseModel):
+    """NAS-Bench-201's published accuracies as the ground truth
+    (``ground_truth: {nb201: PATH}``; :mod:`harness_plugins.nas.nb201_table`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    #: the benchmark's .pth file (NAS-Bench-201-v1_0-e61699.pth or -v1_1-096897.pth)
+    nb201: str
+    dataset: Literal["cifar10-valid", "cifar10", "cifar100", "ImageNet16-120"] = "cifar10-valid"
+    #: the benchmark's training schedule whose final accuracies are read
+    epochs: Literal[200, 12] = 200
+
+
 class NasConfig(BaseModel):
     """The method config of the ``nas`` task."""
 
@@ -65,8 +77,9 @@ class NasConfig(BaseModel):
     selector: Spec = "magnitude"
     search_training: SearchTraining = SearchTraining()
     evaluate: Evaluate = Evaluate()
-    #: auto: on spaces of at most MAX_GROUND_TRUTH genotypes; true: required; false: never
-    ground_truth: Literal["auto"] | bool = "auto"
+    #: auto: on spaces of at most MAX_GROUND_TRUTH genotypes; true: required; false: never;
+    #: {nb201: PATH}: read from NAS-Bench-201's published table
+    ground_truth: Literal["auto"] | bool | PublishedTable = "auto"
 
 
 def _build(kind: str, spec: dict, path: str):
@@ -78,6 +91,21 @@ def _build(kind: str, spec: dict, path: str):
         return harness.create(kind, spec)
     except ValueError as exc:
         raise ConfigError(path, spec, str(exc)) from None
+
+
+def _check_published(table: dict, space) -> None:
+    """The published table's file exists and the space is NAS-Bench-201's cell."""
+    import os
+
+    path = os.path.expanduser(table["nb201"])
+    if not os.path.isfile(path):
+        raise ConfigError("ground_truth.nb201", table["nb201"],
+                          f"no such file (from {os.getcwd()}); NAS-Bench-201's table is "
+                          f"NAS-Bench-201-v1_1-096897.pth from the benchmark's release")
+    if space.nodes != 4:
+        raise ConfigError("ground_truth.nb201", table["nb201"],
+                          f"space {space.name!r} has {space.nodes} nodes; NAS-Bench-201's "
+                          f"table scores 4-node cells (space nb201)")
 
 
 class NasTask(SplitAndTransforms):
@@ -119,6 +147,8 @@ class NasTask(SplitAndTransforms):
         if cfg["ground_truth"] is True and space.size > MAX_GROUND_TRUTH:
             raise ConfigError("ground_truth", True, f"space {space.name!r} has {space.size} "
                               f"genotypes; ground truth trains at most {MAX_GROUND_TRUTH}")
+        if isinstance(cfg["ground_truth"], dict):
+            _check_published(cfg["ground_truth"], space)
         monitor = cfg["evaluate"]["training"]["early_stopping"]["monitor"]
         allowed = ["val/loss", *(f"val/{m}" for m in getattr(check, "metrics", []))]
         if monitor not in allowed:
