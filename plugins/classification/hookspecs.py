@@ -10,7 +10,9 @@ The classification task feeds metrics these ``metric_inputs``: ``labels``
 ``logits`` (float numpy ``(N, C)``), ``model`` (the trained
 ``torch.nn.Module``, eval mode), ``train_x``/``train_y`` (the train split as
 device tensors), ``train_labels``/``train_probs`` (labels and probabilities
-on the train split).
+on the train split), ``test_x``/``test_y`` (the test split as device
+tensors of model inputs and labels, for metrics that query the model, such
+as robust accuracy under an attack).
 """
 
 from __future__ import annotations

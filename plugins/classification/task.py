@@ -106,7 +106,7 @@ class ClassificationTask(SplitAndTransforms):
 
     #: Inputs this task feeds metrics (see ``register_metrics``).
     metric_inputs = ("labels", "probs", "logits", "model", "train_x", "train_y",
-                     "train_labels", "train_probs")
+                     "train_labels", "train_probs", "test_x", "test_y")
     #: What, with the dataset, sets a run's training time (``harness.estimate``).
     cost_keys = ("model", "training.epochs")
 
@@ -176,7 +176,10 @@ def test_metrics(ctx, model, data, fns: dict, batch_size: int) -> dict[str, floa
     from harness_plugins.classification.trainer import predict_logits, prediction_inputs
 
     dev = ctx.device
-    logits = predict_logits(model, torch.as_tensor(data.X_test, device=dev), batch_size)
+    # the test split as model inputs; offered as ``test_x`` too, for metrics that query
+    # the model beyond its predictions (robust accuracy under an attack)
+    test_x = torch.as_tensor(data.X_test, device=dev)
+    logits = predict_logits(model, test_x, batch_size)
     offered = prediction_inputs(logits, data.y_test)
     # image pixels (ImageData) become normalised model inputs
     as_inputs = getattr(data, "inputs", lambda x: x)
@@ -186,7 +189,8 @@ def test_metrics(ctx, model, data, fns: dict, batch_size: int) -> dict[str, floa
         data.y_train)["probs"])
     offered.update(model=model, train_x=train_x,
                    train_y=lazy(lambda: torch.as_tensor(data.y_train, device=dev)),
-                   train_labels=data.y_train, train_probs=train_probs)
+                   train_labels=data.y_train, train_probs=train_probs,
+                   test_x=test_x, test_y=lazy(lambda: torch.as_tensor(data.y_test, device=dev)))
     return compute_metrics(fns, offered)
 
 
