@@ -39,7 +39,8 @@ def test_op_vocabulary_is_what_ops_builds():
 
 
 @pytest.mark.parametrize("space", [spaces.tiny(channels=4),
-                                   spaces.nb201(channels=4, cells=1, stages=2)])
+                                   spaces.nb201(channels=4, cells=1, stages=2),
+                                   spaces.skip_trap(channels=4, cells=1, stages=1)])
 @pytest.mark.parametrize("train_mode", [True, False])
 def test_one_hot_supernet_equals_discrete_network(space, train_mode):
     torch.manual_seed(0)
@@ -74,6 +75,23 @@ def test_genotype_string_round_trip_and_index():
     assert [tiny.index(g) for g in tiny.all_genotypes()] == list(range(27))
     # mixed radix: (skip, conv3x3, avgpool3) -> 0 * 9 + 1 * 3 + 2
     assert tiny.index(("skip", "conv3x3", "avgpool3")) == 5
+
+
+def test_skip_trap_cell_has_its_four_edges():
+    space = spaces.skip_trap()
+    assert space.edges == ((0, 1), (1, 2), (2, 3), (0, 3)) and space.size == 5 ** 4
+    g = ("conv3x3", "skip", "none", "avgpool3")
+    # node 3 takes node 2 and the input; nothing else reaches it
+    assert space.format(g) == "|conv3x3~0|+|skip~1|+|none~2|avgpool3~0|"
+    assert space.parse(space.format(g)) == g
+    with pytest.raises(ValueError, match="node 2's edge 0 must come from node 1"):
+        space.parse("|conv3x3~0|+|skip~0|+|none~2|avgpool3~0|")
+    with pytest.raises(ValueError, match="genotype node 2 has 2 inputs; it needs 1"):
+        space.parse("|conv3x3~0|+|skip~1|skip~0|+|none~2|avgpool3~0|")
+    # the supernet's cell wires exactly these edges
+    net = spaces.skip_trap(channels=4, cells=1, stages=1).build((1, 8, 8), 3)
+    cells = [m for m in net.modules() if type(m).__name__ == "Cell"]
+    assert cells and all(c.edges == space.edges for c in cells)
 
 
 @pytest.mark.parametrize("genotype, message", [

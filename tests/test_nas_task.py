@@ -82,7 +82,8 @@ def test_bad_input_exits_2_at_validation(tmp_path, capsys, old, new, words):
         assert word in err, (word, err)
 
 
-@pytest.mark.parametrize("suite, runs", [("suites/nas.yaml", 18), ("suites/nas_nb201.yaml", 18)])
+@pytest.mark.parametrize("suite, runs", [("suites/nas.yaml", 18), ("suites/nas_nb201.yaml", 18),
+                                         ("suites/nas_skip_trap.yaml", 18)])
 def test_shipped_nas_suites_validate_and_plan(suite, runs, tmp_path, capsys):
     from pathlib import Path
 

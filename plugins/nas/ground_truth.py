@@ -1,21 +1,23 @@
 """Ground truth for small spaces: every architecture trained once.
 
-For a space small enough (``tiny``), the task trains every genotype with the
-evaluate phase's budget and seeds and keeps the table of validation and test
-accuracies.  The table is shared between the runs of a suite through
-``harness.shared.shared_arrays`` (an MLflow artifact tagged with a key of
-space, dataset, budget, seeds and code), so it is computed once per
-(space, dataset, budget, seed), not once per run.  Because the evaluate phase
-trains the selected genotype with the same budget and seeds, its test
-accuracy equals the table's entry (on a deterministic device).
-"""
+For a space small enough (``tiny``; ``skip_trap`` when asked), the task trains
+every genotype with the evaluate phase's budget and seeds and keeps the table
+of validation and test accuracies. The table is shared between the runs of a
+suite through ``harness.shared.shared_arrays`` (an MLflow artifact tagged with
+a key of space, dataset, budget, seeds and code), so it is computed once per
+(space, dataset, budget, seed), not once per run. Because the evaluate phase
+trains the selected genotype with the same budget and seeds, its test accuracy
+equals the table's entry (on a deterministic device)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 #: Spaces larger than this are never enumerated.
-MAX_GROUND_TRUTH = 256
+MAX_GROUND_TRUTH = 1024
+#: ``ground_truth: auto`` enumerates spaces up to this size; larger ones
+#: (up to ``MAX_GROUND_TRUTH``) only when a suite asks (``true``).
+AUTO_GROUND_TRUTH = 256
 
 
 def build_table(space, train: Callable[[tuple[str, ...]], tuple[float, float]],

@@ -184,11 +184,12 @@ def ground_truth_table(ctx, cfg: dict, space, data) -> tuple[dict | None, float]
 
     from harness.shared import code_identity, shared_arrays, shared_key
     from harness_plugins.classification.trainer import predict_logits
-    from harness_plugins.nas.ground_truth import MAX_GROUND_TRUTH, build_table
+    from harness_plugins.nas.ground_truth import AUTO_GROUND_TRUTH, MAX_GROUND_TRUTH, build_table
 
     if isinstance(cfg["ground_truth"], dict):
         return published_table(ctx, cfg["ground_truth"], space)
-    if cfg["ground_truth"] is False or space.size > MAX_GROUND_TRUTH:
+    limit = MAX_GROUND_TRUTH if cfg["ground_truth"] is True else AUTO_GROUND_TRUTH
+    if cfg["ground_truth"] is False or space.size > limit:
         return None, 0.0
     fns = ctx.metrics()
     bs = cfg["evaluate"]["training"]["eval_batch_size"]

@@ -39,10 +39,15 @@ class SearchSpace:
     channels: int
     cells: int
     stages: int
+    #: (source, target) pairs when the cell is not the full DAG
+    edge_list: tuple[tuple[int, int], ...] | None = None
 
     @property
     def edges(self) -> tuple[tuple[int, int], ...]:
-        """(source, target) node pairs, ordered by target then source."""
+        """(source, target) node pairs, ordered by target then source (every
+        earlier node into every later one unless the space lists its edges)."""
+        if self.edge_list is not None:
+            return self.edge_list
         return tuple((i, j) for j in range(1, self.nodes) for i in range(j))
 
     @property
@@ -54,7 +59,7 @@ class SearchSpace:
         """A genotype (list of op names or NAS-Bench-201 string) checked
         against this space; ``ValueError`` says what does not fit."""
         if isinstance(genotype, str):
-            ops = parse_nb201(genotype, self.nodes)
+            ops = parse_nb201(genotype, self.nodes, self.edges)
         elif isinstance(genotype, (list, tuple)):
             ops = tuple(str(op) for op in genotype)
         else:
@@ -73,7 +78,8 @@ class SearchSpace:
         """NAS-Bench-201 string of ``genotype``."""
         parts, ops = [], iter(genotype)
         for j in range(1, self.nodes):
-            parts.append("|" + "|".join(f"{next(ops)}~{i}" for i in range(j)) + "|")
+            sources = [i for i, jj in self.edges if jj == j]
+            parts.append("|" + "|".join(f"{next(ops)}~{i}" for i in sources) + "|")
         return "+".join(parts)
 
     def all_genotypes(self) -> list[Genotype]:
@@ -94,34 +100,43 @@ class SearchSpace:
         return Network(self, tuple(in_shape), n_classes, genotype)
 
 
-def parse_nb201(text: str, nodes: int) -> Genotype:
+def parse_nb201(text: str, nodes: int,
+                edges: tuple[tuple[int, int], ...] | None = None) -> Genotype:
+    """The ops of a NAS-Bench-201 cell string, in edge order; ``edges``
+    (default: every earlier node into every later one) says which sources
+    each node's items must name, in order."""
+    if edges is None:
+        edges = tuple((i, j) for j in range(1, nodes) for i in range(j))
     nodes_text = text.strip().split("+")
+    if len(nodes_text) != nodes - 1:
+        raise ValueError(f"genotype has {len(nodes_text) + 1} nodes; the space has {nodes}")
     ops = []
     for j, node in enumerate(nodes_text, start=1):
+        sources = [i for i, jj in edges if jj == j]
         items = [s for s in node.strip().strip("|").split("|") if s]
-        for i, item in enumerate(items):
+        for k, item in enumerate(items):
             op, sep, src = item.partition("~")
             if not sep or not src.isdigit():
                 raise ValueError(f"bad genotype item {item!r}: expected 'op~source'")
-            if int(src) != i:
-                raise ValueError(f"bad genotype item {item!r}: node {j}'s edge {i} must come "
-                                 f"from node {i}")
+            if k < len(sources) and int(src) != sources[k]:
+                raise ValueError(f"bad genotype item {item!r}: node {j}'s edge {k} must come "
+                                 f"from node {sources[k]}")
             ops.append(op)
-        if len(items) != j:
-            raise ValueError(f"genotype node {j} has {len(items)} inputs; it needs {j}")
-    if len(nodes_text) != nodes - 1:
-        raise ValueError(f"genotype has {len(nodes_text) + 1} nodes; the space has {nodes}")
+        if len(items) != len(sources):
+            raise ValueError(f"genotype node {j} has {len(items)} inputs; it needs "
+                             f"{len(sources)}")
     return tuple(ops)
 
 
-def _check(name: str, ops, nodes: int, channels: int, cells: int, stages: int) -> SearchSpace:
+def _check(name: str, ops, nodes: int, channels: int, cells: int, stages: int,
+           edges=None) -> SearchSpace:
     ops = tuple(ops)
     unknown = [op for op in ops if op not in OP_NAMES]
     if unknown:
         raise ValueError(f"unknown operation {unknown[0]!r}; known: {', '.join(OP_NAMES)}")
     if len(set(ops)) != len(ops) or not ops:
         raise ValueError(f"ops must be distinct and non-empty, got {list(ops)}")
-    return SearchSpace(name, ops, nodes, channels, cells, stages)
+    return SearchSpace(name, ops, nodes, channels, cells, stages, edges)
 
 
 #: Channels of the first stage, cells per stage, stages: at least one.
@@ -145,6 +160,22 @@ def tiny(channels: Count = 8, cells: Count = 1, stages: Count = 2,
     return space
 
 
+#: The ``skip_trap`` cell: a chain 0 -> 1 -> 2 -> 3 with a shortcut 0 -> 3.
+SKIP_TRAP_EDGES = ((0, 1), (1, 2), (2, 3), (0, 3))
+
+
+def skip_trap(channels: Count = 8, cells: Count = 1, stages: Count = 2,
+              ops: list[str] = OP_NAMES) -> SearchSpace:
+    """A space where DARTS's known failure can show: NAS-Bench-201's five ops
+    (none and skip among them) on a 4-edge cell, a 3-op chain with a
+    shortcut from the input to the output, 5^4 = 625 cells.  A supernet whose
+    alpha drifts to the parameter-free ops (skip on the chain, the
+    "skip-connection collapse") selects a cell with no convolution, which the
+    ground truth ranks far down; every cell can be trained (``ground_truth:
+    true``; 625 cells)."""
+    return _check("skip_trap", ops, 4, channels, cells, stages, SKIP_TRAP_EDGES)
+
+
 def nas_cell(in_shape: Annotated[tuple, FromData], n_classes: Annotated[int, FromData],
              genotype: str | list[str],
              space: Annotated[str | dict, Component("search_spaces")] = "nb201"):
@@ -159,6 +190,7 @@ def nas_cell(in_shape: Annotated[tuple, FromData], n_classes: Annotated[int, Fro
 def register_search_spaces(register):
     register("nb201", nb201)
     register("tiny", tiny)
+    register("skip_trap", skip_trap)
 
 
 @hookimpl

@@ -16,7 +16,8 @@ Three phases per run, each logged apart:
   ``evaluate.training``; epochs logged under ``evaluate/``), then scored on
   the test split (``test/<metric>``).
 
-On spaces with at most ``MAX_GROUND_TRUTH`` genotypes the ground truth
+On spaces with at most ``AUTO_GROUND_TRUTH`` genotypes (``MAX_GROUND_TRUTH``
+with ``ground_truth: true``) the ground truth
 (every genotype trained with the evaluate budget and seeds, shared between
 runs through MLflow) gives the metrics ``regret`` and ``arch_rank``.
 Timings: ``time/search_s``, ``time/select_s``, ``time/evaluate_s``,
@@ -77,7 +78,8 @@ class NasConfig(BaseModel):
     selector: Spec = "magnitude"
     search_training: SearchTraining = SearchTraining()
     evaluate: Evaluate = Evaluate()
-    #: auto: on spaces of at most MAX_GROUND_TRUTH genotypes; true: required; false: never;
+    #: auto: on spaces of at most AUTO_GROUND_TRUTH genotypes; true: required (at most
+    #: MAX_GROUND_TRUTH); false: never;
     #: {nb201: PATH}: read from NAS-Bench-201's published table
     ground_truth: Literal["auto"] | bool | PublishedTable = "auto"
 
