@@ -46,11 +46,11 @@ def test_the_suite_plans(tmp_path, capsys):
      "attack: {name: pgdd,", "methods.pgd-at.training.optimizer.attack.name", "'pgdd'"),
     ("trades, base: adam, attack: {name: pgd, eps: 0.3", "trades, base: adam, "
      "attack: {name: pgd, eps: -0.3", "methods.trades.training.optimizer.attack.eps", "-0.3"),
-    ("r: 0.5, attack: {name: pgd, eps: 0.3, steps: 3}", "r: 0.5, attack: {name: pgd, "
-     "eps: 0.3, steps: 3, norm: l3}", "methods.dro-at.training.optimizer.attack.norm", "'l3'"),
+    ("attack: {name: pgd, eps: 0.3, steps: 3}}}\nmetrics", "attack: {name: pgd, eps: 0.3, "
+     "steps: 3, norm: l3}}}\nmetrics", "methods.dro-at.training.optimizer.attack.norm", "'l3'"),
     ("r: 0.5,", "r: 0,", "methods.dro-at.training.optimizer.r", "0"),
     ("{name: robust_accuracy, eps: 0.3, steps: 5}", "{name: robust_accuracy, attack: fgsmm}",
-     "metrics[4]", "'fgsmm'"),
+     "metrics[2]", "'fgsmm'"),
     ("{name: worst_class_robust_accuracy, eps: 0.3, steps: 5}",
      "{name: worst_class_robust_accuracy, eps: -1}", "metrics[3].eps", "-1"),
 ])
