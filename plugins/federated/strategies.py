@@ -188,6 +188,10 @@ class FedLEx(FedAvg):
                 s.add_((t - t0) ** 2, alpha=1.0 / count)
         self.guidance = [self._normalise(s) for s in spread]
         self.has_guidance: set[int] = set()
+        # how far the guidance scales steps down, on average (the effective learning rate)
+        total = sum(float(g.sum()) for g in self.guidance)
+        sim.ctx.log_metrics({"fedlex/guidance_mean": total / sum(g.numel()
+                                                                 for g in self.guidance)})
         return 2 * count * sim.model_bytes
 
     def _normalise(self, ls):
