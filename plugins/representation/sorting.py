@@ -76,47 +76,60 @@ def swap_probability(diff, steepness: float, distribution: str, art_lambda: floa
                      f"{', '.join(DISTRIBUTIONS)}")
 
 
+@lru_cache(maxsize=64)
+def _partners(network: str, n: int) -> tuple[int, tuple[tuple[tuple[int, ...], tuple[int, ...]],
+                                                         ...]]:
+    """Per layer, each wire's partner (itself when it is not compared) and
+    +1 on a comparator's lower wire, -1 on its upper one, 0 elsewhere."""
+    layers = [layer for layer in sorting_network(network, n) if layer]
+    size = max([n, *(hi + 1 for layer in layers for _, hi in layer),
+                *(lo + 1 for layer in layers for lo, _ in layer)])
+    out = []
+    for layer in layers:
+        partner, sign = list(range(size)), [0] * size
+        for lo, hi in layer:
+            partner[lo], partner[hi], sign[lo], sign[hi] = hi, lo, 1, -1
+        out.append((tuple(partner), tuple(sign)))
+    return size, tuple(out)
+
+
 def relaxed_sort(x, network: str = "odd_even", steepness: float = 10.0,
                  distribution: str = "cauchy"):
     """Sort the rows of ``x`` ``(B, n)`` ascending through the relaxed network.
 
     Returns ``(sorted values (B, n), P (B, n, n))`` with ``P[b, i, j]`` the
-    relaxed probability that ``x[b, i]`` lands at position ``j``, so
-    ``sorted ~= x[:, None, :] @ P`` (exact: ``sorted = (x[:, None, :] @
-    P)[:, 0]``)."""
+    relaxed probability that ``x[b, i]`` lands at position ``j``; ``sorted =
+    (x[:, None, :] @ P)[:, 0]``.
+
+    Both wires of a comparator get the same ``alpha`` and the same update
+    ``v <- alpha v + (1 - alpha) v_partner`` (the lower wire's ``a`` is its own
+    value, the upper wire's ``b`` too), so a layer is one gather of each
+    wire's partner; a wire outside every comparator is its own partner."""
     import torch
 
     b, n = x.shape
-    layers = sorting_network(network, n)
-    size = max((max(hi, lo) for layer in layers for lo, hi in layer), default=0) + 1
-    size = max(size, n)
+    size, layers = _partners(network, n)
     values = torch.zeros(b, size, dtype=x.dtype, device=x.device)
     values[:, :n] = x
     perm = torch.eye(size, dtype=x.dtype, device=x.device).repeat(b, 1, 1)
     pad = torch.zeros(b, size, dtype=torch.bool, device=x.device)
     pad[:, n:] = True
-    for layer in layers:
-        if not layer:  # odd-even on two wires: the second layer compares nothing
-            continue
-        lo = torch.tensor([c[0] for c in layer], dtype=torch.long, device=x.device)
-        hi = torch.tensor([c[1] for c in layer], dtype=torch.long, device=x.device)
-        a, c = values[:, lo], values[:, hi]
-        alpha = swap_probability(c - a, steepness, distribution)
+    for partner_list, sign_list in layers:
+        partner = torch.tensor(partner_list, dtype=torch.long, device=x.device)
+        sign = torch.tensor(sign_list, dtype=x.dtype, device=x.device)
+        other = values[:, partner]
+        # b - a seen from either wire of a comparator (0 on a wire left alone)
+        alpha = swap_probability(sign * (other - values), steepness, distribution)
         if size > n:
-            pad_a, pad_c = pad[:, lo], pad[:, hi]
+            lower = sign >= 0
+            pad_other = pad[:, partner]
+            pad_lo = torch.where(lower, pad, pad_other)
+            pad_hi = torch.where(lower, pad_other, pad)
             # a padding wire is +infinity: it always goes up, by a hard swap
-            hard = (~pad_a | pad_c).to(x.dtype)
-            alpha = torch.where(pad_a | pad_c, hard, alpha)
-            pad = pad.clone()
-            pad[:, lo], pad[:, hi] = pad_a & pad_c, pad_a | pad_c
-        new_values = values.clone()
-        new_values[:, lo] = alpha * a + (1 - alpha) * c
-        new_values[:, hi] = (1 - alpha) * a + alpha * c
-        values = new_values
-        pa, pc = perm[:, :, lo], perm[:, :, hi]
+            hard = (~pad_lo | pad_hi).to(x.dtype)
+            alpha = torch.where(pad_lo | pad_hi, hard, alpha)
+            pad = torch.where(lower, pad_lo & pad_hi, pad_lo | pad_hi)
+        values = alpha * values + (1 - alpha) * other
         w = alpha[:, None, :]
-        new_perm = perm.clone()
-        new_perm[:, :, lo] = w * pa + (1 - w) * pc
-        new_perm[:, :, hi] = (1 - w) * pa + w * pc
-        perm = new_perm
+        perm = w * perm + (1 - w) * perm[:, :, partner]
     return values[:, :n], perm[:, :n, :n]

@@ -119,6 +119,7 @@ def pretrain(ctx, cfg: dict, data, evaluate) -> Encoder:
             losses.append(value)
         if scheduler is not None:
             scheduler.step()
+        # evaluation epochs' probes are not training time
         train_s += time.perf_counter() - start
         values = {"train/loss": sum(losses) / max(len(losses), 1)}
         diagnostics = getattr(loss_fn, "diagnostics", None)
