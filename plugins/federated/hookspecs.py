@@ -23,13 +23,17 @@ def register_federated_strategies(register):
     are lists of tensors in ``model.parameters()`` order:
 
     - ``setup(sim)`` once, before round 1; ``sim`` is the
-      ``Simulation`` (``n_clients``, ``global_params``, ``train_client(k,
-      params, epochs, generator, adjust=None) -> (params, steps, lr, loss)``
+      ``Simulation`` (``n_clients``, ``global_params``, ``model_bytes``,
+      ``sampling_rng(stream)``, ``train_clients(ks, start, epochs,
+      generator, strategy=None) -> [(params, steps, lr, loss, buffers)]``
       for strategies that train clients outside the rounds); returns the
       bytes it communicated (FedLEx's exploration), else 0.
     - ``adjust_gradients(k, params, global_params)``: after each local
       backward pass of client ``k``, change ``p.grad`` of ``params`` in place
-      (FedProx's proximal term, SCAFFOLD's correction, FedLEx's guidance).
+      (FedProx's proximal term, SCAFFOLD's correction, FedLEx's guidance);
+      ``adjust_stacked(ks, grads, params, global_params) -> grads`` does the
+      same for clients ``ks`` trained stacked (leading client axis).  A
+      strategy without ``adjust_stacked`` always trains client by client.
     - ``client_done(k, local, global_params, steps, lr)``: client ``k``
       finished its local update (``steps`` optimizer steps at learning rate
       ``lr``); SCAFFOLD updates its control variate here.

@@ -1,13 +1,14 @@
 """The federated simulation: rounds of client sampling, local training and
 server aggregation in one process, with the global model evaluated per round.
 
-One working copy of the model trains every sampled client in turn (the
-"simple loop"): at this project's sizes (an MLP on digits or KEEL, 10-100
-clients of 10-300 rows, a few local steps each) stacking the clients'
-models with ``torch.func.vmap`` was measured slower than the loop on the
-2-core CPU (``reports/federated/README.md``, "Stacked clients"), so only
-the loop is kept.  Memory is one model plus each strategy's state (SCAFFOLD
-keeps one control variate per client), so 100 clients fit easily.
+The sampled clients of a round train stacked along a leading client axis
+(``harness_plugins.federated.stacked``, ``torch.func.vmap``) where the
+optimizer, loss, model and strategy allow it, else one after another on one
+working copy of the model (``train_client``); ``reports/federated/stacking.py``
+measured stacking about 2x faster at 10 clients and 10x at 100 on this
+project's 2-core CPU.  Memory is the stacked clients of a round plus each
+strategy's state (SCAFFOLD keeps one control variate per client), so 100
+clients of the project's models fit easily.
 
 Random streams, all shared by every method of a dataset and seed (paired
 comparisons): the partition and the clients sampled each round derive from
@@ -87,6 +88,10 @@ class Simulation:
         from harness.plan import derive_seed
 
         self.explore_seed = derive_seed(ctx.seeds["order"], "explore")
+        from harness_plugins.federated.stacked import can_stack
+
+        #: Whether rounds train their clients stacked (``stacked.can_stack``).
+        self.stack = can_stack(self)
 
     def sampling_rng(self, stream: int) -> np.random.Generator:
         """A numpy Generator from the split seed (the partition is stream 0)."""
@@ -136,6 +141,26 @@ class Simulation:
         buffers = [b.detach().clone() for b in work.buffers()]
         return out, steps, lr, total / max(seen, 1), buffers
 
+    def train_clients(self, ks: list[int], start, epochs: int, generator, strategy=None):
+        """Train clients ``ks`` from ``start``: stacked when it can
+        (``harness_plugins.federated.stacked``), else one after another.
+        ``strategy.adjust_gradients`` (or ``adjust_stacked``) changes the
+        gradients when a strategy is given.  Returns per client ``(params,
+        steps, lr, mean loss, buffers)``."""
+        from harness_plugins.federated.stacked import train_stacked
+
+        if len(ks) > 1 and self.stack:
+            return [(*out, []) for out in train_stacked(self, ks, start, epochs, generator,
+                                                         strategy)]
+        outs = []
+        for k in ks:
+            adjust = None
+            if strategy is not None:
+                def adjust(params, k=k):
+                    strategy.adjust_gradients(k, params, start)
+            outs.append(self.train_client(k, start, epochs, generator, adjust))
+        return outs
+
     def _aggregate_buffers(self, buffers: list, weights) -> None:
         for j, g in enumerate(self.global_buffers):
             if g.is_floating_point():
@@ -150,15 +175,11 @@ class Simulation:
         m = self.fed["clients_per_round"] or n
         sampled = np.sort(self._sampler.choice(n, size=min(m, n), replace=False))
         start = self.global_params
+        ks = [int(k) for k in sampled]
+        trained = self.train_clients(ks, start, self.fed["local_epochs"], self.order_gen,
+                                     self.strategy)
         locals_, buffers, losses, nbytes = [], [], [], 0
-        for k in sampled:
-            k = int(k)
-
-            def adjust(params, k=k):
-                self.strategy.adjust_gradients(k, params, start)
-
-            local, steps, lr, loss, bufs = self.train_client(
-                k, start, self.fed["local_epochs"], self.order_gen, adjust)
+        for k, (local, steps, lr, loss, bufs) in zip(ks, trained):
             self.strategy.client_done(k, local, start, steps, lr)
             locals_.append(local)
             buffers.append(bufs)
@@ -210,7 +231,7 @@ class Simulation:
             else:
                 hist.test_accuracy.append(float("nan"))
                 hist.test_loss.append(float("nan"))
-            ctx.epoch_end(r, values)
+            ctx.epoch_end(r - 1, values)  # step 0 = after round 1, as epochs are logged
         hist.train_s = time.perf_counter() - start
         return hist
 

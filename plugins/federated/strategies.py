@@ -42,6 +42,11 @@ class FedAvg:
     def adjust_gradients(self, k: int, params, global_params) -> None:
         """FedAvg trains the plain local objective."""
 
+    def adjust_stacked(self, ks: list[int], grads: list, params: list, global_params) -> list:
+        """``adjust_gradients`` for the stacked clients ``ks``: ``grads`` and
+        ``params`` have a leading client axis; returns the changed gradients."""
+        return grads
+
     def client_done(self, k: int, local, global_params, steps: int, lr: float) -> None:
         """No client state."""
 
@@ -82,6 +87,12 @@ class FedProx(FedAvg):
             if p.grad is not None:
                 p.grad.add_(p.detach() - g, alpha=self.mu)
 
+    def adjust_stacked(self, ks, grads, params, global_params) -> list:
+        """``g + mu (w - w_global)`` per client."""
+        if self.mu == 0:
+            return grads
+        return [g + self.mu * (p - g0) for g, p, g0 in zip(grads, params, global_params)]
+
 
 class Scaffold(FedAvg):
     """SCAFFOLD: control variates correct client drift (option II of the paper)."""
@@ -113,6 +124,17 @@ class Scaffold(FedAvg):
             if p.grad is not None:
                 p.grad.sub_(c_k).add_(c)
 
+    def adjust_stacked(self, ks, grads, params, global_params) -> list:
+        """``g - c_i + c`` per client (the correction is fixed within a round)."""
+        import torch
+
+        key = tuple(ks)
+        if getattr(self, "_stacked_key", None) != key:
+            self._stacked_key = key
+            self._correction = [c - torch.stack([self.client_c(k)[j] for k in ks])
+                                for j, c in enumerate(self.c)]
+        return [g + corr for g, corr in zip(grads, self._correction)]
+
     def client_done(self, k: int, local, global_params, steps: int, lr: float) -> None:
         """Option II: ``c_i+ = c_i - c + (x - y_i) / (K lr)``; keep ``c_i+ - c_i``."""
         ci = self.client_c(k)
@@ -120,6 +142,7 @@ class Scaffold(FedAvg):
         new = [c_k - c + (x - y) * scale for c_k, c, x, y in zip(ci, self.c, global_params,
                                                                  local)]
         self.delta[k] = [n - o for n, o in zip(new, ci)]
+        self._stacked_key = None
         self.c_clients[k] = new
 
     def round_done(self, sampled) -> None:
@@ -182,8 +205,8 @@ class FedLEx(FedAvg):
         theta0 = [p.detach().clone() for p in sim.global_params]
         gen = torch.Generator().manual_seed(sim.explore_seed)
         spread = [torch.zeros_like(p) for p in theta0]
-        for k in explorers:
-            scout, *_ = sim.train_client(int(k), theta0, self.explore_epochs, gen)
+        for scout, *_ in sim.train_clients([int(k) for k in explorers], theta0,
+                                           self.explore_epochs, gen):
             for s, t, t0 in zip(spread, scout, theta0):
                 s.add_((t - t0) ** 2, alpha=1.0 / count)
         self.guidance = [self._normalise(s) for s in spread]
@@ -212,6 +235,10 @@ class FedLEx(FedAvg):
         for p, g in zip(params, self.guidance):
             if p.grad is not None:
                 p.grad.mul_(g)
+
+    def adjust_stacked(self, ks, grads, params, global_params) -> list:
+        """``G * g`` per client."""
+        return [g * guide for g, guide in zip(grads, self.guidance)]
 
     def payload(self, k: int) -> tuple[int, int]:
         """The model (and ``G`` on a client's first round) down, the model up."""
