@@ -146,6 +146,34 @@ def test_bag_level_risk_matches_simulation():
     assert np.mean(risks) == pytest.approx(predicted, rel=0.06)
 
 
+@pytest.mark.parametrize("k,rho", [(4, 0.5), (4, 1.0), (8, 0.25)])
+def test_interpolating_risk_matches_simulation(k, rho):
+    n, d, sigma = 800, 80, 1.0
+    rng = np.random.default_rng(k)
+    theta = rng.normal(size=d)
+    theta /= np.linalg.norm(theta)
+    risks = []
+    for rep in range(10):
+        X = rng.normal(size=(n, d))
+        y = X @ theta + sigma * rng.normal(size=n)
+        bags = make_bags(n, k, rep)
+        w, b = solve_linear(X, aggregate_responses(y, bags), bags, rho=rho)
+        risks.append(sigma ** 2 + ((w - theta) ** 2).sum() + b ** 2)
+    predicted = theory.interpolating_risk(n, d, k, rho, sigma ** 2, 1.0)
+    assert np.mean(risks) == pytest.approx(predicted, rel=0.04)
+
+
+def test_interpolating_risk_limits():
+    # rho = 0 is the bag-level formula; psi -> 0: instance-level bias (1 - 1/k)^2 |theta|^2
+    assert theory.interpolating_risk(1000, 10, 4, 0.0, 1.0, 1.0) == pytest.approx(
+        theory.bag_level_risk(1000, 10, 4, 1.0, 1.0))
+    assert theory.interpolating_risk(10**9, 1, 4, 1.0, 1.0, 2.0) == pytest.approx(
+        1 + 2 * 0.75 ** 2, rel=1e-6)
+    # the full Gram matrix at rho = 1, k = 1: OLS, 1 + psi/(1 - psi)
+    assert theory.interpolating_risk(1000, 100, 1, 1.0, 1.0, 1.0) == pytest.approx(1 + 1 / 9)
+    assert math.isnan(theory.interpolating_risk(100, 200, 2, 0.5, 1.0, 1.0))
+
+
 def test_overparameterised_bag_level_risk_and_optimal_bag_size():
     # gamma = 2: sigma^2 + |theta|^2 / 2 + s^2
     assert theory.bag_level_risk(100, 100, 2, 1.0, 4.0) == pytest.approx(1 + 2 + 1)

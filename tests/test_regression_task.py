@@ -94,4 +94,5 @@ def test_tiny_suite_runs_end_to_end(tmp_path, capsys):
     assert got[(f"{lg}/ols/0", "test/r2")] > 0.6
     assert got[(f"{lg}/ols/0", "test/population_risk")] < 0.4
     assert got[(f"{lg}/bag/0", "test/asymptotic_risk")] == pytest.approx(0.25 + 0.25 * 4 / 26)
-    assert (f"{lg}/interp/0", "test/asymptotic_risk") not in got
+    assert got[(f"{lg}/interp/0", "test/asymptotic_risk")] > 0.25
+    assert got[(f"{lg}/ols/0", "test/optimal_bag_size")] == 1

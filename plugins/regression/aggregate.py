@@ -157,5 +157,11 @@ def solve_linear(X, ybar, bags, rho: float, l2: float = 0.0):
         rows.append(np.sqrt(l2 * m * k) * np.hstack([np.eye(d), np.zeros((d, 1))]))
         targets.append(np.zeros(d))
     A, t = np.vstack(rows), np.concatenate(targets)
-    coef = np.linalg.lstsq(A, t, rcond=None)[0]
+    gram = A.T @ A
+    # the normal equations when they are well posed (a d x d solve instead of
+    # an SVD of the stacked rows), else minimum-norm least squares
+    if np.linalg.cond(gram) < 1e10:
+        coef = np.linalg.solve(gram, A.T @ t)
+    else:
+        coef = np.linalg.lstsq(A, t, rcond=None)[0]
     return coef[:d], float(coef[d])

@@ -83,7 +83,7 @@ def _theory(cfg, data, predict, mu, s, k, agg, sd, rho, exact) -> dict[str, floa
     """Population and asymptotic risk on linear-Gaussian data (else nothing)."""
     import numpy as np
 
-    from harness_plugins.regression.theory import bag_level_risk
+    from harness_plugins.regression.theory import interpolating_risk, optimal_bag_size
 
     theta = data.meta.get("theta")
     if theta is None or not exact:
@@ -96,12 +96,17 @@ def _theory(cfg, data, predict, mu, s, k, agg, sd, rho, exact) -> dict[str, floa
     w_raw = s * w / data.scale
     c_raw = mu + s * b0 - float(w_raw @ data.mean)
     out = {"population_risk": noise2 + float(np.sum((w_raw - theta) ** 2)) + c_raw ** 2}
-    # every aggregate loss is the ordinary one at k = 1
-    if (rho == 0.0 or k == 1) and cfg["training"]["l2"] == 0:
+    if cfg["training"]["l2"] == 0:
         eps = agg["epsilon"]
-        out["asymptotic_risk"] = bag_level_risk(
-            len(data.y_train), len(theta), k, noise2, float(data.meta["signal"]) ** 2,
-            eps, agg["clip"] * sd if eps else None)
+        clip = agg["clip"] * sd if eps else None
+        n, d = len(data.y_train), len(theta)
+        signal2 = float(data.meta["signal"]) ** 2
+        # every aggregate loss is the ordinary one at k = 1
+        out["asymptotic_risk"] = interpolating_risk(n, d, k, rho if k > 1 else 0.0, noise2,
+                                                    signal2, eps, clip)
+        best, _ = optimal_bag_size(n, d, noise2, signal2, eps, clip,
+                                   sizes=range(1, min(n, 256) + 1), rho=rho)
+        out["optimal_bag_size"] = float(best)
     return out
 
 
