@@ -196,3 +196,39 @@ def test_tiny_suite_logs_probe_and_knn_accuracy_to_mlflow(tmp_path):
     assert "test/tau_frequency_correlation" not in runs["infonce"].data.metrics
     arts = [a.path for a in client.list_artifacts(runs["isogclr"].info.run_id, "report")]
     assert {"report/temperatures.png", "report/temperatures.csv"} <= set(arts)
+
+
+IMAGES = """\
+name: cti
+task: contrastive
+seeds: [0]
+datasets:
+  - synthetic_images: {n_train: 96, n_test: 32, n_classes: 4, size: 8, channels: 3}
+model: {name: cnn, channels: [8], hidden: 16}
+embed_dim: 8
+projection: [8]
+views: {flip: 0.5, jitter: 0.4, blur_p: 0.5}
+training: {epochs: 1, batch_size: 32}
+evaluation: {k: 5}
+methods:
+  sogclr: {loss: sogclr}
+metrics: [probe_accuracy, knn_accuracy]
+rank_by: knn_accuracy
+"""
+
+
+@pytest.mark.slow
+def test_generated_images_train_through_the_image_views(tmp_path):
+    import mlflow
+
+    suite = tmp_path / "s.yaml"
+    suite.write_text(IMAGES)
+    uri = f"sqlite:///{tmp_path}/a.db"
+    assert main(["run", str(suite), "--tracking-uri", uri]) == 0
+    client = mlflow.tracking.MlflowClient(uri)
+    exp = client.get_experiment_by_name("cti")
+    (run,) = client.search_runs([exp.experiment_id], "tags.`harness.status` = 'finished'")
+    m = run.data.metrics
+    assert 0 <= m["test/knn_accuracy"] <= 1 and 0 <= m["test/probe_accuracy"] <= 1
+    assert [h.step for h in client.get_metric_history(run.info.run_id,
+                                                      "val/probe_accuracy")] == [0]
