@@ -142,3 +142,25 @@ def test_tiny_end_to_end_run(tmp_path, tracking_uri):
     assert extra in (10, 11, 12)
     hist = MlflowClient(tracking_uri).get_metric_history(df.loc["fedavg", "run_id"], "val/accuracy")
     assert [m.step for m in hist] == [0, 1]  # step = round index
+
+
+def test_natural_partition_follows_the_source_groups_into_the_train_split(monkeypatch):
+    from harness.data import RawDataset
+    from harness_plugins.classification import prepare
+    from harness_plugins.federated import task
+
+    n = 60
+    X = np.column_stack([np.arange(n, dtype=float), np.ones(n)])  # column 0 = row id
+    raw = RawDataset("groups", X, np.arange(n) % 2,
+                     meta={"groups": np.arange(n) // 20, "standardize": False})
+    monkeypatch.setattr(prepare, "load_raw", lambda *a, **k: raw)
+    monkeypatch.setattr("harness.data.load_raw", lambda *a, **k: raw)
+    entry = {"source": "x", "params": {}, "transforms": [], "split": {"val": 0.2, "test": 0.2},
+             "label": "groups", "clients": 3, "partition": {"name": "natural"}}
+    data = task.prepare_federated(entry, 5, registry=None)
+    rows = data.prepared.X_train[:, 0].astype(int)
+    for k, part in enumerate(data.parts):
+        assert (rows[part] // 20 == k).all() and len(part) > 0
+    assert sum(len(p) for p in data.parts) == len(rows)
+    with pytest.raises(ConfigError, match="one client per group"):
+        task.prepare_federated({**entry, "clients": 4}, 5, registry=None)
