@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 import textwrap
 
+import numpy as np
 import pytest
 
 from harness.cli import main
@@ -96,3 +97,41 @@ def test_tiny_suite_runs_end_to_end(tmp_path, capsys):
     assert got[(f"{lg}/bag/0", "test/asymptotic_risk")] == pytest.approx(0.25 + 0.25 * 4 / 26)
     assert got[(f"{lg}/interp/0", "test/asymptotic_risk")] > 0.25
     assert got[(f"{lg}/ols/0", "test/optimal_bag_size")] == 1
+
+
+@pytest.mark.parametrize("name,runs", [("regression", 36), ("regression_quick", 8),
+                                       ("aggregate_responses", 648),
+                                       ("aggregate_responses_quick", 108)])
+def test_shipped_suites_plan(name, runs, tmp_path, capsys):
+    code = main(["plan", f"suites/{name}.yaml", "--tracking-uri", f"sqlite:///{tmp_path}/m.db"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert f"{runs} runs: {runs} to run" in out.out
+
+
+@pytest.mark.slow
+def test_regression_sets_load_offline_and_filter():
+    from harness_plugins.regression import sources
+
+    raw = sources.regression_sets("yacht_hydrodynamics")  # the loader pandas 3 broke
+    assert raw.X.shape == (307, 6) and raw.y.dtype == np.float64
+    assert len(sources.summary()) == 34
+    small = sources.regression_sets.expand({"max_n": 100})
+    assert small == [{"name": "daily_demand"}, {"name": "diabetes"}, {"name": "o_ring"},
+                     {"name": "stock_portfolio_performance"}]
+
+
+def test_openml_numeric_target_reaches_the_task(monkeypatch):
+    import pandas as pd
+
+    from harness_plugins.data import openml as source
+    from harness_plugins.regression.task import prepare_regression
+
+    frame = pd.DataFrame({"a": np.arange(50.0), "c": pd.Categorical(["u", "v"] * 25)})
+    target = pd.Series(np.arange(50.0) * 2 + 1, name="price")
+    monkeypatch.setattr(source, "load_table", lambda i, t=None: (
+        frame.copy(), target.copy(), {"name": "houses", "target": "price", "dataset_id": i}))
+    raw = source.openml_dataset(123)
+    data = prepare_regression(raw, {"val": 0.2, "test": 0.2}, seed=0, label="houses")
+    assert data.X_train.shape == (30, 3)        # a, and c one-hot
+    assert np.allclose(data.y_train % 2, 1.0)   # the numeric target, unchanged
