@@ -75,8 +75,10 @@ def _label(base: str, defaults: dict):
     return label
 
 
-shifted_gaussian.label = _label("shifted_gaussian", {"mean": 2.0, "d": 1, "std": 1.0,
-                                                     "n_samples": 2000, "random_state": 0})
+# the mean always shows: it is what a suite of this source varies
+shifted_gaussian.label = lambda p: _label(f"shifted_gaussian(mean={p.get('mean', 2.0):g})",
+                                          {"d": 1, "std": 1.0, "n_samples": 2000,
+                                           "random_state": 0})(p).replace(")(", ",")
 toy2d.label = lambda p: _label(f"toy2d_{p.get('name', 'mog')}",
                                {"n_samples": 4000, "std": 0.3, "components": 8,
                                 "random_state": 0})(p)
