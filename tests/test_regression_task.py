@@ -100,7 +100,7 @@ def test_tiny_suite_runs_end_to_end(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("name,runs", [("regression", 36), ("regression_quick", 8),
-                                       ("aggregate_responses", 648),
+                                       ("aggregate_responses", 2160),
                                        ("aggregate_responses_quick", 108)])
 def test_shipped_suites_plan(name, runs, tmp_path, capsys):
     code = main(["plan", f"suites/{name}.yaml", "--tracking-uri", f"sqlite:///{tmp_path}/m.db"])

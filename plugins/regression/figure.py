@@ -23,7 +23,8 @@ COLUMNS = {"params.aggregation.bag_size": "bag_size", "params.aggregation.epsilo
            "params.aggregation.loss.name": "loss", "params.aggregation.loss.rho": "rho",
            "tags.harness.dataset": "dataset", "metrics.test/mse": "mse",
            "metrics.test/population_risk": "population_risk",
-           "metrics.test/asymptotic_risk": "asymptotic_risk"}
+           "metrics.test/asymptotic_risk": "asymptotic_risk",
+           "metrics.test/optimal_bag_size": "theory_optimal_k"}
 
 
 def load(suite_name: str, uri: str):
@@ -42,7 +43,7 @@ def load(suite_name: str, uri: str):
     df["epsilon"] = df["epsilon"].map(lambda v: "none" if v in (None, "None") else f"{float(v):g}")
     df["method"] = [f"interpolating(rho={float(r):g})" if name == "interpolating" else name
                     for name, r in zip(df["loss"], df["rho"])]
-    for col in ("mse", "population_risk", "asymptotic_risk"):
+    for col in ("mse", "population_risk", "asymptotic_risk", "theory_optimal_k"):
         df[col] = pd.to_numeric(df[col], errors="coerce")
     return df
 
@@ -53,15 +54,21 @@ def summarise(df):
     g = df.groupby(keys)
     out = g.agg(seeds=("mse", "count"), mse=("mse", "mean"), mse_sd=("mse", "std"),
                 population_risk=("population_risk", "mean"),
-                asymptotic_risk=("asymptotic_risk", "mean")).reset_index()
+                asymptotic_risk=("asymptotic_risk", "mean"),
+                theory_optimal_k=("theory_optimal_k", "mean")).reset_index()
     out["mse_se"] = out["mse_sd"] / out["seeds"].map(math.sqrt)
     return out.drop(columns="mse_sd").sort_values(keys)
 
 
 def optimal(table):
-    """The bag size of the lowest mean test risk per (dataset, method, epsilon)."""
+    """The bag size of the lowest mean test risk per (dataset, method, epsilon),
+    beside the one the asymptotic risk makes optimal (linear-Gaussian data;
+    searched over 1..256, computed at the run's epsilon and bag size 1's rho)."""
     idx = table.groupby(["dataset", "method", "epsilon"])["mse"].idxmin()
-    return table.loc[idx, ["dataset", "method", "epsilon", "bag_size", "mse", "mse_se"]]
+    best = table.loc[idx, ["dataset", "method", "epsilon", "bag_size", "mse", "mse_se"]]
+    theory = table[table["bag_size"] > 1].groupby(["dataset", "method", "epsilon"])[
+        "theory_optimal_k"].first().rename("theory_optimal_k")
+    return best.join(theory, on=["dataset", "method", "epsilon"])
 
 
 def draw(table, path: Path) -> Path:
