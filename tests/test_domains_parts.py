@@ -10,7 +10,7 @@ import torch
 
 from harness import ConfigError
 from harness_plugins.domains import sources
-from harness_plugins.domains.methods import coral_penalty, drm, entropy, erm
+from harness_plugins.domains.methods import coral_penalty, drm, entropy, erm, irm_penalty
 
 
 def test_rotation_by_0_is_the_image_and_by_90_is_rot90():
@@ -104,6 +104,16 @@ def test_coral_penalty_by_hand():
     # squared differences 16/9, 4/9, 4/9, 4/9, mean 7/9
     assert float(coral_penalty(a, b)) == pytest.approx(5 / 18 + 7 / 9, abs=1e-6)
     assert float(coral_penalty(a, a)) == 0.0
+
+
+def test_irm_penalty_by_hand():
+    # d/ds CE(s z, y) at s = 1 is the mean over rows of sum_c p_c z_c - z_y:
+    # even rows [1, 0] (label 0): -1 / (e + 1); odd rows [0, 2] (label 0): 2e^2 / (1 + e^2)
+    z = torch.tensor([[1.0, 0.0], [0.0, 2.0], [1.0, 0.0], [0.0, 2.0]])
+    y = torch.zeros(4, dtype=torch.long)
+    e = np.e
+    assert float(irm_penalty(z, y).detach()) == pytest.approx(-1 / (e + 1) * 2 * e**2 / (1 + e**2),
+                                                     rel=1e-5)
 
 
 def test_drm_steers_each_sample_to_its_least_uncertain_head():
