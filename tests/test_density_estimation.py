@@ -115,7 +115,8 @@ methods:
   compositional: {{objective: compositional}}
   mlp: {{model: {{name: mlp_energy, hidden: [8]}}, objective: compositional}}
 {extra}
-metrics: [log_likelihood, log_likelihood_se, log_z_se, log_likelihood_gap, param_error]
+metrics: [log_likelihood, log_likelihood_se, log_z_se, log_likelihood_gap, param_error,
+          param_error_auc]
 rank_by: log_likelihood
 """
 
@@ -170,6 +171,9 @@ def test_a_tiny_suite_runs_end_to_end_with_curves_and_errors(tmp_path, tracking_
     # MLE is the sample mean of 240 train rows of N(1, 1): within 4 SEs
     assert df.loc["mle", "metrics.test/param_error"] < 4 / math.sqrt(240)
     assert df.loc["mle", "metrics.test/log_z_se"] == 0
+    # closed form: one point on the curve, so its mean is the final error
+    assert df.loc["mle", "metrics.test/param_error_auc"] == df.loc["mle",
+                                                                   "metrics.test/param_error"]
     assert df.loc["mle", "params.evaluation.normaliser"] == "exact"
     # the MLP energy has no parameter to compare and an importance-sampled normaliser
     mlp = df.loc["mlp"]

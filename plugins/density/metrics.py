@@ -39,3 +39,11 @@ def param_error():
     from harness_plugins.density.evaluation import param_error as distance
 
     return lambda est, truth: float(distance(est, truth))
+
+
+@metric(inputs=("param_error_curve",), greater_is_better=False)
+def param_error_auc():
+    """Mean of the per-epoch parameter error: the area under the convergence curve per epoch."""
+    import numpy as np
+
+    return lambda curve: float(np.mean(curve))

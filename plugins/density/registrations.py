@@ -28,11 +28,11 @@ def register_datasets(register):
 
 @hookimpl
 def register_metrics(register):
-    """Test log-likelihood, its standard errors, the gap to the truth, parameter error."""
+    """Test log-likelihood, its standard errors, the gap to the truth, parameter error (+ curve)."""
     from harness_plugins.density import metrics
 
     for name in ("log_likelihood", "log_likelihood_se", "log_z_se", "log_likelihood_gap",
-                 "param_error"):
+                 "param_error", "param_error_auc"):
         register(name, getattr(metrics, name))
 
 

@@ -26,7 +26,8 @@ One run:
 Metric inputs: ``test_logp`` (per-row log-likelihoods), ``test_logp_se``,
 ``log_z_se``, ``true_logp`` (the true density's per-row log-likelihoods,
 where the source knows it), ``estimate`` and ``truth_params`` (dicts of
-named parameters, where the truth has some the model holds).
+named parameters, where the truth has some the model holds) and
+``param_error_curve`` (the per-epoch parameter errors, there too).
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ from harness import ConfigError, Diverged, UserError
 from harness.params import check_components
 
 Spec = str | dict[str, Any]
-INPUTS = ("test_logp", "test_logp_se", "log_z_se", "true_logp", "estimate", "truth_params")
+INPUTS = ("test_logp", "test_logp_se", "log_z_se", "true_logp", "estimate", "truth_params",
+          "param_error_curve")
 
 
 class Noise(BaseModel):
@@ -179,6 +181,7 @@ class DensityTask:
         proposal = make_noise("fitted", ev["proposal_scale"], data.train)
         truth = truth_params(data.truth)
         params = list(model.parameters()) + list(objective.setup(model))
+        errors: list[float] = []
 
         def curve(epoch: int, values: dict) -> None:
             gen = torch.Generator().manual_seed(ctx.seeds["split"])
@@ -187,6 +190,7 @@ class DensityTask:
             err = param_error(model.estimate(), truth)
             if err is not None:
                 values["val/param_error"] = err
+                errors.append(err)
             ctx.epoch_end(epoch, values)
 
         start = time.perf_counter()
@@ -210,7 +214,8 @@ class DensityTask:
         if data.truth is not None:
             offered["true_logp"] = truth_log_density(data.truth, data.test)
         if param_error(model.estimate(), truth) is not None:
-            offered |= {"estimate": model.estimate(), "truth_params": truth}
+            offered |= {"estimate": model.estimate(), "truth_params": truth,
+                        "param_error_curve": errors}
         out = compute_metrics(ctx.metrics(), offered)
         ctx.log_params({"evaluation.normaliser": "exact" if test["exact"] else "importance"})
         ctx.log_metrics({"time/train_s": train_s, "time/eval_s": time.perf_counter() - start,
