@@ -107,3 +107,28 @@ def test_tiny_run_logs_target_and_source_accuracy(tmp_path, tracking_uri):
     assert (df["tags.harness.dataset"] == "rotated_digits@45").all()
     # the one target domain's accuracy is the target accuracy
     assert np.allclose(df["metrics.test/target_accuracy"], df["metrics.test/domain/45/accuracy"])
+
+
+def _folders(root):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for dom in ("photo", "sketch", "cartoon"):
+        for cls in ("cat", "dog"):
+            (root / dom / cls).mkdir(parents=True)
+            for i in range(4):
+                Image.fromarray(rng.integers(0, 255, (6, 6, 3), dtype=np.uint8)).save(
+                    root / dom / cls / f"{i}.png")
+
+
+def test_domain_folders_relative_to_the_suite(tmp_path, capsys):
+    _folders(tmp_path / "pacs")
+    text = SUITE.replace("rotated_digits: {angles: [0, 45], per_domain: 80}",
+                         "domain_folders: {path: pacs, domains: [photo, sketch, cartoon]}")
+    suite = tmp_path / "dg.yaml"
+    suite.write_text(text)
+    assert main(["plan", str(suite), "--tracking-uri", f"sqlite:///{tmp_path}/x.db"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"pacs@{d}" in out for d in ("photo", "sketch", "cartoon"))
+    err = _plan_error(tmp_path, capsys, text.replace("cartoon]}", "cartoon], target: clipart}"))
+    assert "datasets[0].domain_folders.target" in err and "clipart" in err
