@@ -56,7 +56,7 @@ def register_kinds(register):
     ``pytest_addhooks`` idea), with their contracts.
 
     :param register: ``register(kind, contract)``.  ``kind`` is an identifier
-        no other plugin declares (``attacks``); harness then
+        no other plugin declares (``widgets``); harness then
         declares a ``register_<kind>(register)`` hook with the contract of
         every registration hook (see above), validates the plugins that
         implement it (a misspelled ``register_<kind>`` still fails loudly),

@@ -271,18 +271,18 @@ def test_hookspecs_name_no_domain_kind():
 
 
 FAMILY = '''
-"""A toy family: the kind `attacks`, declared with its contract."""
+"""A toy family: the kind `corruptions`, declared with its contract."""
 from harness import hookimpl
 
 
-def attacks_contract(register):
-    """Register adversarial attacks.  ``factory(**params)`` returns
-    ``attack(model, x, y) -> x_adv``."""
+def corruptions_contract(register):
+    """Register input corruptions.  ``factory(**params)`` returns
+    ``corrupt(x) -> x_bad``."""
 
 
 @hookimpl
 def register_kinds(register):
-    register("attacks", attacks_contract)
+    register("corruptions", corruptions_contract)
 
 
 def fgsm(eps: float = 0.1):
@@ -290,7 +290,7 @@ def fgsm(eps: float = 0.1):
 
 
 @hookimpl
-def register_attacks(register):
+def register_corruptions(register):
     register("fgsm", fgsm)
 '''
 
@@ -308,7 +308,7 @@ def twice(scale: float = 2.0):
 
 
 @hookimpl
-def register_attacks(register):
+def register_corruptions(register):
     register("pgd", pgd)
 
 
@@ -324,32 +324,32 @@ def test_a_family_declares_a_kind_with_its_contract(monkeypatch, tmp_path, fresh
     declaration); a misspelled hook of it still fails loudly."""
     (tmp_path / "harness_toyfamily.py").write_text(FAMILY)
     (tmp_path / "harness_toyuser.py").write_text(USER)
-    (tmp_path / "harness_toytypo.py").write_text(USER.replace("def register_attacks",
-                                                              "def register_atacks"))
+    (tmp_path / "harness_toytypo.py").write_text(USER.replace("def register_corruptions",
+                                                              "def register_corruptons"))
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("HARNESS_PLUGINS", "harness_toyuser,harness_toyfamily")
     registry = fresh_registry()
-    assert "attacks" in registry.kinds()
-    assert set(registry.components("attacks")) == {"fgsm", "pgd"}
-    assert registry.components("attacks")["pgd"].plugin == "harness_toyuser"
+    assert "corruptions" in registry.kinds()
+    assert set(registry.components("corruptions")) == {"fgsm", "pgd"}
+    assert registry.components("corruptions")["pgd"].plugin == "harness_toyuser"
     assert "twice" in registry.components("losses")
-    doc = registry.pm.hook.register_attacks.spec.function.__doc__
-    assert doc.startswith("Register adversarial attacks.") and "x_adv" in doc
-    assert registry.added_kinds["attacks"] == "Register adversarial attacks"
+    doc = registry.pm.hook.register_corruptions.spec.function.__doc__
+    assert doc.startswith("Register input corruptions.") and "x_bad" in doc
+    assert registry.added_kinds["corruptions"] == "Register input corruptions"
     monkeypatch.setenv("HARNESS_PLUGINS", "harness_toytypo,harness_toyfamily")
-    with pytest.raises(ConfigError, match="unknown hook 'register_atacks' "
-                                          "\\(did you mean 'register_attacks'\\?\\)"):
+    with pytest.raises(ConfigError, match="unknown hook 'register_corruptons' "
+                                          "\\(did you mean 'register_corruptions'\\?\\)"):
         fresh_registry()
 
 
 def test_a_contract_must_document_the_kind(monkeypatch, tmp_path, fresh_registry):
     (tmp_path / "harness_nodoc.py").write_text(FAMILY.replace(
-        '''    """Register adversarial attacks.  ``factory(**params)`` returns
-    ``attack(model, x, y) -> x_adv``."""\n''', "    pass\n"))
+        '''    """Register input corruptions.  ``factory(**params)`` returns
+    ``corrupt(x) -> x_bad``."""\n''', "    pass\n"))
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("HARNESS_PLUGINS", "harness_nodoc")
-    with pytest.raises(ConfigError, match="contract of kind 'attacks' must be a function "
-                                          "'register_attacks\\(register\\)' whose docstring"):
+    with pytest.raises(ConfigError, match="contract of kind 'corruptions' must be a function "
+                                          "'register_corruptions\\(register\\)' whose docstring"):
         fresh_registry()
 
 
