@@ -169,7 +169,7 @@ class PdeTask:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            running += float(loss)
+            running += float(loss.detach())
             if (step + 1) % tr["eval_every"] == 0:
                 values = {"train/loss": running / tr["eval_every"],
                           "train/collocation_points": float(len(points))}
