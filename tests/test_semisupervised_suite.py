@@ -37,7 +37,8 @@ def test_the_tiny_suite_plans(tmp_path, capsys):
     code, out = _plan(tmp_path, capsys, TINY)
     assert code == 0, out.err
     assert "2 runs: 2 to run" in out.out
-    assert "gaussian_mixture-4+m=6+n=40+tv=0.2" in out.out
+    # a non-default test sample size is part of the label; the default test fraction is not
+    assert "gaussian_mixture-4+m=6+n=40+tv=0.2+test_size=200 " in out.out
 
 
 @pytest.mark.parametrize("old,new,key,value", [

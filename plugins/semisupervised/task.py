@@ -85,8 +85,9 @@ def _config_error(exc: ValidationError, config: dict, root: type[BaseModel]) -> 
     err = exc.errors()[0]
     loc = [p for p in err["loc"] if isinstance(p, int) or str(p).isidentifier()]
     if err["type"] == "extra_forbidden" and err["loc"]:
-        loc = [*loc[:-1], err["loc"][-1]] if loc and loc[-1] == err["loc"][-1] else [
-            *loc, err["loc"][-1]]
+        # the unknown key itself, whatever its characters ('batch size')
+        loc = [*[p for p in err["loc"][:-1] if isinstance(p, int) or str(p).isidentifier()],
+               err["loc"][-1]]
     value: Any = config
     for part in loc:
         value = value.get(part) if isinstance(value, dict) else None
@@ -124,8 +125,14 @@ class SemiSupervisedTask:
             raise _config_error(exc, options, EntryOptions) from None
 
     def dataset_label(self, base: str, entry: dict) -> str:
-        """``<source>+m=20+n=1000+tv=0.1``."""
-        return f"{base}+m={entry['labeled']}+n={entry['unlabeled']}+tv={entry['shift']:g}"
+        """``<source>+m=20+n=1000+tv=0.1``, then any of ``test``, ``direction``,
+        ``test_size`` that is not its default (``+direction=random``)."""
+        label = f"{base}+m={entry['labeled']}+n={entry['unlabeled']}+tv={entry['shift']:g}"
+        defaults = EntryOptions().model_dump()
+        for key in ("test", "direction", "test_size"):
+            if key in entry and entry[key] != defaults[key]:
+                label += f"+{key}={entry[key]:g}" if key == "test" else f"+{key}={entry[key]}"
+        return label
 
     def prepare(self, entry: dict, seed: int, ctx):
         """Draw (mixture) or split and shift (table) one run's data."""
