@@ -74,7 +74,7 @@ def test_bad_input_exits_2_naming_the_key(tmp_path, capsys, old, new, words):
 
 def test_shipped_contrastive_suites_plan(tmp_path, capsys):
     for name, runs in (("contrastive", 36), ("contrastive_quick", 16),
-                       ("contrastive_cifar10", 4)):
+                       ("contrastive_cifar10", 4), ("contrastive_longtail", 9)):
         code = main(["plan", f"suites/{name}.yaml", "--tracking-uri",
                      f"sqlite:///{tmp_path / 'none.db'}"])
         out = capsys.readouterr()
@@ -141,6 +141,19 @@ def test_knn_by_hand():
     assert probs[0].tolist() == pytest.approx([w0 / (w0 + w1), w1 / (w0 + w1), 0.0], rel=1e-5)
     majority = knn_probs(bank, labels, query, 3, k=3, temperature=None)
     assert majority[0].tolist() == pytest.approx([1 / 3, 2 / 3, 0.0])
+
+
+def test_probe_and_knn_metrics_read_their_own_inputs():
+    from harness.metrics import compute_metrics
+    from harness.plugins import get_registry
+
+    registry = get_registry()
+    fns = {n: registry.create("metrics", n) for n in ("probe_accuracy", "knn_accuracy")}
+    labels = np.array([0, 1, 1])
+    offered = {"labels": labels, "probe_probs": np.eye(2)[[0, 1, 1]],
+               "knn_probs": np.eye(2)[[1, 1, 0]]}
+    assert compute_metrics(fns, offered) == {"probe_accuracy": 1.0,
+                                             "knn_accuracy": pytest.approx(1 / 3)}
 
 
 def test_linear_probe_separates_separable_features():

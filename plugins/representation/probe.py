@@ -76,19 +76,25 @@ def knn_probs(train_f, train_y, eval_f, n_classes: int, k: int = 20,
     return torch.cat(out).cpu().numpy() if out else torch.zeros(0, n_classes).numpy()
 
 
-def _accuracy(labels, probs) -> float:
+def _accuracy():
+    """A new accuracy callable: the registry writes each metric's declared
+    inputs onto the callable its factory returns, so two metrics must never
+    return the same function object."""
     import numpy as np
 
-    return float((np.asarray(probs).argmax(1) == np.asarray(labels)).mean())
+    def accuracy(labels, probs) -> float:
+        return float((np.asarray(probs).argmax(1) == np.asarray(labels)).mean())
+
+    return accuracy
 
 
 @harness.metric(inputs=("labels", "probe_probs"), greater_is_better=True)
 def probe_accuracy():
     """Accuracy of a linear probe (logistic regression) on the frozen encoder's features."""
-    return _accuracy
+    return _accuracy()
 
 
 @harness.metric(inputs=("labels", "knn_probs"), greater_is_better=True)
 def knn_accuracy():
     """Accuracy of weighted k-NN (cosine) on the frozen encoder's features."""
-    return _accuracy
+    return _accuracy()

@@ -50,7 +50,7 @@ def frequency_correlation(temperatures, labels) -> float:
 @harness.metric(inputs=("temperatures", "train_labels"), greater_is_better=True)
 def tau_frequency_correlation():
     """Spearman correlation of a class's train count with its median learned temperature."""
-    return frequency_correlation
+    return lambda temperatures, labels: frequency_correlation(temperatures, labels)
 
 
 def report_temperatures(ctx, temperatures, labels) -> None:
