@@ -133,6 +133,16 @@ def test_drm_steers_each_sample_to_its_least_uncertain_head():
     assert torch.equal(out[0], heads[0](x[0]))
     assert torch.equal(out[1], heads[1](x[1]))
     assert float(entropy(torch.zeros(1, 4))) == pytest.approx(np.log(4))
+    # as the authors' code: one head per block, the least mean entropy over the block
+    torch.manual_seed(0)
+    net = drm(steering="batch", steering_batch=2).build(model, 2)
+    for h, g in zip(net.heads(), heads):
+        h.load_state_dict(g.state_dict())
+    x3 = torch.tensor([[0.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
+    out = net(x3)
+    # block [x0, x1]: mean entropies 0.08 (head 0), 0.55 (head 1), 1.10 (pooled): head 0 for both
+    assert torch.equal(out[:2], net.heads()[0](x3[:2]))
+    assert torch.equal(out[2], net.heads()[1](x3[2]))  # a block of its own
     # one source domain: no extra head, the pooled head is the domain head
     assert len(drm().build(torch.nn.Sequential(torch.nn.Linear(2, 3)), 1).heads()) == 1
 
