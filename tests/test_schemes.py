@@ -334,3 +334,29 @@ def test_sharpness_matches_the_exact_hessian_of_a_small_network():
         model, X, y)
     assert value == pytest.approx(float(top), rel=1e-3)
     assert model.training  # mode restored
+
+
+@pytest.mark.parametrize("base, words", [
+    ("{name: sgdd, lr: 0.1}", ["training.optimizer.base.name", "'sgdd'", "did you mean 'sgd'"]),
+    ("{name: sgd, lrr: 0.1}", ["training.optimizer.base.lrr", "did you mean 'lr'"]),
+    ("{name: sam}", ["training.optimizer.base", "is a training scheme"]),
+])
+def test_a_bad_scheme_base_stops_at_plan_naming_the_key(tmp_path, capsys, base, words):
+    from harness.cli import main
+
+    suite = tmp_path / "s.yaml"
+    suite.write_text(f"""\
+name: base-check
+task: classification
+seeds: 1
+datasets: [{{sklearn: iris}}]
+model: {{name: mlp, hidden: [8]}}
+training: {{epochs: 1, optimizer: {{name: sam, base: {base}}}}}
+methods: {{sam: {{}}}}
+metrics: [accuracy]
+""")
+    assert main(["plan", str(suite), "--tracking-uri", f"sqlite:///{tmp_path}/m.db"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    for word in words:
+        assert word in err, (word, err)

@@ -207,6 +207,8 @@ def validate_classifier_config(config: dict, check, root: type[BaseModel],
                                   ("training.optimizer", "optimizers"),
                                   ("training.scheduler", "schedulers"), *extra])
     tr = cfg["training"]
+    if isinstance(tr["optimizer"], dict) and "base" in tr["optimizer"]:
+        check_scheme_base(tr["optimizer"], "training.optimizer")
     if isinstance(tr["batch_size"], float) and not 0 < tr["batch_size"] <= 1:
         raise ConfigError("training.batch_size", tr["batch_size"], "a float batch size is a "
                           "fraction of the train split and must be in (0, 1]; an int is a size")
@@ -224,6 +226,22 @@ def validate_classifier_config(config: dict, check, root: type[BaseModel],
                               f"{did_you_mean(monitor, allowed)}; use one of: "
                               f"{', '.join(allowed)}")
     return cfg
+
+
+def check_scheme_base(spec: dict, path: str) -> None:
+    """A training scheme's ``base`` optimizer (sam, saf, mesa, ...), checked by
+    building the scheme: the plain check of its parameters sees ``base`` as
+    any spec, and normalising it there would change existing run keys."""
+    import harness
+
+    try:
+        harness.create("optimizers", spec)
+    except ConfigError as exc:
+        inner = exc.path.split(".", 1)[1] if exc.path.startswith("optimizers.") else ""
+        raise ConfigError(f"{path}.base" + (f".{inner}" if inner else ""), exc.value,
+                          exc.message) from None
+    except ValueError as exc:
+        raise ConfigError(f"{path}.base", spec["base"], str(exc)) from None
 
 
 def classification():
