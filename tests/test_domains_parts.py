@@ -176,14 +176,15 @@ def _train(method, sources_, seed=0):
     from harness_plugins.domains.training import test_metrics, train_network
 
     raw = sources.rotated_digits(angles=[0, 30, 60], target=60, sources=sources_,
-                                 per_domain=120)
+                                 per_domain=300)
     data = prepare_domains(raw, {"val": 0.2, "test": 0.2}, 7)
     from harness.plugins import get_registry
 
     registry = get_registry()
     cfg = DomainGeneralizationTask().validate(
         {"model": {"name": "mlp", "hidden": [16]}, "method": method,
-         "training": {"epochs": 3, "batch_size": 16}},
+         "training": {"epochs": 6, "batch_size": 16,
+                      "optimizer": {"name": "adam", "lr": 0.01}}},
         lambda kind, spec, path: registry.check(kind, spec, path))
     ctx = _Ctx(cfg, seed)
     net, _ = train_network(ctx, cfg, data)
@@ -203,9 +204,10 @@ def test_drm_with_one_source_domain_is_erm():
     drm_out, drm_log, _ = _train("drm", ["0"])
     assert erm_out == drm_out
     assert erm_log == drm_log
+    assert erm_out["source_accuracy"] > 0.5  # it learned: the equality is not of two guesses
     # with two source domains DRM trains other numbers (its domain heads)
-    two, _, net = _train("drm", ["0", "30"])
-    assert len(net.heads()) == 3 and two != _train("erm", ["0", "30"])[0]
+    _, two_log, net = _train("drm", ["0", "30"])
+    assert len(net.heads()) == 3 and two_log != _train("erm", ["0", "30"])[1]
 
 
 def test_erm_is_the_same_twice_and_differs_by_seed():
