@@ -100,3 +100,17 @@ def test_robust_metrics_on_a_fixed_model():
     clean_worst = harness.create("metrics", "worst_class_accuracy")
     probs = torch.softmax(model(x), 1).detach().numpy()
     assert clean_worst(y.numpy(), probs) == 1.0
+
+
+def test_check_flags_a_run_whose_robust_accuracy_exceeds_the_clean_one(tmp_path):
+    import pandas as pd
+
+    from harness_plugins.robustness.check import check_runs
+
+    runs = pd.DataFrame({
+        "dataset": ["d", "d", "d"], "method": ["a", "b", "c"], "seed": [0, 0, 0],
+        "status": ["finished", "finished", "failed"],
+        "test/accuracy": [0.9, 0.8, 0.5], "test/robust_accuracy:eps-0.3": [0.5, 0.85, 0.9]})
+    table = check_runs(runs)
+    assert table["method"].tolist() == ["a", "b"]  # the failed run is not checked
+    assert table["ok"].tolist() == [True, False]
