@@ -194,3 +194,24 @@ def test_r2_mse_mae_against_sklearn():
     assert metrics.mae()(y, f) == pytest.approx(mean_absolute_error(y, f), rel=1e-12)
     assert metrics.r2()(y, y) == 1.0
     assert metrics.r2.greater_is_better and not metrics.mse.greater_is_better
+
+
+def test_figure_table_and_optimal_bag_size(tmp_path):
+    import pandas as pd
+
+    from harness_plugins.regression import figure
+
+    runs = pd.DataFrame({
+        "dataset": ["d"] * 6, "method": ["bag"] * 4 + ["instance"] * 2,
+        "epsilon": ["1"] * 6, "bag_size": [1, 1, 4, 4, 1, 4],
+        "mse": [3.0, 5.0, 2.0, 2.0, 4.0, 6.0],
+        "population_risk": [float("nan")] * 6, "asymptotic_risk": [3.5, 3.5, 2.5, 2.5, 3.5, 5.0],
+        "theory_optimal_k": [4.0] * 4 + [1.0] * 2})
+    table = figure.summarise(runs)
+    row = table[(table["method"] == "bag") & (table["bag_size"] == 1)].iloc[0]
+    assert row["mse"] == 4.0 and row["seeds"] == 2
+    assert row["mse_se"] == pytest.approx(np.std([3.0, 5.0], ddof=1) / np.sqrt(2))
+    best = figure.optimal(table).set_index("method")
+    assert best.loc["bag", "bag_size"] == 4 and best.loc["instance", "bag_size"] == 1
+    assert best.loc["bag", "theory_optimal_k"] == 4.0
+    assert figure.draw(table, tmp_path / "f.png").stat().st_size > 0
