@@ -22,8 +22,9 @@ One run:
 4. Test metrics compare predictions with the individual test responses, on
    the original scale (``targets``, ``predictions``).  On ``linear_gaussian``
    data a linear fit also logs ``test/population_risk`` (``noise^2 +
-   |w - theta|^2 + b^2``: its exact risk on a new row) and, for the
-   bag-level loss, ``test/asymptotic_risk`` (``theory.bag_level_risk``).
+   |w - theta|^2 + b^2``: its exact risk on a new row), the asymptotic
+   risk of its loss (``test/asymptotic_risk``, ``theory.interpolating_risk``)
+   and the bag size that risk makes optimal (``test/optimal_bag_size``).
 """
 
 from __future__ import annotations
