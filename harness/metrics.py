@@ -63,10 +63,20 @@ def metric_label(name: str, params: dict[str, Any]) -> str:
         return name
     parts = []
     for key, value in params.items():
-        text = str(value).lower() if isinstance(value, bool) else str(value)
-        text = "".join(c if c.isalnum() or c in "_-." else "_" for c in text)
+        text = "".join(c if c.isalnum() or c in "_-." else "_" for c in _label_text(value))
         parts.append(f"{key}-{text}")
     return ":".join([name, *parts])
+
+
+def _label_text(value: Any) -> str:
+    """A parameter value in a metric's label: a nested component spec as its
+    name and its parameters (``{name: pgd, eps: 0.3}`` -> ``pgd_eps-0.3``)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, dict) and "name" in value:
+        rest = [f"{k}-{_label_text(v)}" for k, v in value.items() if k != "name"]
+        return "_".join([str(value["name"]), *rest])
+    return str(value)
 
 
 def compute_metrics(fns: dict[str, Callable], offered: dict[str, Any]) -> dict[str, float]:

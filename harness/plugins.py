@@ -161,12 +161,12 @@ class Registry:
     def check(self, kind: str, spec: Any, path: str) -> tuple[str, dict]:
         """Validate a component spec; return (name, coerced params)."""
         name, params = split_spec(spec, path)
-        info = self.get(kind, name, f"{path}.name" if isinstance(spec, dict) else path)
+        info = self.get(kind, name, _join(path, "name") if isinstance(spec, dict) else path)
         checked = validate_params(info.params, info.var_kw, params, path, f"{kind} {name!r}")
         for p in info.params:  # nested component specs (``params.Component``)
             if p.component and p.name in checked:
                 inner, inner_params = self.check(p.component, checked[p.name],
-                                                 f"{path}.{p.name}")
+                                                 _join(path, p.name))
                 checked[p.name] = {"name": inner, **inner_params}
         return name, checked
 
@@ -192,6 +192,11 @@ class Registry:
                     except AttributeError:  # a builtin or slotted callable
                         pass
         return obj
+
+
+def _join(path: str, key: str) -> str:
+    """``path.key``, or ``key`` at the top of a spec (no leading dot)."""
+    return f"{path}.{key}" if path else key
 
 
 class PluginError(ConfigError):
