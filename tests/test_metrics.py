@@ -173,3 +173,24 @@ def test_better_predictions_score_better():
         metric = m(name)
         sign = 1 if metric.greater_is_better else -1
         assert sign * metric(y, perfect) > sign * metric(y, p), name
+
+
+def test_metric_label_of_a_nested_component_parameter():
+    from harness.metrics import metric_label
+
+    assert metric_label("robust_accuracy", {"attack": {"name": "pgd", "eps": 0.3},
+                                            "eps": 0.3}) == \
+        "robust_accuracy:attack-pgd_eps-0.3:eps-0.3"
+    assert metric_label("robust_accuracy", {"attack": {"name": "fgsm"}}) == \
+        "robust_accuracy:attack-fgsm"
+    assert metric_label("ece", {"bins": 25, "adaptive": True}) == "ece:bins-25:adaptive-true"
+
+
+def test_a_nested_spec_error_path_has_no_double_dot():
+    from harness import ConfigError
+    from harness.plugins import get_registry
+
+    with pytest.raises(ConfigError) as err:
+        get_registry().check("metrics", {"name": "robust_accuracy",
+                                         "attack": {"name": "fgsmm"}}, "")
+    assert err.value.path == "attack.name"
