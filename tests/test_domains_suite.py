@@ -107,6 +107,14 @@ def test_tiny_run_logs_target_and_source_accuracy(tmp_path, tracking_uri):
     assert (df["tags.harness.dataset"] == "rotated_digits@45").all()
     # the one target domain's accuracy is the target accuracy
     assert np.allclose(df["metrics.test/target_accuracy"], df["metrics.test/domain/45/accuracy"])
+    # and the mean of its rows' correctness, logged per row (step: the row's id)
+    from mlflow.tracking import MlflowClient
+
+    hist = MlflowClient(tracking_uri).get_metric_history(df.loc["erm", "run_id"],
+                                                         "unit/target_accuracy")
+    assert len(hist) == 80 and len({h.step for h in hist}) == 80
+    assert np.mean([h.value for h in hist]) == pytest.approx(
+        df.loc["erm", "metrics.test/target_accuracy"])
 
 
 def _folders(root):

@@ -40,6 +40,10 @@ class DomainData:
     source_names: list
     target_names: list
     classes: list
+    #: each source-test / target row's position in the dataset: the same row has
+    #: the same id under every seed (the step of its ``unit/`` metrics)
+    i_source: np.ndarray | None = None
+    i_target: np.ndarray | None = None
 
     @property
     def n_classes(self) -> int:
@@ -79,15 +83,19 @@ def prepare_domains(raw, split: dict, seed: int) -> DomainData:
         for part, idx in cuts.items():
             parts[part].append((idx, k))
 
+    def rows_of(part):
+        return np.concatenate([i for i, _ in parts[part]])
+
     def stack(part):
-        idx = np.concatenate([i for i, _ in parts[part]])
+        idx = rows_of(part)
         dom = np.concatenate([np.full(len(i), k, dtype=np.int64) for i, k in parts[part]])
         return X[idx], y[idx], dom
 
     t_idx = [np.flatnonzero(domains == names.index(t)) for t in targets]
-    X_target = X[np.concatenate(t_idx)]
-    y_target = y[np.concatenate(t_idx)]
+    i_target = np.concatenate(t_idx)
+    X_target, y_target = X[i_target], y[i_target]
     d_target = np.concatenate([np.full(len(i), k, dtype=np.int64) for k, i in enumerate(t_idx)])
     classes = list(meta.get("target_names") or range(int(y.max()) + 1))
     return DomainData(raw.name, *stack("train"), *stack("val"), *stack("test"),
-                      X_target, y_target, d_target, sources, targets, classes)
+                      X_target, y_target, d_target, sources, targets, classes,
+                      rows_of("test"), i_target)

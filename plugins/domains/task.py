@@ -23,7 +23,9 @@ A run:
    ``domains``) and on the source test rows (``source_labels``,
    ``source_probs``, ``source_domains``); ``target_accuracy`` and
    ``source_accuracy`` average per domain.  Each domain's accuracy is also
-   logged as ``test/domain/<name>/accuracy``.
+   logged as ``test/domain/<name>/accuracy``, and each row's correctness as
+   ``unit/target_accuracy`` / ``unit/source_accuracy`` with step = the row's
+   position in the dataset, so a report compares methods paired on rows.
 """
 
 from __future__ import annotations

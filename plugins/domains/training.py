@@ -118,7 +118,9 @@ def per_domain_accuracy(labels, probs, domains) -> dict[int, float]:
 
 def test_metrics(ctx, net, data) -> dict[str, float]:
     """The suite's metrics on the target rows and the source test rows; each
-    domain's accuracy logged as ``test/domain/<name>/accuracy``."""
+    domain's accuracy logged as ``test/domain/<name>/accuracy``, each row's
+    correctness as ``unit/target_accuracy`` / ``unit/source_accuracy`` (step:
+    the row's position in the dataset) when the suite has that metric."""
     import torch
 
     from harness.metrics import compute_metrics
@@ -137,4 +139,15 @@ def test_metrics(ctx, net, data) -> dict[str, float]:
     per.update({f"test/domain/{data.source_names[d]}/accuracy": v for d, v in
                 per_domain_accuracy(data.y_source, source["probs"], data.d_source).items()})
     ctx.log_metrics(per)
-    return compute_metrics(ctx.metrics(), offered)
+    out = compute_metrics(ctx.metrics(), offered)
+    # each row's correctness, step = its position in the dataset: a report
+    # pairs methods on the same rows (``harness.report.paired``)
+    for name, labels, probs, ids in (("target_accuracy", data.y_target, target["probs"],
+                                      data.i_target),
+                                     ("source_accuracy", data.y_source, source["probs"],
+                                      data.i_source)):
+        if name in out and ids is not None:
+            hits = (np.asarray(probs).argmax(1) == np.asarray(labels)).astype(float)
+            for i, hit in zip(ids.tolist(), hits.tolist()):
+                ctx.log_metrics({f"unit/{name}": hit}, int(i))
+    return out
