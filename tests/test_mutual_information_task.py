@@ -156,7 +156,12 @@ def test_mist_meta_training_is_shared_not_retrained(tmp_path):
     # a later run of the suite (a new sample size) reuses them too
     suite.write_text(MIST_SUITE.replace("n_samples: 200", "n_samples: 150"))
     assert main(["run", str(suite), "--tracking-uri", uri]) == 0
-    later = [r for r in _runs(uri, "mi-mist").values()
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("mi-mist")
+    later = [r for r in client.search_runs([exp.experiment_id],
+                                           "tags.`harness.status` = 'finished'")
              if r.data.params.get("n_samples") == "150"]
     assert len(later) == 2
     assert all(r.data.metrics["mist/reused"] == 1.0 for r in later)
