@@ -151,3 +151,30 @@ def test_a_tiny_suite_runs_end_to_end(tmp_path, tracking_uri, capsys):
     assert "cnn class needs image rows" in df.loc["cnn", "tags.harness.error"]
     history = mlflow.tracking.MlflowClient().get_metric_history(mlp["run_id"], "train/loss")
     assert [m.step for m in history] == [1, 2]
+
+
+@pytest.mark.parametrize("channels, in_shape", [(0, (6,)), (4, (2, 6, 6))], ids=["mlp", "cnn"])
+def test_each_hypothesis_of_a_batched_network_computes_and_learns_as_if_alone(channels,
+                                                                              in_shape):
+    import torch
+
+    from harness_plugins.inductive_bias.hypotheses import BatchedNet
+
+    gen = torch.Generator().manual_seed(0)
+    net = BatchedNet(3, in_shape, [5], 3, gen, channels=channels)
+    x = torch.randn(3, 4, *in_shape, generator=gen)
+    y = torch.randn(3, 4, 3, generator=gen)
+    loss = ((net(x) - y) ** 2).mean((1, 2)).sum()
+    loss.backward()
+    for k in range(3):
+        alone = BatchedNet(1, in_shape, [5], 3, gen, channels=channels)
+        with torch.no_grad():
+            for mine, batched in zip(alone.params, net.params):
+                size = mine.shape[0]  # a conv's rows are per hypothesis x channels
+                mine.copy_(batched[k * size:(k + 1) * size])
+        out = alone(x[k:k + 1])
+        assert torch.allclose(out[0], net(x)[k], atol=1e-6)
+        ((out - y[k:k + 1]) ** 2).mean().backward()
+        for mine, batched in zip(alone.params, net.params):
+            size = mine.shape[0]
+            assert torch.allclose(mine.grad, batched.grad[k * size:(k + 1) * size], atol=1e-6)
