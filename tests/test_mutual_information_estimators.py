@@ -137,3 +137,26 @@ def test_neural_estimators_are_seeded():
     x, y = dist.sample(300, np.random.default_rng(6))
     est = nwj(batch_size=32, steps=30)
     assert est.estimate(x, y, seed=3) == est.estimate(x, y, seed=3)
+
+
+@pytest.mark.slow
+def test_mist_learns_to_order_distributions_by_mi():
+    # 200 steps x 16 one-dimensional distributions (about 10 s): a network that
+    # collapsed to the prior (a constant, as a too-short schedule does in two
+    # dimensions) would fail the ordering
+    from harness_plugins.mutual_information.mist import meta_train, mist
+
+    est = mist(steps=200, batch_size=16, max_dim=1, n_min=100, n_max=100, hidden=32,
+               inducing=4, layers=1, heads=2)
+    est.load(meta_train(est.cfg))
+    means = []
+    for mi in (0.0, 0.5, 1.0, 2.0):
+        dist = PairDistribution("gaussian", [rho_for_mi(mi, 1)])
+        means.append(np.mean([est.estimate(*dist.sample(100, np.random.default_rng(s)), 0)
+                              for s in range(5)]))
+        assert abs(means[-1] - mi) < 0.5, (mi, means)
+    assert means == sorted(means) and means[-1] - means[0] > 1.0, means
+    lo, hi = est.interval(*PairDistribution("gaussian", [0.0]).sample(
+        100, np.random.default_rng(9)), 0.9, 0)
+    assert lo <= est.estimate(*PairDistribution("gaussian", [0.0]).sample(
+        100, np.random.default_rng(9)), 0) <= hi

@@ -209,8 +209,6 @@ class MIST:
         ``mist/reused`` (1 when another run had trained them)."""
         import time
 
-        import torch
-
         from harness.shared import code_identity, shared_arrays, shared_key
 
         key = shared_key(SHARED_NAME, self.cfg, code_identity())
@@ -225,11 +223,18 @@ class MIST:
 
         arrays, reused = shared_arrays(ctx, SHARED_NAME, key, build)
         elapsed = 0.0 if reused else time.perf_counter() - start
+        self.load(arrays)
+        return {"time/meta_train_s": elapsed, "mist/reused": float(reused)}
+
+    def load(self, arrays: dict) -> MIST:
+        """Use the weights ``arrays`` (what :func:`meta_train` returns)."""
+        import torch
+
         c = self.cfg
         self.net = build_net(c["max_dim"], c["hidden"], c["inducing"], c["layers"], c["heads"])
         self.net.load_state_dict({k: torch.as_tensor(v) for k, v in arrays.items()})
         self.net.eval()
-        return {"time/meta_train_s": elapsed, "mist/reused": float(reused)}
+        return self
 
     def _quantiles(self, x, y, levels: list[float]) -> list[float]:
         import numpy as np
