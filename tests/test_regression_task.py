@@ -51,6 +51,8 @@ def test_tiny_suite_plans(tmp_path, capsys):
       "linear_gaussian_n200_d4"]),
     ("rho: 0.5}", "rho: 1.5}", ["aggregation.loss.rho = 1.5"]),
     ("epsilon: 2.0}", "epsilon: 0}", ["aggregation.epsilon = 0"]),
+    # found by fuzzing: an infinite clip bound made every released bag mean inf
+    ("epsilon: 2.0}", "epsilon: 2.0, clip: .inf}", ["aggregation.clip = inf", "finite"]),
     ("loss: bag}", "loss: bags}", ["unknown aggregate_loss 'bags'", "did you mean 'bag'"]),
     # keys of other tasks
     ("model: linear\n", "model: linear\ndomains: [a, b]\n",

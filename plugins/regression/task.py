@@ -48,7 +48,8 @@ class Aggregation(BaseModel):
     bagging: Literal["random"] = "random"
     loss: Spec = "instance"
     epsilon: float | None = Field(default=None, gt=0)
-    clip: float = Field(default=3.0, gt=0)
+    # an infinite bound makes the Laplace scale infinite: every released mean inf
+    clip: float = Field(default=3.0, gt=0, allow_inf_nan=False)
 
 
 class Training(BaseModel):
