@@ -116,11 +116,13 @@ def _worst_class(correct, y) -> float:
 Attack = Annotated[str | dict, Component("attacks")]
 Eps = Annotated[float, Field(ge=0)] | None
 Steps = Annotated[int, Field(ge=0)] | None
+#: The attack's random start (a torch generator seed).
+Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
 
 
 @metric(inputs=("model", "test_x", "test_y", "train_x"), greater_is_better=True)
 def robust_accuracy(attack: Attack = EVAL_ATTACK, eps: Eps = None, steps: Steps = 20,
-                    clip: bool = True, seed: int = 0):
+                    clip: bool = True, seed: Seed = 0):
     """Accuracy on attacked test inputs, PGD-20 by default; eps in model-input units.
 
     ``attack`` is any ``attacks`` spec; ``eps``/``steps`` override its own
@@ -132,7 +134,7 @@ def robust_accuracy(attack: Attack = EVAL_ATTACK, eps: Eps = None, steps: Steps 
 
 @metric(inputs=("model", "test_x", "test_y", "train_x"), greater_is_better=True)
 def worst_class_robust_accuracy(attack: Attack = EVAL_ATTACK, eps: Eps = None,
-                                steps: Steps = 20, clip: bool = True, seed: int = 0):
+                                steps: Steps = 20, clip: bool = True, seed: Seed = 0):
     """The lowest per-class accuracy on attacked test inputs (PGD-20 by default).
 
     Same parameters and adversarial examples as ``robust_accuracy``."""
