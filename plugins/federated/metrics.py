@@ -15,8 +15,9 @@ Target = Annotated[float, Field(gt=0, le=1)]
 
 @metric(("round_accuracy",), greater_is_better=False)
 def rounds_to_target(target: Target = 0.8):
-    """First round whose global test accuracy reaches ``target`` (rounds + 1
-    when none does: censored, so every run has a value to rank)."""
+    """First round whose global test accuracy reaches ``target``; rounds + 1 if none does.
+
+    The censored value (rounds + 1) gives every run a value to rank."""
 
     def rounds(acc):
         for r, a in enumerate(acc, start=1):
