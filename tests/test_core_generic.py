@@ -25,8 +25,8 @@ noise: 0.3
 methods:
   raw: {smoother: identity}
   smooth: {smoother: {name: moving_average, width: 5}}
-metrics: [mse, {name: snr_db, floor: 1.0e-9}]
-rank_by: mse
+metrics: [squared_error, {name: snr_db, floor: 1.0e-9}]
+rank_by: squared_error
 """
 
 
@@ -54,17 +54,17 @@ def test_toy_family_runs_and_reports_without_core_edits(tmp_path, tracking_uri, 
     assert len(runs) == 4 and {r.data.tags["harness.status"] for r in runs} == {"finished"}
     for r in runs:
         # a parameterised metric gets its own MLflow-legal name, and its direction
-        assert {"test/mse", "test/snr_db:floor-1e-09"} <= set(r.data.metrics)
-        assert r.data.tags["harness.direction.mse"] == "min"
+        assert {"test/squared_error", "test/snr_db:floor-1e-09"} <= set(r.data.metrics)
+        assert r.data.tags["harness.direction.squared_error"] == "min"
         assert r.data.tags["harness.direction.snr_db:floor-1e-09"] == "max"
         assert "fit/loss" in r.data.metrics  # the task's own phase, logged apart
-        assert r.data.tags["harness.plugin.metrics.mse"] == "harness_toytask"
+        assert r.data.tags["harness.plugin.metrics.squared_error"] == "harness_toytask"
         # the source's citation is stored with each run
         assert [a.path for a in cl.list_artifacts(r.info.run_id, "dataset")] == [
             "dataset/citation.bib"]
     by = {}
     for r in runs:
-        by.setdefault(r.data.tags["harness.method"], []).append(r.data.metrics["test/mse"])
+        by.setdefault(r.data.tags["harness.method"], []).append(r.data.metrics["test/squared_error"])
     # smoothing a noisy sine really helps: the metric saw the task's own data
     assert max(by["smooth"]) < min(by["raw"])
     out = tmp_path / "report"
@@ -95,8 +95,8 @@ def test_models_declare_in_shape_and_n_classes():
 
 
 def test_metric_the_task_cannot_feed_is_rejected(tmp_path, toy, capsys):
-    suite = write(tmp_path, TOY.replace("metrics: [mse, {name: snr_db, floor: 1.0e-9}]",
-                                        "metrics: [mse, accuracy]"))
+    suite = write(tmp_path, TOY.replace("metrics: [squared_error, {name: snr_db, floor: 1.0e-9}]",
+                                        "metrics: [squared_error, accuracy]"))
     assert main(["plan", suite]) == 2
     err = capsys.readouterr().err
     assert "metrics[1]" in err and "needs labels, probs" in err

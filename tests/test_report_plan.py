@@ -34,8 +34,8 @@ noise: 0.3
 methods:
   raw: {{smoother: identity}}
   smooth: {{smoother: {{name: moving_average, width: {width}}}}}
-metrics: [mse]
-rank_by: mse
+metrics: [squared_error]
+rank_by: squared_error
 """
 
 
@@ -91,7 +91,7 @@ def test_report_counts_the_current_plan_and_says_what_is_missing(tmp_path, track
     md = (out / "index.md").read_text()
     # 4 raw runs done; smooth (new width): 2 failed, 1 interrupted, 1 pending
     assert "# Leaderboard: toy (4 of 8 runs: partial)" in md
-    assert "**Leaderboard on test/mse (4 of 8 runs: partial)**" in md
+    assert "**Leaderboard on test/squared_error (4 of 8 runs: partial)**" in md
     assert "4 run(s) of earlier configurations ignored; `--include-stale` to show them." in md
     # the dead process's run: interrupted, as `harness status` calls it
     assert ", 1 interrupted." in md and "1 running" not in md

@@ -49,7 +49,7 @@ def identity_smoother(length: Annotated[int, FromData]):
 
 
 @metric(inputs=("clean", "estimate"), greater_is_better=False)
-def mse():
+def squared_error():
     """Mean squared error of the estimate."""
     import numpy as np
 
@@ -148,5 +148,5 @@ def register_datasets(register):
 
 @hookimpl
 def register_metrics(register):
-    register("mse", mse)
+    register("squared_error", squared_error)
     register("snr_db", snr_db)
