@@ -72,6 +72,9 @@ def test_suite_plans(tmp_path, capsys):
     ("pt: {selector: {name: perturbation, tune_epochs: 1}}",
      "pt: {selector: {name: perturbation, score_split: test}}",
      ["methods.pt.selector.score_split"]),
+    # found by fuzzing: a huge node count hung planning (the space listed its edges)
+    ("ops: [skip, conv3x3]}", "ops: [skip, conv3x3], nodes: 1000000000000000000000000000000}",
+     ["space.nodes", "<= 16"]),
 ])
 def test_bad_input_exits_2_at_validation(tmp_path, capsys, old, new, words):
     assert old in SUITE

@@ -150,7 +150,9 @@ def nb201(channels: Count = 16, cells: Count = 5, stages: Count = 3,
 
 
 def tiny(channels: Count = 8, cells: Count = 1, stages: Count = 2,
-         nodes: Annotated[int, Field(ge=2)] = 3,
+         # bounded before the space lists its edges: 10**30 nodes hung planning,
+         # and past 5 nodes two ops already exceed the 4096 genotypes below
+         nodes: Annotated[int, Field(ge=2, le=16)] = 3,
          ops: list[str] = ("skip", "conv3x3", "avgpool3")) -> SearchSpace:
     """A space small enough to train every member (3 ops on 3 edges = 27 cells by default)."""
     space = _check("tiny", ops, nodes, channels, cells, stages)
