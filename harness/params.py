@@ -147,9 +147,12 @@ def signature_params(factory: Callable) -> tuple[list[Param], bool, list[str]]:
 
 
 def singular(kind: str) -> str:
-    """``losses`` -> ``loss``, ``datasets`` -> ``dataset``: a kind in a message."""
+    """``losses`` -> ``loss``, ``datasets`` -> ``dataset``,
+    ``federated_strategies`` -> ``federated_strategy``: a kind in a message."""
     if kind.endswith("sses"):
         return kind[:-2]
+    if kind.endswith("ies"):
+        return kind[:-3] + "y"
     return kind[:-1] if kind.endswith("s") else kind
 
 

@@ -386,3 +386,11 @@ def test_duplicate_blames_the_non_builtin_whatever_the_load_order(order, blamed)
     for name in order:
         assert f"plugin {name!r} (distribution {dists[name][0]})" in str(err.value)
     assert set(Registry(pm, strict=False).broken) == {blamed}
+
+
+def test_a_kind_in_a_message_is_singular():
+    from harness.params import singular
+
+    assert [singular(k) for k in ("losses", "datasets", "federated_strategies", "metrics",
+                                  "hypothesis_classes", "pdes")] == \
+        ["loss", "dataset", "federated_strategy", "metric", "hypothesis_class", "pde"]

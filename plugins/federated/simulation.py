@@ -4,7 +4,7 @@ server aggregation in one process, with the global model evaluated per round.
 The sampled clients of a round train stacked along a leading client axis
 (``harness_plugins.federated.stacked``, ``torch.func.vmap``) where the
 optimizer, loss, model and strategy allow it, else one after another on one
-working copy of the model (``train_client``); ``reports/federated/stacking.py``
+working copy of the model (``train_client``); ``benchmarks/federated_stacking.py``
 measured stacking about 2x faster at 10 clients and 10x at 100 on this
 project's 2-core CPU.  Memory is the stacked clients of a round plus each
 strategy's state (SCAFFOLD keeps one control variate per client), so 100

@@ -1,7 +1,7 @@
 """The clients of a round trained at once: their parameters stacked along a
 leading client axis, one ``torch.func.vmap(grad(loss))`` call per local step.
 
-Measured on this project's 2-core CPU (``reports/federated/stacking.py``,
+Measured on this project's 2-core CPU (``benchmarks/federated_stacking.py``,
 numbers in ``reports/federated/README.md``), stacking beats training the
 clients one after another by about 2x at 10 clients and 10x at 100 clients
 of an MLP, so the simulation stacks whenever it can (:func:`can_stack`):

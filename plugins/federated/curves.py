@@ -4,7 +4,7 @@ federated suite logged (the report's own ``curves.png`` draws ``val/accuracy``,
 the validation split).  Also prints the mean test accuracy per method at a few
 rounds, per partition strength, and FedLEx's mean guidance value.
 
-    python reports/federated/test_curves.py SUITE_NAME TRACKING_URI OUT.png
+    python -m harness_plugins.federated.curves SUITE_NAME TRACKING_URI OUT.png
 """
 
 from __future__ import annotations

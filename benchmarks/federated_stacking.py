@@ -6,7 +6,7 @@ in the best case for stacking: equal client sizes, so every client takes the
 same number of steps.  Prints seconds per round and the loop/vmap ratio,
 measured in one process on the same data.
 
-    HARNESS_TORCH_THREADS=1 python reports/federated/stacking.py
+    HARNESS_TORCH_THREADS=1 python benchmarks/federated_stacking.py
 """
 
 from __future__ import annotations
