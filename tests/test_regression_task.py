@@ -53,6 +53,7 @@ def test_tiny_suite_plans(tmp_path, capsys):
     ("epsilon: 2.0}", "epsilon: 0}", ["aggregation.epsilon = 0"]),
     # found by fuzzing: an infinite clip bound made every released bag mean inf
     ("epsilon: 2.0}", "epsilon: 2.0, clip: .inf}", ["aggregation.clip = inf", "finite"]),
+    ("training: {epochs: 2,", "training: {l2: .inf, epochs: 2,", ["training.l2 = inf", "finite"]),
     ("loss: bag}", "loss: bags}", ["unknown aggregate_loss 'bags'", "did you mean 'bag'"]),
     # keys of other tasks
     ("model: linear\n", "model: linear\ndomains: [a, b]\n",

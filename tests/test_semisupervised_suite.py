@@ -48,6 +48,10 @@ def test_the_tiny_suite_plans(tmp_path, capsys):
     ("shift: 0.2", "shift: 1.5", "shift", "1.5"),
     ("training: {steps: 20,", "training: {stepz: 20,", "stepz", "20"),
     ("{name: rss, lam: 1.0}", "{name: rss, lam: -1.0}", "lam", "-1.0"),
+    # found by fuzzing: the task's own floats took .inf (only their lower bounds were set)
+    ("log_every: 10}", "log_every: 10, lr: .inf}", "training.lr", "inf"),
+    ("intercept: false", "intercept: false\nepsilon: .inf", "epsilon", "inf"),
+    ("intercept: false", "intercept: false\nloss: {gamma: .inf}", "loss.gamma", "inf"),
 ])
 def test_bad_suites_stop_at_plan_naming_file_key_and_value(tmp_path, capsys, old, new, key,
                                                             value):

@@ -55,7 +55,8 @@ class Aggregation(BaseModel):
 class Training(BaseModel):
     """The ``training:`` section."""
 
-    model_config = ConfigDict(extra="forbid")
+    # finite floats: the ge bound alone lets an l2 of .inf through
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     solver: Literal["auto", "exact", "gradient"] = "auto"
     epochs: int = Field(default=100, ge=1)
     batch_size: int = Field(default=64, ge=1)

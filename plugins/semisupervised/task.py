@@ -38,7 +38,8 @@ Spec = str | dict[str, Any]
 class LossConfig(BaseModel):
     """The per-sample surrogate (``loss:``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # finite floats here and below: the gt / ge bounds alone let .inf through
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     name: Literal["ramp", "logistic"] = "ramp"
     gamma: float = Field(default=2.0, gt=0)
 
@@ -46,7 +47,7 @@ class LossConfig(BaseModel):
 class TrainingConfig(BaseModel):
     """Full-batch Adam (``training:``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     steps: int = Field(default=200, ge=1)
     lr: float = Field(default=0.05, gt=0)
     weight_decay: float = Field(default=1e-3, ge=0)
@@ -56,7 +57,7 @@ class TrainingConfig(BaseModel):
 class SslConfig(BaseModel):
     """The method config of the ``semi_supervised`` task."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     method: Spec = "erm"
     loss: LossConfig = LossConfig()
     #: the training loss's adversarial l2 budget: 0 = the non-robust loss
