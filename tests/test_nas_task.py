@@ -75,6 +75,11 @@ def test_suite_plans(tmp_path, capsys):
     # found by fuzzing: a huge node count hung planning (the space listed its edges)
     ("ops: [skip, conv3x3]}", "ops: [skip, conv3x3], nodes: 1000000000000000000000000000000}",
      ["space.nodes", "<= 16"]),
+    # found by fuzzing: evaluate.training.batch_size took any number (-1, nan, inf)
+    ("training: {epochs: 2, batch_size: 128,", "training: {epochs: 2, batch_size: -1,",
+     ["evaluate.training.batch_size = -1", ">= 1"]),
+    ("training: {epochs: 2, batch_size: 128,", "training: {epochs: 2, batch_size: .nan,",
+     ["evaluate.training.batch_size = nan", "(0, 1]"]),
 ])
 def test_bad_input_exits_2_at_validation(tmp_path, capsys, old, new, words):
     assert old in SUITE

@@ -151,6 +151,12 @@ class NasTask(SplitAndTransforms):
                               f"genotypes; ground truth trains at most {MAX_GROUND_TRUTH}")
         if isinstance(cfg["ground_truth"], dict):
             _check_published(cfg["ground_truth"], space)
+        # the classification task checks its batch size in its own validate,
+        # which this task does not call
+        batch = cfg["evaluate"]["training"]["batch_size"]
+        if isinstance(batch, float) and not 0 < batch <= 1 or isinstance(batch, int) and batch < 1:
+            raise ConfigError("evaluate.training.batch_size", batch, "an int batch size is >= 1; "
+                              "a float is a fraction of the train split, in (0, 1]")
         monitor = cfg["evaluate"]["training"]["early_stopping"]["monitor"]
         allowed = ["val/loss", *(f"val/{m}" for m in getattr(check, "metrics", []))]
         if monitor not in allowed:
