@@ -80,6 +80,12 @@ def test_suite_plans(tmp_path, capsys):
      ["evaluate.training.batch_size = -1", ">= 1"]),
     ("training: {epochs: 2, batch_size: 128,", "training: {epochs: 2, batch_size: .nan,",
      ["evaluate.training.batch_size = nan", "(0, 1]"]),
+    # found by fuzzing: a bad key of the published table read
+    # "ground_truth = {...}: Input should be 'auto'"
+    ("selector: magnitude", "selector: magnitude\nground_truth: {nb201: x.pth, epochs: 13}",
+     ["ground_truth.epochs = 13", "200 or 12"]),
+    ("selector: magnitude", "selector: magnitude\nground_truth: {nb201: x.pth, epoch: 12}",
+     ["ground_truth.epoch = 12", "unknown key 'epoch'", "nb201, dataset, epochs"]),
 ])
 def test_bad_input_exits_2_at_validation(tmp_path, capsys, old, new, words):
     assert old in SUITE

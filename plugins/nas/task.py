@@ -95,6 +95,28 @@ def _build(kind: str, spec: dict, path: str):
         raise ConfigError(path, spec, str(exc)) from None
 
 
+def _check_table_keys(table: Any) -> None:
+    """A ``ground_truth:`` mapping checked as the published table alone: in
+    the union with ``auto`` and booleans, pydantic's first error is the
+    ``auto`` branch's (``ground_truth = {...}: Input should be 'auto'``),
+    which names neither the key nor what it takes."""
+    if not isinstance(table, dict):
+        return
+    try:
+        PublishedTable.model_validate(table)
+    except ValidationError as exc:
+        from harness.errors import MISSING
+
+        err = exc.errors()[0]
+        key = str(err["loc"][0]) if err["loc"] else ""
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = (f"unknown key {key!r}; keys of ground_truth: "
+                   f"{', '.join(PublishedTable.model_fields)}")
+        raise ConfigError(f"ground_truth.{key}" if key else "ground_truth",
+                          table.get(key, MISSING) if key else table, msg) from None
+
+
 def _check_published(table: dict, space) -> None:
     """The published table's file exists and the space is NAS-Bench-201's cell."""
     import os
@@ -123,6 +145,7 @@ class NasTask(SplitAndTransforms):
         does not have, and ground truth forced on a space too large for it."""
         from harness_plugins.nas.ground_truth import MAX_GROUND_TRUTH
 
+        _check_table_keys(config.get("ground_truth"))
         try:
             cfg = NasConfig.model_validate(config).model_dump()
         except ValidationError as exc:
