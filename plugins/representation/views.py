@@ -30,6 +30,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Prob = Annotated[float, Field(ge=0, le=1)]
+Area = Annotated[float, Field(gt=0, le=1)]
+Positive = Annotated[float, Field(gt=0)]
 
 
 class Views(BaseModel):
@@ -38,15 +40,13 @@ class Views(BaseModel):
     model_config = ConfigDict(extra="forbid")
     #: auto: image augmentations for (C, H, W) data, tabular ones otherwise
     kind: Literal["auto", "image", "tabular"] = "auto"
-    crop_scale: tuple[Annotated[float, Field(gt=0, le=1)], Annotated[float, Field(gt=0, le=1)]] \
-        = (0.2, 1.0)
-    crop_ratio: tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]] \
-        = (3 / 4, 4 / 3)
+    crop_scale: tuple[Area, Area] = (0.2, 1.0)
+    crop_ratio: tuple[Positive, Positive] = (3 / 4, 4 / 3)
     flip: Prob = 0.5
     jitter: Annotated[float, Field(ge=0, le=1)] = 0.4
     jitter_p: Prob = 0.8
     blur_p: Prob = 0.5
-    blur_sigma: tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]] = (0.1, 2.0)
+    blur_sigma: tuple[Positive, Positive] = (0.1, 2.0)
     noise: Annotated[float, Field(ge=0)] = 0.2
     mask: Annotated[float, Field(ge=0, lt=1)] = 0.3
 
