@@ -144,6 +144,11 @@ rank_by: relative_l2
      ["domains", "unknown key"]),
     ("n_test: 1000}", "n_test: 1000}\n    split: {test: 0.2}", ["split", "no dataset option"]),
     ("add: 20}", "add: 0}", ["add", "greater than or equal to 1"]),
+    # found by fuzzing: a width below 1 (or absurdly large) planned and failed in torch
+    ("hidden: [16, 16]", "hidden: [16, -3]",
+     ["model.hidden[1] = -3:", "greater than or equal to 1"]),
+    ("hidden: [16, 16]", "hidden: [1000000000000000000000000000000]",
+     ["model.hidden[0] = 10000000000", "less than or equal to 100000"]),
 ])
 def test_bad_input_stops_at_plan(tmp_path, capsys, old, new, words):
     assert old in SUITE

@@ -26,7 +26,7 @@ only where the solution is known), ``residual`` (numpy).
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -41,7 +41,9 @@ class Model(BaseModel):
     """The ``model:`` section: the PINN's MLP."""
 
     model_config = ConfigDict(extra="forbid")
-    hidden: list[int] = Field(default_factory=lambda: [64, 64, 64], min_length=1)
+    # each width bounded: [-3] and [10**30] planned and failed in torch at run time
+    hidden: list[Annotated[int, Field(ge=1, le=100_000)]] = Field(
+        default_factory=lambda: [64, 64, 64], min_length=1)
 
 
 class Training(BaseModel):
@@ -74,13 +76,19 @@ def config_error(exc: ValidationError, config: dict) -> ConfigError:
     err = exc.errors()[0]
     loc = [str(p) for p in err["loc"]]
     value: Any = config
-    for part in loc:
-        value = value.get(part) if isinstance(value, dict) else None
+    path = ""
+    for part in err["loc"]:
+        if isinstance(part, int):  # a list item (model.hidden[1]): its value, not None
+            path += f"[{part}]"
+            value = value[part] if isinstance(value, list) and 0 <= part < len(value) else None
+        else:
+            path += f".{part}" if path else str(part)
+            value = value.get(part) if isinstance(value, dict) else None
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         model = SECTIONS.get(loc[0], PdeConfig) if len(loc) > 1 else PdeConfig
         msg = f"unknown key {loc[-1]!r}; keys: {', '.join(model.model_fields)}"
-    return ConfigError(".".join(loc), value, msg)
+    return ConfigError(path, value, msg)
 
 
 def mlp(dim: int, hidden: list[int]):
