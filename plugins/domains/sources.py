@@ -27,15 +27,22 @@ from pydantic import Field
 
 from harness.data import RawDataset
 from harness.errors import ConfigError
+from harness.params import Unbounded
 
 #: The RotatedMNIST angles (Ghifary et al. 2015; DomainBed).
 ANGLES = (0, 15, 30, 45, 60, 75)
 #: ColoredMNIST's colour-flip probability per domain (Arjovsky et al. 2019; DomainBed).
 FLIPS = (0.1, 0.2, 0.9)
 
-Domain = str | int | float
+#: A domain's name as a suite writes it: a number names an angle or a domain
+#: index, checked against the source's domains at plan time, not by range.
+Domain = Annotated[str | int | float, Unbounded("a domain's name: checked against the "
+                                                "source's domains")]
 Selection = Domain | list[Domain] | None
 Fraction = Annotated[float, Field(ge=0, le=1)]
+#: A rotation in degrees: any angle is a rotation.
+Angle = Annotated[float, Unbounded("a rotation in degrees: any angle")]
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 
 
 def domain_name(value: Any) -> str:
@@ -156,10 +163,10 @@ def _raw(name: str, X, y, domains, names: list[str], target, sources, classes,
 
 
 def rotated_digits(base: Literal["digits", "mnist"] = "digits",
-                   angles: list[float] = ANGLES, target: Selection = None,
+                   angles: list[Angle] = ANGLES, target: Selection = None,
                    sources: Selection = None, root: Path | None = None,
                    per_domain: Annotated[int, Field(ge=2)] | None = None,
-                   seed: int = 0) -> RawDataset:
+                   seed: Seed = 0) -> RawDataset:
     """Rotated digits (RotatedMNIST protocol): each domain a disjoint share of the images, rotated.
 
     ``base``: scikit-learn's 8x8 digits (bundled) or MNIST 28x28 (the image
@@ -187,7 +194,7 @@ def colored_digits(base: Literal["digits", "mnist"] = "digits",
                    target: Selection = None, sources: Selection = None,
                    root: Path | None = None,
                    per_domain: Annotated[int, Field(ge=2)] | None = None,
-                   seed: int = 0) -> RawDataset:
+                   seed: Seed = 0) -> RawDataset:
     """Coloured digits (ColoredMNIST protocol): colour predicts the label, differently per domain.
 
     Binary label ``digit < 5``, flipped with probability ``label_noise``; the
