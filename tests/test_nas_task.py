@@ -86,6 +86,12 @@ def test_suite_plans(tmp_path, capsys):
      ["ground_truth.epochs = 13", "200 or 12"]),
     ("selector: magnitude", "selector: magnitude\nground_truth: {nb201: x.pth, epoch: 12}",
      ["ground_truth.epoch = 12", "unknown key 'epoch'", "nb201, dataset, epochs"]),
+    # found by fuzzing: regret exists only after the search, so as the evaluate
+    # monitor it planned and failed the run at its first evaluate epoch
+    ("training: {epochs: 2, batch_size: 128,",
+     "training: {early_stopping: {monitor: val/regret}, epochs: 2, batch_size: 128,",
+     ["evaluate.training.early_stopping.monitor = 'val/regret'", "logged every epoch",
+      "val/loss, val/accuracy"]),
 ])
 def test_bad_input_exits_2_at_validation(tmp_path, capsys, old, new, words):
     assert old in SUITE
