@@ -184,14 +184,36 @@ class Registry:
                               f"{', '.join(map(repr, missing))} from the data, which this task "
                               f"does not provide (it offers: {', '.join(offered) or 'nothing'})")
         obj = info.factory(**{k: offered[k] for k in info.from_data}, **params)
-        if kind == "metrics":  # the callable carries its factory's declaration
-            for attr in ("inputs", "greater_is_better"):
-                if not hasattr(obj, attr) and hasattr(info.factory, attr):
-                    try:
-                        setattr(obj, attr, getattr(info.factory, attr))
-                    except AttributeError:  # a builtin or slotted callable
-                        pass
+        if kind == "metrics":
+            obj = _declared(obj, info.factory)
         return obj
+
+
+def _declared(fn: Callable, factory: Callable) -> Callable:
+    """The metric callable carrying its factory's declaration (inputs,
+    direction: what validation checked).  A callable that already carries
+    another declaration (one function returned by two factories) is wrapped,
+    so one factory's create never changes what another's callable says."""
+    wanted = {attr: getattr(factory, attr) for attr in ("inputs", "greater_is_better")}
+    if all(getattr(fn, a, None) == v for a, v in wanted.items()):
+        return fn
+    if not any(hasattr(fn, a) for a in wanted):
+        try:
+            for attr, value in wanted.items():
+                setattr(fn, attr, value)
+            return fn
+        except AttributeError:  # a builtin or slotted callable
+            pass
+    inner = fn
+
+    def metric(*args, **kwargs):
+        return inner(*args, **kwargs)
+
+    metric.__name__ = getattr(fn, "__name__", "metric")
+    metric.__doc__ = getattr(fn, "__doc__", None)
+    for attr, value in wanted.items():
+        setattr(metric, attr, value)
+    return metric
 
 
 def _join(path: str, key: str) -> str:

@@ -194,3 +194,35 @@ def test_a_nested_spec_error_path_has_no_double_dot():
         get_registry().check("metrics", {"name": "robust_accuracy",
                                          "attack": {"name": "fgsmm"}}, "")
     assert err.value.path == "attack.name"
+
+
+def test_one_function_returned_by_two_metric_factories_keeps_each_declaration():
+    """Two factories returning the same function object with different inputs
+    (a shared helper) each get their own inputs; neither changes the other's."""
+    from harness.metrics import metric_inputs
+    from harness.plugins import ComponentInfo, Registry
+
+    def shared(a, b=None):
+        return float(a if b is None else a + b)
+
+    @harness.metric(inputs=("a",), greater_is_better=True)
+    def one():
+        """One input."""
+        return shared
+
+    @harness.metric(inputs=("a", "b"), greater_is_better=False)
+    def two():
+        """Two inputs."""
+        return shared
+
+    registry = Registry.__new__(Registry)
+    registry._kinds = {"metrics": {
+        name: ComponentInfo("metrics", name, f, "t", None, None, [], False, ())
+        for name, f in (("one", one), ("two", two))}}
+    registry.components = lambda kind: registry._kinds[kind]
+    registry.check = lambda kind, spec, path: (spec, {})
+    first, second = registry.create("metrics", "one"), registry.create("metrics", "two")
+    assert metric_inputs(first) == ("a",) and first.greater_is_better is True
+    assert metric_inputs(second) == ("a", "b") and second.greater_is_better is False
+    assert metric_inputs(registry.create("metrics", "one")) == ("a",)
+    assert second(1.0, 2.0) == 3.0
