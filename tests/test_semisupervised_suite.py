@@ -52,6 +52,8 @@ def test_the_tiny_suite_plans(tmp_path, capsys):
     ("log_every: 10}", "log_every: 10, lr: .inf}", "training.lr", "inf"),
     ("intercept: false", "intercept: false\nepsilon: .inf", "epsilon", "inf"),
     ("intercept: false", "intercept: false\nloss: {gamma: .inf}", "loss.gamma", "inf"),
+    ("unlabeled: 40", "unlabeled: 1000000000000000000000000000000", "unlabeled",
+     "less than or equal to 10000000"),
 ])
 def test_bad_suites_stop_at_plan_naming_file_key_and_value(tmp_path, capsys, old, new, key,
                                                             value):

@@ -70,12 +70,13 @@ class EntryOptions(BaseModel):
     """The task's keys of a dataset entry."""
 
     model_config = ConfigDict(extra="forbid")
-    labeled: int = Field(default=20, ge=1)
-    unlabeled: int = Field(default=0, ge=0)
+    # row counts bounded: 10**30 unlabeled rows planned and failed in numpy at run time
+    labeled: int = Field(default=20, ge=1, le=10_000_000)
+    unlabeled: int = Field(default=0, ge=0, le=10_000_000)
     shift: float = Field(default=0.0, ge=0, lt=1)
     test: float = Field(default=0.3, gt=0, lt=1)
     direction: Literal["pc1", "random"] = "pc1"
-    test_size: int = Field(default=10000, ge=1)
+    test_size: int = Field(default=10000, ge=1, le=10_000_000)
 
 
 _MODELS = {(): SslConfig, ("loss",): LossConfig, ("training",): TrainingConfig}
