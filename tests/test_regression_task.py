@@ -54,6 +54,8 @@ def test_tiny_suite_plans(tmp_path, capsys):
     # found by fuzzing: an infinite clip bound made every released bag mean inf
     ("epsilon: 2.0}", "epsilon: 2.0, clip: .inf}", ["aggregation.clip = inf", "finite"]),
     ("training: {epochs: 2,", "training: {l2: .inf, epochs: 2,", ["training.l2 = inf", "finite"]),
+    ("{n: 200, d: 4,", "{n: 1000000000000000000000000000000, d: 4,",
+     ["linear_gaussian.n = 10000000000", "<= 10000000"]),
     ("loss: bag}", "loss: bags}", ["unknown aggregate_loss 'bags'", "did you mean 'bag'"]),
     # keys of other tasks
     ("model: linear\n", "model: linear\ndomains: [a, b]\n",

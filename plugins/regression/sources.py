@@ -184,7 +184,9 @@ def diabetes() -> RawDataset:
                                         "Least Angle Regression, Annals of Statistics."})
 
 
-def linear_gaussian(n: Annotated[int, Field(ge=2)] = 2000, d: Annotated[int, Field(ge=1)] = 20,
+# n and d bounded: 10**30 rows planned and failed in numpy at run time
+def linear_gaussian(n: Annotated[int, Field(ge=2, le=10_000_000)] = 2000,
+                    d: Annotated[int, Field(ge=1, le=100_000)] = 20,
                     noise: Annotated[float, Field(ge=0)] = 1.0,
                     signal: Annotated[float, Field(ge=0)] = 1.0,
                     random_state: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0) -> RawDataset:
