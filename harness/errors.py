@@ -32,7 +32,15 @@ class ConfigError(UserError):
             value = "" if self.value is _MISSING else f"{_shown(self.value)}: "
             return f"{where}{value}{self.message}"
         value = "" if self.value is _MISSING else f" = {_shown(self.value)}"
-        return f"{where}{self.path}{value}: {self.message}"
+        return f"{where}{_one_line(self.path)}{value}: {self.message}"
+
+
+def _one_line(path: str) -> str:
+    """A key path as written, with control characters escaped (a YAML key may
+    hold a newline; the error stays one line)."""
+    if path.isprintable():
+        return path
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in path)
 
 
 #: Characters of a bad value an error line shows (a huge list stays one readable line).

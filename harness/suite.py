@@ -21,6 +21,9 @@ from harness.params import did_you_mean, singular
 from harness.yamlsource import YamlSource, load_yaml, parse_path
 
 #: Keys of a suite that are not part of a method's config.
+#: The largest ``seeds: N`` a suite may ask for.
+MAX_SEEDS = 100_000
+
 SUITE_KEYS = ("name", "description", "task", "seeds", "datasets", "methods", "sweep",
               "metrics", "rank_by", "device")
 #: ``device:`` values: auto picks cuda, then mps, then cpu.
@@ -49,11 +52,14 @@ class SuiteHeader(BaseModel):
         if isinstance(v, int):
             if v < 1:
                 raise ValueError("the number of seeds must be at least 1")
+            if v > MAX_SEEDS:
+                raise ValueError(f"at most {MAX_SEEDS:,} seeds (a count this large would "
+                                 f"never finish); list the seeds to use")
             return v
         if not v:
             raise ValueError("the seed list is empty")
-        if any(s < 0 for s in v):
-            raise ValueError("seeds must be non-negative integers")
+        if any(s < 0 or s >= 2**32 for s in v):
+            raise ValueError("seeds must be integers in [0, 2**32)")
         if len(set(v)) != len(v):
             raise ValueError("the seed list has duplicates")
         return v

@@ -244,6 +244,7 @@ def load_yaml(file: str | Path) -> YamlSource:
 
 
 def _maybe_int(part: Any) -> Any:
-    if isinstance(part, str) and part.lstrip("-").isdigit():
+    # isdecimal, not isdigit: '²' is a digit that int() refuses
+    if isinstance(part, str) and part.lstrip("-").isdecimal() and part.lstrip("-").isascii():
         return int(part)
     return part

@@ -186,3 +186,41 @@ def test_a_huge_bad_value_is_shown_cut_on_its_one_line():
     assert line.startswith("s.yaml:4: methods.x.loss = [0, 1, 2")
     assert "... (" in line and line.endswith("characters): expected a component")
     assert len(line) < SHOWN_CHARS + 100 and "\n" not in line
+
+
+@pytest.mark.parametrize("old, new, words", [
+    # found by fuzzing: a key holding a newline printed a two-line error
+    ("  ce: {}", '  ce: {"line\\nbreak": 1}', ["methods.ce.line\\nbreak", "unknown key"]),
+    # a huge count overflowed range(); a float count ran out of memory
+    ("seeds: 2", "seeds: 1000000000000000000000000000000", ["seeds", "at most 100,000"]),
+    ("seeds: 2", "seeds: 5.4e15", ["seeds"]),
+    ("seeds: 2", "seeds: [0, 4294967296]", ["seeds", "[0, 2**32)"]),
+    # a key that is a non-ASCII digit: int() refused what isdigit() accepted
+    ("  ce: {}", "  ce: {²: 1}", ["methods.ce.²", "unknown key"]),
+])
+def test_fuzzer_findings_are_one_line(tmp_path, capsys, old, new, words):
+    assert old in BASE
+    code, err, _ = plan(tmp_path, capsys, BASE.replace(old, new))
+    assert code == 2, err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    for word in words:
+        assert word in err, (word, err)
+
+
+def test_a_test_time_metric_is_no_early_stopping_monitor(tmp_path, capsys):
+    text = BASE.replace("metrics: [accuracy]", "metrics: [accuracy, generalization_gap]").replace(
+        "  epochs: 1\n", "  epochs: 1\n  early_stopping: {monitor: val/generalization_gap}\n")
+    code, err, _ = plan(tmp_path, capsys, text)
+    assert code == 2 and "training.early_stopping.monitor" in err, err
+    assert "val/accuracy" in err and "val/generalization_gap" in err.split("use one of")[0]
+    ok = text.replace("monitor: val/generalization_gap", "monitor: val/accuracy")
+    code, err, _ = plan(tmp_path, capsys, ok)
+    assert code == 0, err
+
+
+def test_an_image_root_the_system_refuses_is_not_found(tmp_path):
+    from pathlib import Path
+
+    from harness_plugins.data.images import CIFAR10
+
+    assert CIFAR10.find(Path("x" * 5000)) is None

@@ -217,7 +217,9 @@ def validate_classifier_config(config: dict, check, root: type[BaseModel],
     monitor = tr["early_stopping"]["monitor"]
     metrics = getattr(check, "metrics", None)
     if metrics is not None:
-        allowed = ["val/loss", *(f"val/{m}" for m in metrics)]
+        from harness_plugins.classification.trainer import logged_every_epoch
+
+        allowed = ["val/loss", *(f"val/{m}" for m in metrics if logged_every_epoch(m))]
         if monitor not in allowed:
             from harness.params import did_you_mean
 

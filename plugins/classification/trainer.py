@@ -41,6 +41,23 @@ from harness_plugins.classification.epochs import (
 EPOCH_INPUTS = ("labels", "probs", "logits")
 
 
+def logged_every_epoch(label: str) -> bool:
+    """Whether a suite metric (its logged label, ``name:param-value``) is
+    computed on the validation split every epoch, so it can be an
+    early-stopping monitor: its inputs are all in ``EPOCH_INPUTS`` (robust
+    accuracy, regret, ... exist only at test time; as a monitor they failed
+    the run at its first epoch)."""
+    from harness import ConfigError
+    from harness.metrics import metric_inputs
+    from harness.plugins import get_registry
+
+    try:
+        factory = get_registry().get("metrics", label.split(":", 1)[0]).factory
+        return all(i in EPOCH_INPUTS for i in metric_inputs(factory))
+    except (ConfigError, TypeError):
+        return True  # the suite loader has reported an unknown metric already
+
+
 @dataclass
 class Components:
     """What :func:`build_components` makes for one run."""

@@ -79,7 +79,10 @@ class Layout:
     gz_ok: bool = False
 
     def _has(self, folder: Path, f: str) -> bool:
-        return (folder / f).is_file() or (self.gz_ok and (folder / f"{f}.gz").is_file())
+        try:
+            return (folder / f).is_file() or (self.gz_ok and (folder / f"{f}.gz").is_file())
+        except OSError:  # a path the system refuses (name too long): not there
+            return False
 
     def find(self, root: Path) -> Path | None:
         """The folder holding every file: ``root/folder`` or ``root`` itself."""

@@ -95,21 +95,6 @@ def _build(kind: str, spec: dict, path: str):
         raise ConfigError(path, spec, str(exc)) from None
 
 
-def _every_epoch(label: str) -> bool:
-    """Whether the trainer logs metric ``label`` every epoch (regret and
-    arch_rank exist only after the search: as a monitor they failed the run
-    at its first evaluate epoch, after the whole search)."""
-    from harness.metrics import metric_inputs
-    from harness.plugins import get_registry
-    from harness_plugins.classification.trainer import EPOCH_INPUTS
-
-    try:
-        factory = get_registry().get("metrics", label.split(":", 1)[0]).factory
-        return all(i in EPOCH_INPUTS for i in metric_inputs(factory))
-    except (ConfigError, TypeError):
-        return True  # the suite loader has reported an unknown metric already
-
-
 def _check_table_keys(table: Any) -> None:
     """A ``ground_truth:`` mapping checked as the published table alone: in
     the union with ``auto`` and booleans, pydantic's first error is the
@@ -195,9 +180,11 @@ class NasTask(SplitAndTransforms):
         if isinstance(batch, float) and not 0 < batch <= 1 or isinstance(batch, int) and batch < 1:
             raise ConfigError("evaluate.training.batch_size", batch, "an int batch size is >= 1; "
                               "a float is a fraction of the train split, in (0, 1]")
+        from harness_plugins.classification.trainer import logged_every_epoch
+
         monitor = cfg["evaluate"]["training"]["early_stopping"]["monitor"]
         allowed = ["val/loss", *(f"val/{m}" for m in getattr(check, "metrics", [])
-                                 if _every_epoch(m))]
+                                 if logged_every_epoch(m))]
         if monitor not in allowed:
             raise ConfigError("evaluate.training.early_stopping.monitor", monitor,
                               f"not a quantity logged every epoch; use one of {', '.join(allowed)}")
