@@ -59,7 +59,7 @@ class SuiteHeader(BaseModel):
         if not v:
             raise ValueError("the seed list is empty")
         if any(s < 0 or s >= 2**32 for s in v):
-            raise ValueError("seeds must be integers in [0, 2**32)")
+            raise ValueError("seeds must be non-negative integers below 2**32")
         if len(set(v)) != len(v):
             raise ValueError("the seed list has duplicates")
         return v

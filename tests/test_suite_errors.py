@@ -194,7 +194,7 @@ def test_a_huge_bad_value_is_shown_cut_on_its_one_line():
     # a huge count overflowed range(); a float count ran out of memory
     ("seeds: 2", "seeds: 1000000000000000000000000000000", ["seeds", "at most 100,000"]),
     ("seeds: 2", "seeds: 5.4e15", ["seeds"]),
-    ("seeds: 2", "seeds: [0, 4294967296]", ["seeds", "[0, 2**32)"]),
+    ("seeds: 2", "seeds: [0, 4294967296]", ["seeds", "below 2**32"]),
     # a key that is a non-ASCII digit: int() refused what isdigit() accepted
     ("  ce: {}", "  ce: {²: 1}", ["methods.ce.²", "unknown key"]),
 ])
