@@ -64,7 +64,8 @@ def test_toy_family_runs_and_reports_without_core_edits(tmp_path, tracking_uri, 
             "dataset/citation.bib"]
     by = {}
     for r in runs:
-        by.setdefault(r.data.tags["harness.method"], []).append(r.data.metrics["test/squared_error"])
+        by.setdefault(r.data.tags["harness.method"], []).append(
+            r.data.metrics["test/squared_error"])
     # smoothing a noisy sine really helps: the metric saw the task's own data
     assert max(by["smooth"]) < min(by["raw"])
     out = tmp_path / "report"
