@@ -41,6 +41,17 @@ from harness_plugins.classification.epochs import (
 EPOCH_INPUTS = ("labels", "probs", "logits")
 
 
+def _import_optimizer_machinery() -> None:
+    """Import what torch's first optimizer of a process imports (torch._dynamo:
+    1.1-1.4 s on a 2-core CPU) before a scheme's setup is timed: that is the
+    process's start-up, not the method's training cost, and it made the first
+    run of each process look ~1 s slower in ``time/train_s``."""
+    try:
+        import torch._dynamo  # noqa: F401
+    except Exception:  # noqa: BLE001 - a torch without it builds optimizers without it
+        pass
+
+
 def logged_every_epoch(label: str) -> bool:
     """Whether a suite metric (its logged label, ``name:param-value``) is
     computed on the validation split every epoch, so it can be an
@@ -119,6 +130,7 @@ def build_components(ctx, config: dict, data, X, y, *, model=None) -> Components
     steps = math.ceil(n / bs)
     scheme = as_scheme(ctx.create("optimizers", tr["optimizer"]))
     precision.check_scheme(scheme)
+    _import_optimizer_machinery()
     setup_start = time.perf_counter()
     scheme.setup(model, loss_fn, SchemeInfo(
         X, getattr(data, "inputs", None),
