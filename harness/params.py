@@ -232,3 +232,41 @@ def check_components(config: dict, check: Callable, paths) -> dict:
         name, params = check(kind, node[key], path)
         node[key] = {"name": name, **params}
     return config
+
+
+def validation_error(exc, config: dict, sections: dict, top: str):
+    """The first error of a task's pydantic config model as a ``ConfigError``:
+    the key path (list items as ``[i]``), the value written there, and for an
+    unknown key the keys allowed where it stands.  ``sections`` maps a key
+    path (a tuple; ``()`` for the root) to the model of that section; ``top``
+    names the root in the message (``"the contrastive task"``)."""
+    from harness.suite import SUITE_KEYS
+
+    err = exc.errors()[0]
+    raw = list(err["loc"])
+
+    def key(p) -> bool:  # pydantic adds union and validator tags to the location
+        return isinstance(p, int) or str(p).isidentifier()
+
+    unknown = err["type"] == "extra_forbidden" and bool(raw)
+    # an unknown key is named whatever its characters ('batch size', '<b>')
+    parts = [p for p in raw[:-1] if key(p)] + [raw[-1]] if unknown else [p for p in raw if key(p)]
+    value: Any = config
+    path = ""
+    for part in parts:
+        if isinstance(part, int):
+            path += f"[{part}]"
+            value = value[part] if isinstance(value, list) and 0 <= part < len(value) else None
+        else:
+            path += f".{part}" if path else str(part)
+            value = value.get(part) if isinstance(value, dict) else None
+    msg = err["msg"]
+    if unknown:
+        section = tuple(str(p) for p in parts[:-1] if not isinstance(p, int))
+        fields = list(sections.get(section, sections[()]).model_fields)
+        name = str(parts[-1])
+        msg = (f"unknown key {name!r}{did_you_mean(name, fields)}; keys of "
+               f"{'.'.join(section) or top}: {', '.join(fields)}")
+        if not section:
+            msg += f"; suite keys: {', '.join(SUITE_KEYS)}"
+    return ConfigError(path, value, msg)

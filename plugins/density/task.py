@@ -40,7 +40,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness import ConfigError, Diverged, UserError
-from harness.params import check_components
+from harness.params import check_components, validation_error
 
 Spec = str | dict[str, Any]
 INPUTS = ("test_logp", "test_logp_se", "log_z_se", "true_logp", "estimate", "truth_params",
@@ -86,7 +86,8 @@ class DensityConfig(BaseModel):
     evaluation: Evaluation = Evaluation()
 
 
-SECTIONS = {"noise": Noise, "training": Training, "evaluation": Evaluation}
+SECTIONS = {(): DensityConfig, ("noise",): Noise, ("training",): Training,
+            ("evaluation",): Evaluation}
 
 
 @dataclass
@@ -99,20 +100,6 @@ class DensityData:
     test: Any
     truth: dict | None
     name: str
-
-
-def config_error(exc: ValidationError, config: dict) -> ConfigError:
-    """The first pydantic error as a ``ConfigError`` naming the key and its value."""
-    err = exc.errors()[0]
-    loc = [str(p) for p in err["loc"]]
-    value: Any = config
-    for part in loc:
-        value = value.get(part) if isinstance(value, dict) else None
-    msg = err["msg"]
-    if err["type"] == "extra_forbidden":
-        model = SECTIONS.get(loc[0], DensityConfig) if len(loc) > 1 else DensityConfig
-        msg = f"unknown key {loc[-1]!r}; keys: {', '.join(model.model_fields)}"
-    return ConfigError(".".join(loc), value, msg)
 
 
 class DensityTask:
@@ -128,7 +115,7 @@ class DensityTask:
         try:
             cfg = DensityConfig.model_validate(config).model_dump()
         except ValidationError as exc:
-            raise config_error(exc, config) from None
+            raise validation_error(exc, config, SECTIONS, "the density_estimation task") from None
         check_components(cfg, check, (("model", "energy_models"),
                                       ("objective", "density_objectives")))
         registry = get_registry()

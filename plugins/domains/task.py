@@ -36,7 +36,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness import ConfigError
-from harness.params import check_components
+from harness.params import check_components, validation_error
 
 Spec = str | dict[str, Any]
 
@@ -76,26 +76,6 @@ _NESTED = {(): DomainConfig, ("training",): Training,
            ("training", "early_stopping"): EarlyStopping}
 
 
-def _config_error(exc: ValidationError, config: dict) -> ConfigError:
-    """A pydantic error as a ConfigError at its key, naming the allowed keys."""
-    err = exc.errors()[0]
-    loc = [str(p) for p in err["loc"]]
-    value: Any = config
-    for part in loc:
-        value = value.get(part) if isinstance(value, dict) else None
-    msg = err["msg"]
-    if err["type"] == "extra_forbidden" and loc:
-        model = _NESTED.get(tuple(loc[:-1]), DomainConfig)
-        where = ".".join(loc[:-1]) or "the domain_generalization task"
-        msg = (f"unknown key {loc[-1]!r}: not a key of {where} (keys: "
-               f"{', '.join(model.model_fields)})")
-        if not loc[:-1]:
-            from harness.suite import SUITE_KEYS
-
-            msg += f"; suite keys: {', '.join(SUITE_KEYS)}"
-    return ConfigError(".".join(loc), value, msg)
-
-
 class DomainGeneralizationTask:
     """Train on source domains with a DG method, select on their validation
     rows, test on held-out target domains."""
@@ -111,7 +91,7 @@ class DomainGeneralizationTask:
         try:
             cfg = DomainConfig.model_validate(config).model_dump()
         except ValidationError as exc:
-            raise _config_error(exc, config) from None
+            raise validation_error(exc, config, _NESTED, "the domain_generalization task") from None
         check_components(cfg, check, [("model", "models"), ("method", "dg_methods"),
                                       ("training.optimizer", "optimizers"),
                                       ("training.scheduler", "schedulers")])

@@ -31,7 +31,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness import ConfigError
-from harness.params import check_components
+from harness.params import check_components, validation_error
 from harness_plugins.classification.entries import SplitAndTransforms
 
 Spec = str | dict[str, Any]
@@ -64,18 +64,7 @@ class FederatedConfig(BaseModel):
     federated: Federation = Federation()
 
 
-def _config_error(exc: ValidationError, config: dict) -> ConfigError:
-    err = exc.errors()[0]
-    loc = [str(p) for p in err["loc"]]
-    value: Any = config
-    for part in loc:
-        value = value.get(part) if isinstance(value, dict) else None
-    msg = err["msg"]
-    if err["type"] == "extra_forbidden":
-        model = Federation if loc[:-1] == ["federated"] else FederatedConfig
-        where = "federated" if model is Federation else "the method config"
-        msg = f"unknown key {loc[-1]!r}; keys of {where}: {', '.join(model.model_fields)}"
-    return ConfigError(".".join(loc), value, msg)
+SECTIONS = {(): FederatedConfig, ("federated",): Federation}
 
 
 @dataclass
@@ -108,7 +97,7 @@ class FederatedTask(SplitAndTransforms):
         try:
             cfg = FederatedConfig.model_validate(config).model_dump()
         except ValidationError as exc:
-            raise _config_error(exc, config) from None
+            raise validation_error(exc, config, SECTIONS, "the method config") from None
         return check_components(cfg, check, [("model", "models"), ("loss", "losses"),
                                              ("strategy", "federated_strategies"),
                                              ("federated.optimizer", "optimizers")])

@@ -32,7 +32,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness import ConfigError, UserError
-from harness.params import check_components
+from harness.params import check_components, validation_error
 
 Spec = str | dict[str, Any]
 INPUTS = ("bits", "bits_se", "losses", "target")
@@ -60,6 +60,9 @@ class InductiveBiasConfig(BaseModel):
     bootstrap: int = Field(default=20, ge=0, le=10_000)
 
 
+SECTIONS = {(): InductiveBiasConfig, ("training",): Training}
+
+
 @dataclass
 class BiasData:
     """Train rows (the budget's) and test rows as float32 tensors, one-hot targets."""
@@ -73,20 +76,6 @@ class BiasData:
     truth: dict | None
 
 
-def config_error(exc: ValidationError, config: dict) -> ConfigError:
-    """The first pydantic error as a ``ConfigError`` naming the key and its value."""
-    err = exc.errors()[0]
-    loc = [str(p) for p in err["loc"]]
-    value: Any = config
-    for part in loc:
-        value = value.get(part) if isinstance(value, dict) else None
-    msg = err["msg"]
-    if err["type"] == "extra_forbidden":
-        model = Training if len(loc) > 1 and loc[0] == "training" else InductiveBiasConfig
-        msg = f"unknown key {loc[-1]!r}; keys: {', '.join(model.model_fields)}"
-    return ConfigError(".".join(loc), value, msg)
-
-
 class InductiveBiasTask:
     """Sample trained hypotheses from a class, fit their test-loss distribution, report bits."""
 
@@ -98,7 +87,7 @@ class InductiveBiasTask:
         try:
             cfg = InductiveBiasConfig.model_validate(config).model_dump()
         except ValidationError as exc:
-            raise config_error(exc, config) from None
+            raise validation_error(exc, config, SECTIONS, "the inductive_bias task") from None
         check_components(cfg, check, (("hypotheses", "hypothesis_classes"),))
         return cfg
 

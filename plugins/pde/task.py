@@ -31,7 +31,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness import ConfigError, Diverged
-from harness.params import check_components
+from harness.params import check_components, validation_error
 
 Spec = str | dict[str, Any]
 INPUTS = ("u_pred", "u_true", "residual")
@@ -68,27 +68,7 @@ class PdeConfig(BaseModel):
     training: Training = Training()
 
 
-SECTIONS = {"model": Model, "training": Training}
-
-
-def config_error(exc: ValidationError, config: dict) -> ConfigError:
-    """The first pydantic error as a ``ConfigError`` naming the key and its value."""
-    err = exc.errors()[0]
-    loc = [str(p) for p in err["loc"]]
-    value: Any = config
-    path = ""
-    for part in err["loc"]:
-        if isinstance(part, int):  # a list item (model.hidden[1]): its value, not None
-            path += f"[{part}]"
-            value = value[part] if isinstance(value, list) and 0 <= part < len(value) else None
-        else:
-            path += f".{part}" if path else str(part)
-            value = value.get(part) if isinstance(value, dict) else None
-    msg = err["msg"]
-    if err["type"] == "extra_forbidden":
-        model = SECTIONS.get(loc[0], PdeConfig) if len(loc) > 1 else PdeConfig
-        msg = f"unknown key {loc[-1]!r}; keys: {', '.join(model.model_fields)}"
-    return ConfigError(path, value, msg)
+SECTIONS = {(): PdeConfig, ("model",): Model, ("training",): Training}
 
 
 def mlp(dim: int, hidden: list[int]):
@@ -113,7 +93,7 @@ class PdeTask:
         try:
             cfg = PdeConfig.model_validate(config).model_dump()
         except ValidationError as exc:
-            raise config_error(exc, config) from None
+            raise validation_error(exc, config, SECTIONS, "the pde task") from None
         check_components(cfg, check, (("sampler", "collocation_samplers"),))
         tr = cfg["training"]
         if tr["eval_every"] > tr["steps"]:

@@ -35,7 +35,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness import ConfigError
-from harness.params import check_components
+from harness.params import check_components, validation_error
 
 Spec = str | dict[str, Any]
 
@@ -73,6 +73,9 @@ class RegressionConfig(BaseModel):
     training: Training = Training()
 
 
+SECTIONS = {(): RegressionConfig, ("aggregation",): Aggregation, ("training",): Training}
+
+
 @dataclass
 class RegressionData:
     """Standardised features and raw responses per split."""
@@ -87,20 +90,6 @@ class RegressionData:
     mean: Any = None
     scale: Any = None
     meta: dict = field(default_factory=dict)
-
-
-def _config_error(exc: ValidationError, config: dict) -> ConfigError:
-    err = exc.errors()[0]
-    loc = [str(p) for p in err["loc"]]
-    value: Any = config
-    for part in loc:
-        value = value.get(part) if isinstance(value, dict) else None
-    msg = err["msg"]
-    if err["type"] == "extra_forbidden":
-        model = {"aggregation": Aggregation, "training": Training}.get(
-            loc[0] if len(loc) > 1 else "", RegressionConfig)
-        msg = f"unknown key {loc[-1]!r}; keys: {', '.join(model.model_fields)}"
-    return ConfigError(".".join(loc), value, msg)
 
 
 def train_rows(n: int, split: dict) -> int:
@@ -168,7 +157,7 @@ class RegressionTask:
         try:
             cfg = RegressionConfig.model_validate(config).model_dump()
         except ValidationError as exc:
-            raise _config_error(exc, config) from None
+            raise validation_error(exc, config, SECTIONS, "the regression task") from None
         check_components(cfg, check, (("model", "models"),
                                       ("aggregation.loss", "aggregate_losses"),
                                       ("training.optimizer", "optimizers")))

@@ -32,7 +32,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness import ConfigError
-from harness.params import check_components
+from harness.params import check_components, validation_error
 from harness_plugins.classification.entries import SplitAndTransforms
 from harness_plugins.representation.views import Views
 
@@ -79,34 +79,6 @@ _SECTIONS = {(): ContrastiveConfig, ("training",): Training, ("views",): Views,
              ("evaluation",): Evaluation}
 
 
-def config_error(exc: ValidationError, config: dict) -> ConfigError:
-    """A pydantic error as a ConfigError at its key path, listing the keys
-    allowed where an unknown one stands."""
-    from harness.params import did_you_mean
-
-    err = exc.errors()[0]
-    loc = [p for p in err["loc"] if isinstance(p, int) or str(p).isidentifier()]
-    if err["type"] == "extra_forbidden" and err["loc"]:
-        # the unknown key itself, whatever its characters ('batch size', '<b>')
-        loc = [*[p for p in err["loc"][:-1] if isinstance(p, int) or str(p).isidentifier()],
-               err["loc"][-1]]
-    value: Any = config
-    for part in loc:
-        value = value.get(part) if isinstance(value, dict) else None
-    msg = err["msg"]
-    if err["type"] == "extra_forbidden":
-        fields = list(_SECTIONS.get(tuple(loc[:-1]), ContrastiveConfig).model_fields)
-        key = str(loc[-1])
-        where = "the contrastive task" if not loc[:-1] else ".".join(map(str, loc[:-1]))
-        msg = (f"unknown key {key!r}{did_you_mean(key, fields)}; keys of {where}: "
-               f"{', '.join(fields)}")
-        if not loc[:-1]:
-            from harness.suite import SUITE_KEYS
-
-            msg += f"; suite keys: {', '.join(SUITE_KEYS)}"
-    return ConfigError(".".join(map(str, loc)), value, msg)
-
-
 def _build(kind: str, spec: dict, path: str, **offered):
     """Build a component at validation, so a bad value in its constructor
     stops the suite (exit 2) rather than a run."""
@@ -134,7 +106,7 @@ class ContrastiveTask(SplitAndTransforms):
         try:
             cfg = ContrastiveConfig.model_validate(config).model_dump()
         except ValidationError as exc:
-            raise config_error(exc, config) from None
+            raise validation_error(exc, config, _SECTIONS, "the contrastive task") from None
         check_components(cfg, check, (("model", "models"), ("loss", "contrastive_losses"),
                                       ("training.optimizer", "optimizers"),
                                       ("training.scheduler", "schedulers")))

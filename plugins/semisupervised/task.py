@@ -29,8 +29,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from harness import ConfigError
-from harness.params import check_components
+from harness.params import check_components, validation_error
 
 Spec = str | dict[str, Any]
 
@@ -82,25 +81,6 @@ class EntryOptions(BaseModel):
 _MODELS = {(): SslConfig, ("loss",): LossConfig, ("training",): TrainingConfig}
 
 
-def _config_error(exc: ValidationError, config: dict, root: type[BaseModel]) -> ConfigError:
-    """A pydantic error as a ConfigError naming the key and its value."""
-    err = exc.errors()[0]
-    loc = [p for p in err["loc"] if isinstance(p, int) or str(p).isidentifier()]
-    if err["type"] == "extra_forbidden" and err["loc"]:
-        # the unknown key itself, whatever its characters ('batch size')
-        loc = [*[p for p in err["loc"][:-1] if isinstance(p, int) or str(p).isidentifier()],
-               err["loc"][-1]]
-    value: Any = config
-    for part in loc:
-        value = value.get(part) if isinstance(value, dict) else None
-    msg = err["msg"]
-    if err["type"] == "extra_forbidden":
-        model = _MODELS.get(tuple(loc[:-1]), root) if root is SslConfig else root
-        msg = (f"unknown key {loc[-1]!r} for the semi_supervised task; keys: "
-               f"{', '.join(model.model_fields)}")
-    return ConfigError(".".join(map(str, loc)), value, msg)
-
-
 class SemiSupervisedTask:
     """Labeled + shifted unlabeled data, a linear classifier, in-domain test error."""
 
@@ -114,7 +94,7 @@ class SemiSupervisedTask:
         try:
             cfg = SslConfig.model_validate(config).model_dump()
         except ValidationError as exc:
-            raise _config_error(exc, config, SslConfig) from None
+            raise validation_error(exc, config, _MODELS, "the semi_supervised task") from None
         check_components(cfg, check, (("method", "ssl_methods"),))
         return cfg
 
@@ -124,7 +104,7 @@ class SemiSupervisedTask:
         try:
             return EntryOptions.model_validate(options).model_dump()
         except ValidationError as exc:
-            raise _config_error(exc, options, EntryOptions) from None
+            raise validation_error(exc, options, {(): EntryOptions}, "the dataset entry") from None
 
     def dataset_label(self, base: str, entry: dict) -> str:
         """``<source>+m=20+n=1000+tv=0.1``, then any of ``test``, ``direction``,
