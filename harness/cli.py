@@ -470,5 +470,33 @@ def main(argv: list[str] | None = None) -> int:
         return 141
 
 
+def console_main() -> None:
+    """The ``harness`` console script: ``main``, then an exit that skips the
+    interpreter's teardown of torch, mlflow and pandas (0.4-1.5 s of freeing
+    modules nothing reads again).  Threads that keep the process alive and
+    ``atexit`` handlers (multiprocessing's, logging's) run first; stdout and
+    stderr are flushed."""
+    code = main()
+    exit_now(code)
+
+
+def exit_now(code: int | None) -> None:
+    """End the process with ``code`` as ``sys.exit`` would (None is 0),
+    without tearing its modules down."""
+    import atexit
+    import threading
+
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed pipe or closed stream: nothing to lose
+            pass
+    os._exit(code or 0)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    console_main()

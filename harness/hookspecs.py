@@ -230,6 +230,12 @@ def register_executors(register):
       once on this machine; the runner spreads the runs over this machine's
       GPUs round-robin by slot.  An executor whose scheduler gives each run
       its GPUs (Ray, SLURM) says 1.
+    - Optional ``in_process(items) -> bool`` (default false): true when
+      ``map`` would call ``fn`` for these items in the calling process.  The
+      runner then starts training while its store writer is still creating
+      the store (the writer's messages keep their order); otherwise it waits
+      for the store first, since writers of other processes would race to
+      create it.
     """
 
 

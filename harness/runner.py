@@ -257,7 +257,8 @@ def run_plan(plan: Plan, options: RunOptions | None = None, *, registry=None, co
     devices = _devices(options.device, int(getattr(executor, "slots", 1) or 1))
     items = work_items(plan.todo, registry, devices, batch=options.batch,
                        max_group=options.max_group, inexact=options.batch_all, writer=writer)
-    if prepared is not None:
+    here = not limits.isolate and bool(getattr(executor, "in_process", lambda _: False)(items))
+    if prepared is not None and not here:
         prepared.result()
     fn = functools.partial(run_item, uri=uri, blocked=options.blocked, executor=name,
                            limits=limits, env=worker_env())
@@ -287,6 +288,8 @@ def run_plan(plan: Plan, options: RunOptions | None = None, *, registry=None, co
             for _ in range(len(again) - len(items)):
                 counts[runstate.FINISHED] += 1
                 progress.n += 1
+    if prepared is not None:
+        prepared.result()  # a store the writer could not create: its runs failed, say why
     if writer and close_writer:
         from harness.storewriter import close_writers
 

@@ -37,21 +37,22 @@ from concurrent.futures import Future
 from typing import Any
 
 #: Metric rows a ``RemoteRunLogger`` keeps before sending them to the writer.
-SEND_ROWS = 100
+SEND_ROWS = 30
 #: Rows the writer collects for a run before writing them while the run is
 #: still training (fewer, bigger transactions; the end writes the rest).
-WRITE_ROWS = 200
+WRITE_ROWS = 60
 
 #: Requests the writer answers with a report function: it has mlflow (and,
 #: warmed while the runs trained, the report's modules) imported already.
 REPORTS = {"leaderboard": "harness.report.console_leaderboard",
            "suite_report": "harness.report.log_suite_report"}
 
-#: What those requests import, warmed by ``StoreWriter.warm_reports``.
+#: What those requests import (``module:function``: also call it), warmed by
+#: ``StoreWriter.warm_reports``.
 REPORT_MODULES = ("pandas", "scipy.stats", "tabulate", "matplotlib.figure",
                   "matplotlib.backends.backend_agg", "harness.report",
                   "harness.report.load", "harness.report.analysis", "harness.report.figures",
-                  "harness.report.render")
+                  "harness.report.render", "harness.report:warm_up")
 
 _WRITERS: dict[tuple[int, str | None], StoreWriter] = {}
 
@@ -393,9 +394,12 @@ def serve(read_fd: int, write_fd: int, uri: str) -> None:
             if due:
                 max(due, key=MlflowRunLogger.pending).flush()
                 continue
-            if warm:  # nothing to write: import what a later request needs
+            if warm:  # nothing to write: import (or call) what a later request needs
+                module, _, call = warm.pop(0).partition(":")
                 try:
-                    importlib.import_module(warm.pop(0))
+                    loaded = importlib.import_module(module)
+                    if call:
+                        getattr(loaded, call)()
                 except Exception:  # noqa: BLE001 - the request itself will say it
                     pass
                 continue

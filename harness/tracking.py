@@ -113,7 +113,7 @@ def environment_tags() -> dict[str, str]:
         "harness.git_commit": git_commit(),
         "harness.host": socket.gethostname(),
         "harness.python": platform.python_version(),
-        "harness.torch": torch.__version__,
+        "harness.torch": str(torch.__version__),  # not a TorchVersion: unpickling it imports torch
         "harness.cuda": str(torch.version.cuda or ""),
     }
     if torch.cuda.is_available():

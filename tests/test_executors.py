@@ -156,3 +156,13 @@ def test_plan_and_plugins_stay_light(tmp_path):
                          env={**os.environ, "PYTHONPATH": str(PLUGINS)}, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_local_executor_says_when_it_runs_items_here():
+    """The runner starts training before the store writer has created the
+    store only for items run in this process (``in_process``)."""
+    from harness_plugins.executors.local import LocalExecutor
+
+    assert LocalExecutor(jobs=1).in_process(["a", "b", "c"])
+    assert LocalExecutor(jobs=2).in_process(["a"])
+    assert not LocalExecutor(jobs=2).in_process(["a", "b"])

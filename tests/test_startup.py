@@ -71,3 +71,40 @@ def test_a_finished_suite_runs_without_torch_or_mlflow(tmp_path):
     # the leaderboard's table (pandas) and its tests (scipy), nothing else
     assert _imported_after(["run", str(suite), "--tracking-uri", uri, "-q"]) == [
         "pandas", "scipy"]
+
+
+def test_console_exit_keeps_output_threads_and_exit_handlers(tmp_path):
+    """The console script ends without the interpreter's teardown, but what
+    a normal exit does still happens: buffered stdout reaches the reader, a
+    non-daemon thread finishes, atexit handlers run, the status is kept."""
+    marker = tmp_path / "atexit.txt"
+    code = textwrap.dedent(f"""
+        import atexit, sys, threading, time
+        from pathlib import Path
+        from harness.cli import exit_now
+        atexit.register(lambda: Path({str(marker)!r}).write_text("ran"))
+        def late():
+            time.sleep(0.3)
+            sys.stdout.write("thread done")
+        threading.Thread(target=late).start()
+        sys.stdout.write("buffered, no newline;")
+        exit_now(3)
+        print("never")
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT)
+    assert out.returncode == 3
+    assert out.stdout == "buffered, no newline;thread done"
+    assert marker.read_text() == "ran"
+
+
+def test_environment_tags_unpickle_without_torch():
+    """The store writer unpickles each run's environment tags; a
+    ``TorchVersion`` among them made it import torch (~2 s)."""
+    import pickle
+
+    from harness.tracking import environment_tags
+
+    tags = environment_tags()
+    assert all(type(v) is str for v in tags.values())
+    assert b"torch" not in pickle.dumps(tags).replace(b"harness.torch", b"")

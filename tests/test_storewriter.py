@@ -157,3 +157,17 @@ def test_training_process_killed_keeps_ended_runs(tracking_uri, tmp_path):
     assert len(client.get_metric_history(runs["done"]["run_id"], "val/loss")) == 250
     assert runs["open"]["status"] == "running"
     assert runstate.is_stale(runs["open"]) and runs["open"]["pid"].endswith(f":{proc.pid}")
+
+
+def test_every_warm_entry_imports_and_runs():
+    """The writer swallows a failing warm-up (the request itself would say
+    it), so a typo there would only ever show as a slower report."""
+    import importlib
+
+    from harness.storewriter import REPORT_MODULES
+
+    for entry in REPORT_MODULES:
+        module, _, call = entry.partition(":")
+        loaded = importlib.import_module(module)
+        if call:
+            getattr(loaded, call)()

@@ -22,7 +22,7 @@ from pathlib import Path
 from harness.errors import UserError
 from harness.runstate import DONE
 
-__all__ = ["build_report", "console_leaderboard", "log_suite_report"]
+__all__ = ["build_report", "console_leaderboard", "log_suite_report", "warm_up"]
 
 
 def build_report(suite: str | Path | None = None, *, experiment: str | None = None,
@@ -164,6 +164,25 @@ def log_suite_report(suite, uri: str | None, counts: dict) -> str | None:
             _warn(f"report not built: {type(exc).__name__}: {exc}")
             return None
         return log_suite_run(uri, suite.name, str(out), dict(counts), suite.rank_by)
+
+
+def warm_up() -> None:
+    """Pay now what a process's first report pays: the plugin registry (the
+    report re-plans the suite file) and matplotlib's font set-up (the first
+    PNG).  The store writer calls it while the runs train, so the report at
+    the end of ``harness run`` does not wait for either."""
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from harness.plugins import get_registry
+
+    get_registry()
+    fig = Figure(figsize=(1, 1))
+    FigureCanvasAgg(fig)
+    fig.add_subplot().set_title("warm")
+    fig.savefig(io.BytesIO(), format="png")
 
 
 def _warn(message: str) -> None:

@@ -115,6 +115,11 @@ class LocalExecutor:
         """Runs at once on this machine: one per job."""
         return self.jobs
 
+    def in_process(self, items: list) -> bool:
+        """Whether ``map`` calls ``fn`` here, in this process (one job, or one
+        item, and no supervised child per call)."""
+        return self.jobs <= 1 or len(items) <= 1
+
     def map(self, fn: Callable, items: Iterable) -> Iterator:
         """Yield ``fn(item)`` for each item, as runs complete (``Lost`` for an
         item whose worker process died)."""
