@@ -143,3 +143,33 @@ def test_per_batch_wrapper_is_built_by_the_training_context_not_the_registry():
     assert isinstance(mix, PerBatchMix)
     assert (mix.n_real, mix.ratio, mix.batch_size) == (10, 2.0, 15)
     assert train_ctx.registry is reg  # everything else is the run's context
+
+
+def test_generated_pixels_are_rounded_and_clipped_to_uint8():
+    """A uint8 image source keeps its train split in uint8: a generator's
+    float pixels are rounded and clipped, not truncated and wrapped."""
+    from harness_plugins.augmentation.mixing import as_train_dtype
+
+    gen = np.array([[-3.2, 0.4, 254.7, 300.0, 100.5, 101.5]])
+    out = as_train_dtype(gen, np.uint8)
+    assert out.dtype == np.uint8
+    assert out.tolist() == [[0, 0, 255, 255, 100, 102]]  # rint: halves to even
+    floats = as_train_dtype(gen, np.float32)
+    assert floats.dtype == np.float32 and floats[0, 0] == np.float32(-3.2)
+
+
+def test_uint8_train_split_gets_in_range_generated_rows():
+    """End to end: a generator fit on uint8 pixels near 0 and 255 samples
+    outside [0, 255]; the mixed train split holds those as 0 and 255."""
+    data = make_data(d=4)
+    rng = np.random.default_rng(1)
+    X = np.where(rng.random(data.X_train.shape) < 0.5, 1, 254).astype(np.uint8)
+    data = PreparedData("toy", X, data.y_train, data.X_val, data.y_val, data.X_test,
+                        data.y_test, data.classes, data.in_shape)
+    new, _ = augment(A.gaussian_nb(ratio=2.0), data, seed=0)
+    generated = new.X_train[len(data.y_train):].astype(int)
+    assert new.X_train.dtype == np.uint8
+    # near 1 and 254 with a std of ~126, clipping is what keeps them in range:
+    # a wrapped value would show as small/large values in the wrong place
+    assert generated.min() == 0 and generated.max() == 255
+    assert ((generated == 0) | (generated == 255)).mean() > 0.3

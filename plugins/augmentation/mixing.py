@@ -89,7 +89,7 @@ def augment(augmenter, data, seed: int, device: str = "cpu") -> tuple[Any, dict]
     if not np.all(np.isfinite(X_gen)):
         raise UserError(f"augmenter {augmenter.name!r} generated non-finite values")
     info.update(generated_quality(X_gen, y_gen, data.X_val, data.y_val, seed=abs(int(seed))))
-    X_gen = X_gen.astype(data.X_train.dtype, copy=False)
+    X_gen = as_train_dtype(X_gen, data.X_train.dtype)
     clean = data.y_train_clean
     new = dataclasses.replace(
         data,
@@ -101,6 +101,19 @@ def augment(augmenter, data, seed: int, device: str = "cpu") -> tuple[Any, dict]
               "n_generated": int(len(y_gen)), "n_train": int(len(data.y_train) + len(y_gen))},
     )
     return new, info
+
+
+def as_train_dtype(X_gen, dtype):
+    """Generated rows in the train split's dtype.  Integer pixels (a uint8
+    image source) are rounded and clipped to the type's range: a bare cast
+    truncates 254.7 to 254 and wraps -3 around to 253."""
+    import numpy as np
+
+    dtype = np.dtype(dtype)
+    if dtype.kind in "ui":
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(X_gen), info.min, info.max).astype(dtype)
+    return X_gen.astype(dtype, copy=False)
 
 
 def augment_training(ctx, data, spec: dict) -> tuple[Any, dict]:
