@@ -170,6 +170,11 @@ def register_datasets(register):
       (the task's ``dataset_label`` may extend it).  The split seed derives
       from this default label, so it must be a pure function of ``params``
       that stays the same across versions.
+    - ``split_label(params) -> str``: for an entry whose train and validation
+      rows are another dataset's (a corrupted test set of CIFAR-10), that
+      dataset's default label; the entry's split seed derives from it, so it
+      splits those rows as that dataset's entry does (its display label stays
+      ``label``).
     - ``check(params)``: cheap checks of the input (a file's header, not its
       data); raise ``harness.ConfigError(param, value, message)``.
     - ``catalog() -> list[dict]``: the datasets the source offers, as

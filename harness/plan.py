@@ -127,6 +127,8 @@ def expand_suite(suite: Suite, only: str | None = None) -> list[RunSpec]:
         identity = split_identity(dataset, suite.content_labels[i] if suite.content_labels
                                   else None)
         relabelled = SPLIT_FROM_CONTENT if dataset.get("label") != identity else None
+        # an entry sharing another dataset's train rows splits them alike
+        shared = suite.split_labels[i] if suite.split_labels else identity
         for method in suite.methods:
             for point in method.points:
                 config = method.config
@@ -140,7 +142,7 @@ def expand_suite(suite: Suite, only: str | None = None) -> list[RunSpec]:
                         rank_by=suite.rank_by, components=method.components,
                         device=suite.device, metric_specs=dict(suite.metric_specs),
                         seeds={
-                            "split": derive_seed(seed, "split", identity),
+                            "split": derive_seed(seed, "split", shared),
                             "init": derive_seed(seed, "init"),
                             "order": derive_seed(seed, "order"),
                         },

@@ -102,6 +102,11 @@ class Suite:
     #: levels drawn from one pool), not independent datasets: the report's
     #: cross-dataset statistics count them once.  Not part of a run's identity.
     conditions: list[str | None] = field(default_factory=list)
+    #: Per dataset entry, the label of the dataset whose train and validation
+    #: rows it shares (a source's ``split_label``: CIFAR-10-C trains on
+    #: CIFAR-10); empty or equal to ``content_labels`` otherwise.  Split seeds
+    #: derive from it, so such entries split alike.
+    split_labels: list[str] = field(default_factory=list)
 
 
 def _pydantic_error(src: YamlSource, exc: ValidationError) -> ConfigError:
@@ -245,9 +250,10 @@ def load_suite(file: str | Path, registry=None) -> Suite:
 
     sources = registry.components("datasets")
     content = [default_label(sources[d["source"]], task, d) for d in datasets]
+    split = [default_label(sources[d["source"]], task, d, split=True) for d in datasets]
     return Suite(header.name, str(file), header.task, seeds, datasets, methods,
                  names, rank_by, header.description, src, header.device, metric_specs, content,
-                 conditions)
+                 conditions, split)
 
 
 def _condition_of(src: YamlSource, i: int, entry) -> str | None:
@@ -451,19 +457,23 @@ def _source_params(src, registry, source: str, value, path) -> dict:
         raise src.error((*path, *parse_path(exc.path)), exc.value, exc.message) from None
 
 
-def default_label(info, task, entry: dict) -> str:
+def default_label(info, task, entry: dict, *, split: bool = False) -> str:
     """The display label an entry gets without ``label:``, made from its
     content alone: the source's own ``label(params)``, else
     ``source-value`` for a single scalar parameter, else the source and a
     short hash of its parameters; then the task's ``dataset_label(base,
     entry)`` (``+imbalance=0.1,exp``).  ``info``: the source's
     ``ComponentInfo``.  Split seeds derive from it (``plan.expand_suite``),
-    never from a ``label:`` the suite writes."""
+    never from a ``label:`` the suite writes.  ``split``: the label of the
+    dataset whose train and validation rows the entry shares, from the
+    source's ``split_label(params)`` where it has one."""
     import hashlib
     import json
 
     source, params = entry["source"], entry["params"]
     own = getattr(info.factory, "label", None)
+    if split and getattr(info.factory, "split_label", None) is not None:
+        own = info.factory.split_label
     if own is not None:
         label = str(own(params))
     elif len(params) == 1 and isinstance(next(iter(params.values())), (int, str)):

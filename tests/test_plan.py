@@ -146,3 +146,32 @@ def test_a_renamed_datasets_new_method_gets_the_same_numbers(tmp_path):
     from harness.tracking import existing_runs
 
     assert len(existing_runs(renamed, "p")) == 2  # ce was not rerun under its new label
+
+
+def test_an_entry_on_another_datasets_rows_splits_as_that_entry(tmp_path):
+    """A source's ``split_label`` (CIFAR-10-C: CIFAR-10's train rows) gives
+    its entries the split seed of that dataset's entry; its label and run
+    key stay its own, and every other entry keeps its content's seed."""
+    from tests.test_image_sources import write_cifar10
+
+    write_cifar10(tmp_path / "data" / "cifar-10-batches-py")
+    (tmp_path / "data" / "CIFAR-10-C").mkdir()
+    suite = tmp_path / "c.yaml"
+    suite.write_text(
+        "name: c\ntask: classification\nseeds: 2\nmodel: mlp\n"
+        "datasets:\n  - cifar10: {root: data}\n"
+        "  - cifar10_c: {root: data, corruption: fog, severity: 2}\n"
+        "  - cifar10_c: {root: data, corruption: fog, severity: 4}\n  - sklearn: iris\n"
+        "methods: {ce: {}}\nmetrics: [accuracy]\n")
+    import numpy as np
+
+    np.save(tmp_path / "data" / "CIFAR-10-C" / "fog.npy", np.zeros((5, 32, 32, 3), np.uint8))
+    np.save(tmp_path / "data" / "CIFAR-10-C" / "labels.npy", np.zeros(5, np.int64))
+    by = {s.run_name: s for s in expand_suite(load_suite(suite))}
+    for seed in (0, 1):
+        clean = by[f"cifar10/ce/{seed}"]
+        fog2, fog4 = by[f"cifar10_c-fog-2/ce/{seed}"], by[f"cifar10_c-fog-4/ce/{seed}"]
+        assert clean.seeds == fog2.seeds == fog4.seeds
+        assert len({clean.run_key, fog2.run_key, fog4.run_key}) == 3
+        assert by[f"iris/ce/{seed}"].seeds["split"] == derive_seed(seed, "split", "iris")
+    assert by["cifar10/ce/0"].seeds["split"] == derive_seed(0, "split", "cifar10")

@@ -1,8 +1,12 @@
 """Task ``calibration``: post-hoc calibrators on a shared classifier.
 
-One classifier is trained per (dataset, seed, classifier config) and shared by
-every calibrator of the suite through ``harness.shared`` (an MLflow artifact of
-its logits), so calibrators are compared on identical logits.  Each
+One classifier is trained per (training data, seed, classifier config) and
+shared by every calibrator of the suite through ``harness.shared`` (an MLflow
+artifact of its weights and logits), so calibrators are compared on identical
+logits.  Entries whose train and validation splits are the same data (CIFAR-10
+and each CIFAR-10-C corruption and severity: CIFAR-10's train split, another
+test set) share it too: a later entry loads the weights and computes the
+logits of its own test set.  Each
 calibrator is fitted on validation logits and evaluated on the clean test set
 (``test/<metric>``) and on corrupted copies at fixed severities
 (``test/shift<s>/<metric>``), in- and out-of-distribution as in the
@@ -38,22 +42,78 @@ class CalibrationConfig(Config):
     shift: Shift = Shift()
 
 
+#: Array-name prefix of the classifier's weights in its shared artifact.
+WEIGHT = "weight/"
+
+
+def _identity(*arrays, extra: object = None) -> str:
+    """A hash of ``arrays`` (dtype, shape and bytes) and ``extra``'s repr."""
+    import hashlib
+
+    import numpy as np
+
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(a.data)
+    h.update(repr(extra).encode())
+    return h.hexdigest()[:16]
+
+
+def training_identity(data) -> str:
+    """What the classifier learns from: the train and validation splits (the
+    latter selects and normalises), the image pipeline and the classes.  Two
+    dataset entries with equal identities train the same classifier."""
+    return _identity(data.X_train, data.y_train, data.X_val, data.y_val,
+                     extra=(data.meta.get("pipeline"), [str(c) for c in data.classes]))
+
+
 def _classifier_arrays(ctx, cfg: dict, data) -> dict:
-    """Train the classifier; return the logits every calibrator needs."""
+    """Train the classifier; return its weights and the logits every
+    calibrator needs."""
+    import numpy as np
+
+    from harness_plugins.classification.trainer import train_classifier
+
+    model, _, result = train_classifier(ctx, cfg, data, {})
+    state = getattr(model, "_orig_mod", model).state_dict()  # compiled: the module's own
+    weights = {f"{WEIGHT}{k}": v.detach().cpu().numpy() for k, v in state.items()}
+    return {**weights, **_logit_arrays(ctx, cfg, data, model, np.array(result.train_s))}
+
+
+def _rebuilt(ctx, cfg: dict, data, arrays: dict):
+    """The shared classifier from its stored weights, on the run's device."""
+    import torch
+
+    from harness_plugins.classification.models import spec_with_head
+    from harness_plugins.classification.trainer import model_inputs
+
+    loss_fn = ctx.create("losses", cfg["loss"])
+    model = ctx.create("models", spec_with_head(cfg["model"], loss_fn, ctx.registry),
+                       **model_inputs(data))
+    model.load_state_dict({k[len(WEIGHT):]: torch.as_tensor(v) for k, v in arrays.items()
+                           if k.startswith(WEIGHT)})
+    return model.to(ctx.device)
+
+
+def _logit_arrays(ctx, cfg: dict, data, model, train_s) -> dict:
+    """The logits of the validation, test and shifted test sets (and their
+    views), labels, ``train_s`` and the test set's identity."""
     import numpy as np
     import torch
 
     from harness_plugins.calibration.calibrators import make_views
-    from harness_plugins.classification.trainer import predict_logits, train_classifier
+    from harness_plugins.classification.trainer import predict_logits
 
-    model, _, result = train_classifier(ctx, cfg, data, {})
     bs = cfg["training"]["eval_batch_size"]
     rng = np.random.default_rng(ctx.seeds["split"])
 
     def logits(X):
         return predict_logits(model, torch.as_tensor(X, device=ctx.device), bs).cpu().numpy()
 
-    out = {"y_val": data.y_val, "y_test": data.y_test, "train_s": np.array(result.train_s)}
+    out = {"y_val": data.y_val, "y_test": data.y_test, "train_s": np.asarray(train_s),
+           "test_identity": np.array(_identity(data.X_test, data.y_test))}
     sets = {"val": data.X_val, "test": data.X_test}
     for s in cfg["shift"]["severities"]:
         sets[f"shift{s}"] = _shifted(data.X_test, s, rng)
@@ -123,9 +183,14 @@ class CalibrationTask(SplitAndTransforms):
         classifier = {k: cfg[k] for k in ("model", "loss", "training", "shift")}
         # code identity is part of the key: a changed classifier or corruption
         # must not be served from an artifact an older checkout wrote
-        key = shared_key(ctx.spec.dataset, ctx.spec.seeds, classifier, code_identity())
+        data = ctx.data
+        key = shared_key(training_identity(data), ctx.spec.seeds, classifier, code_identity())
         arrays, reused = shared_arrays(ctx, "classifier", key,
-                                       lambda: _classifier_arrays(ctx, cfg, ctx.data))
+                                       lambda: _classifier_arrays(ctx, cfg, data))
+        if reused and str(arrays.get("test_identity")) != _identity(data.X_test, data.y_test):
+            # trained for another entry on the same data: this entry's test set
+            arrays = _logit_arrays(ctx, cfg, data, _rebuilt(ctx, cfg, data, arrays),
+                                   arrays["train_s"])
         ctx.log_metrics({"classifier/reused": float(reused),
                          "time/train_s": 0.0 if reused else float(arrays["train_s"])})
         cal = ctx.create("calibrators", cfg["calibrator"])

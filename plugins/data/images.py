@@ -354,6 +354,10 @@ cifar10_c.label = lambda p: (f"cifar10_c-{p.get('corruption', 'gaussian_noise')}
 cifar100_c.label = lambda p: (f"cifar100_c-{p.get('corruption', 'gaussian_noise')}-"
                               f"{p.get('severity', 3)}")
 cifar100.label = lambda p: "cifar100" + ("-coarse" if p.get("labels") == "coarse" else "")
+# a corruption set's train and validation rows are the clean set's: split
+# them as the clean entry does, so a task can share what it trains on them
+cifar10_c.split_label = lambda p: "cifar10"
+cifar100_c.split_label = lambda p: "cifar100"
 synthetic_images.label = lambda p: "synthetic_images"
 
 
