@@ -313,6 +313,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (both sides)")
     parser.add_argument("--max-group", type=int, default=None)
     args = parser.parse_args()
+    from bytecode import compile_checkout
+
+    compile_checkout()  # fresh processes load bytecode, as an installed package does
     env = {**os.environ, "HARNESS_TORCH_THREADS": str(args.threads),
            "OMP_NUM_THREADS": str(args.threads)}
     workloads = list(WORKLOADS) if args.workload == "all" else [args.workload]

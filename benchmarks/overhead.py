@@ -122,6 +122,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    from bytecode import compile_checkout
+
+    compile_checkout()  # fresh processes load bytecode, as an installed package does
     import torch
     from tabulate import tabulate
 
