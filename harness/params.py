@@ -178,6 +178,90 @@ def _adapter(annotation: Any):
         return TypeAdapter(annotation)
 
 
+#: Why a YAML boolean is refused where a number goes.
+_BOOLEAN = "a YAML boolean (true/false, yes/no, on/off) is not a number"
+
+
+def _coerces_bool(annotation: Any) -> bool:
+    """Whether pydantic's lax mode turns a boolean into a number for
+    ``annotation`` (``epochs: yes`` -> 1) although the type takes no boolean."""
+    from pydantic import ValidationError
+
+    try:
+        adapter = _adapter(annotation)
+    except Exception:  # noqa: BLE001 - no schema: pydantic says nothing either
+        return False
+    try:
+        adapter.validate_python(True, strict=True)
+        return False  # a boolean is a value of the type (bool, Literal[True], Any)
+    except ValidationError:
+        pass
+    try:
+        adapter.validate_python(True, strict=False)
+        return True
+    except ValidationError:  # refused anyway, with pydantic's own message
+        return False
+
+
+def _element_type(annotation: Any) -> Any:
+    """``X`` of ``list[X]`` / ``tuple[X, ...]`` (also the one list of a union,
+    ``int | list[int]``), else None."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        annotation = annotation.__origin__
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Union or type(annotation).__name__ == "UnionType":
+        items = [t for t in map(_element_type, args) if t is not None]
+        return items[0] if len(items) == 1 else None
+    if origin in (list, tuple) and args:
+        return args[0]
+    return None
+
+
+def _check_bools(annotation: Any, value: Any, path: str, what: str) -> None:
+    if isinstance(value, bool) and _coerces_bool(annotation):
+        raise ConfigError(path, value, f"{what}expects {_type_name(annotation) or 'a number'}; "
+                          f"{_BOOLEAN}")
+    item = _element_type(annotation) if isinstance(value, list) else None
+    if item is not None:
+        for i, v in enumerate(value):
+            _check_bools(item, v, f"{path}[{i}]", what)
+
+
+def reject_boolean_numbers(model: Any, config: Any, path: str = "") -> None:
+    """Raise ``ConfigError`` at the key where ``config`` gives a boolean to a
+    field of the pydantic ``model`` that takes numbers and no boolean (in
+    nested models and list items too): pydantic's lax mode would read
+    ``epochs: yes`` as 1 and ``gamma: true`` as 1.0.  Call it before
+    ``model.model_validate(config)``."""
+    fields = getattr(model, "model_fields", None)
+    if not isinstance(config, dict) or fields is None:
+        return
+    for key, value in config.items():
+        field = fields.get(key)
+        if field is None:
+            continue
+        key_path = f"{path}.{key}" if path else str(key)
+        _check_bools(field.annotation, value, key_path, "")
+        sub = _model_in(field.annotation)
+        if sub is not None and isinstance(value, dict):
+            reject_boolean_numbers(sub, value, key_path)
+        item = _model_in(_element_type(field.annotation)) if isinstance(value, list) else None
+        if item is not None:
+            for i, v in enumerate(value):
+                reject_boolean_numbers(item, v, f"{key_path}[{i}]")
+
+
+def _model_in(annotation: Any) -> Any:
+    """The pydantic model class in ``annotation`` (``Model``, ``Model | None``)."""
+    if annotation is None:
+        return None
+    if typing.get_origin(annotation) is typing.Annotated:
+        annotation = annotation.__origin__
+    candidates = typing.get_args(annotation) or (annotation,)
+    models = [a for a in candidates if isinstance(a, type) and hasattr(a, "model_fields")]
+    return models[0] if len(models) == 1 else None
+
+
 def validate_params(params: list[Param], var_kw: bool, values: dict, path: str,
                     what: str) -> dict:
     """Check ``values`` against ``params``; return them coerced by pydantic.
@@ -201,6 +285,7 @@ def validate_params(params: list[Param], var_kw: bool, values: dict, path: str,
         if p.annotation is Any:
             out[key] = value
             continue
+        _check_bools(p.annotation, value, key_path, f"{what} parameter {key!r} ")
         try:
             out[key] = _adapter(p.annotation).validate_python(value, strict=False)
         except ValidationError as exc:

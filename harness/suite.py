@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from harness.data import is_path_param, resolve_paths
 from harness.errors import MISSING, ConfigError
-from harness.params import did_you_mean, singular
+from harness.params import did_you_mean, reject_boolean_numbers, singular
 from harness.yamlsource import YamlSource, load_yaml, parse_path
 
 #: Keys of a suite that are not part of a method's config.
@@ -186,6 +186,12 @@ def load_suite(file: str | Path, registry=None) -> Suite:
     src = load_yaml(file)
     if not isinstance(src.data, dict):
         raise src.error((), src.data, "a suite must be a YAML mapping")
+    try:
+        reject_boolean_numbers(SuiteHeader, src.data)
+    except ConfigError as exc:  # `seeds: yes` would be one seed
+        top, _, rest = exc.path.partition("[")
+        loc = (top, *(int(i) for i in rest.rstrip("]").split("]["))) if rest else (top,)
+        raise src.error(loc, exc.value, exc.message) from None
     try:
         header = SuiteHeader.model_validate(src.data)
     except ValidationError as exc:

@@ -224,3 +224,25 @@ def test_an_image_root_the_system_refuses_is_not_found(tmp_path):
     from harness_plugins.data.images import CIFAR10
 
     assert CIFAR10.find(Path("x" * 5000)) is None
+
+
+@pytest.mark.parametrize("old,new,path", [
+    ("epochs: 1", "epochs: yes", "training.epochs"),
+    ("gamma: 2.0", "gamma: true", "methods.focal.loss.gamma"),
+    ("hidden: [8]", "hidden: [8, on]", "model.hidden[1]"),
+    ("seeds: 2", "seeds: yes", "seeds"),
+    ("seeds: 2", "seeds: [0, true]", "seeds[1]"),
+    ("lr: 0.01", "lr: false", "training.optimizer.lr"),
+])
+def test_a_boolean_where_a_number_goes_is_named(tmp_path, capsys, old, new, path):
+    """pydantic's lax mode reads `epochs: yes` as 1 epoch and `gamma: true` as
+    1.0: a boolean where only numbers go stops the plan at its key."""
+    code, err, suite = plan(tmp_path, capsys, BASE.replace(old, new))
+    assert code == 2
+    assert err.startswith(f"error: {suite}:") and f" {path} = " in err
+    assert "a YAML boolean" in err and "is not a number" in err
+
+
+def test_a_boolean_where_a_boolean_goes_still_plans(tmp_path, capsys):
+    code, err, _ = plan(tmp_path, capsys, BASE.replace("epochs: 1", "epochs: 1\n  select_best: no"))
+    assert code == 0, err

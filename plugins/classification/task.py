@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_serializer
 
 from harness import ConfigError, hookimpl
-from harness.params import check_components
+from harness.params import check_components, reject_boolean_numbers
 from harness_plugins.classification.entries import SplitAndTransforms
 
 Spec = str | dict[str, Any]
@@ -199,6 +199,7 @@ def validate_classifier_config(config: dict, check, root: type[BaseModel],
     """Validate a classifier config (``model``, ``loss``, ``training``, plus
     ``extra`` (key, kind) component keys of ``root``) and its early-stopping
     monitor against the suite's metrics (``check.metrics``)."""
+    reject_boolean_numbers(root, config)
     try:
         cfg = root.model_validate(config).model_dump()
     except ValidationError as exc:

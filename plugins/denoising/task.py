@@ -41,7 +41,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness import ConfigError, hookimpl
-from harness.params import check_components
+from harness.params import check_components, reject_boolean_numbers
 
 Spec = str | dict[str, Any]
 IMAGE_INPUTS = ("clean", "denoised", "noisy")
@@ -133,6 +133,7 @@ class DenoisingTask:
 
     def validate(self, config: dict, check) -> dict:
         """Check the config, every component, the ratios and the patch size."""
+        reject_boolean_numbers(DenoisingConfig, config)
         try:
             cfg = DenoisingConfig.model_validate(config).model_dump()
         except ValidationError as exc:

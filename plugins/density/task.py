@@ -40,7 +40,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness import ConfigError, Diverged, UserError
-from harness.params import check_components, validation_error
+from harness.params import check_components, reject_boolean_numbers, validation_error
 
 Spec = str | dict[str, Any]
 INPUTS = ("test_logp", "test_logp_se", "log_z_se", "true_logp", "estimate", "truth_params",
@@ -112,6 +112,7 @@ class DensityTask:
         """Check the config and its components; MLE needs a model with a known normaliser."""
         from harness.plugins import get_registry
 
+        reject_boolean_numbers(DensityConfig, config)
         try:
             cfg = DensityConfig.model_validate(config).model_dump()
         except ValidationError as exc:

@@ -36,7 +36,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness import ConfigError
-from harness.params import check_components, validation_error
+from harness.params import check_components, reject_boolean_numbers, validation_error
 
 Spec = str | dict[str, Any]
 
@@ -88,6 +88,7 @@ class DomainGeneralizationTask:
     def validate(self, config: dict, check) -> dict:
         """Check the config with pydantic, its components through ``check``
         and the monitor against what every epoch logs."""
+        reject_boolean_numbers(DomainConfig, config)
         try:
             cfg = DomainConfig.model_validate(config).model_dump()
         except ValidationError as exc:

@@ -31,7 +31,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness import ConfigError
-from harness.params import check_components, validation_error
+from harness.params import check_components, reject_boolean_numbers, validation_error
 from harness_plugins.classification.entries import SplitAndTransforms
 
 Spec = str | dict[str, Any]
@@ -94,6 +94,7 @@ class FederatedTask(SplitAndTransforms):
 
     def validate(self, config: dict, check) -> dict:
         """Check the config shape and every component spec."""
+        reject_boolean_numbers(FederatedConfig, config)
         try:
             cfg = FederatedConfig.model_validate(config).model_dump()
         except ValidationError as exc:

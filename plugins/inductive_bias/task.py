@@ -32,7 +32,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness import ConfigError, UserError
-from harness.params import check_components, validation_error
+from harness.params import check_components, reject_boolean_numbers, validation_error
 
 Spec = str | dict[str, Any]
 INPUTS = ("bits", "bits_se", "losses", "target")
@@ -84,6 +84,7 @@ class InductiveBiasTask:
 
     def validate(self, config: dict, check) -> dict:
         """Check the config and the hypothesis class."""
+        reject_boolean_numbers(InductiveBiasConfig, config)
         try:
             cfg = InductiveBiasConfig.model_validate(config).model_dump()
         except ValidationError as exc:

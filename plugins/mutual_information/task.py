@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness import ConfigError
-from harness.params import check_components
+from harness.params import check_components, reject_boolean_numbers
 
 Spec = str | dict[str, Any]
 
@@ -75,6 +75,7 @@ class MiEstimationTask:
         import harness
         from harness_plugins.classification.task import config_error
 
+        reject_boolean_numbers(MiConfig, config)
         try:
             cfg = MiConfig.model_validate(config).model_dump()
         except ValidationError as exc:

@@ -33,7 +33,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness import ConfigError, hookimpl
-from harness.params import check_components
+from harness.params import check_components, reject_boolean_numbers
 from harness_plugins.classification.entries import SplitAndTransforms
 from harness_plugins.classification.task import Training, config_error
 
@@ -146,6 +146,7 @@ class NasTask(SplitAndTransforms):
         from harness_plugins.nas.ground_truth import MAX_GROUND_TRUTH
 
         _check_table_keys(config.get("ground_truth"))
+        reject_boolean_numbers(NasConfig, config)
         try:
             cfg = NasConfig.model_validate(config).model_dump()
         except ValidationError as exc:

@@ -31,7 +31,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness import ConfigError, Diverged
-from harness.params import check_components, validation_error
+from harness.params import check_components, reject_boolean_numbers, validation_error
 
 Spec = str | dict[str, Any]
 INPUTS = ("u_pred", "u_true", "residual")
@@ -90,6 +90,7 @@ class PdeTask:
 
     def validate(self, config: dict, check) -> dict:
         """Check the config and the sampler; eval/resample intervals fit the budget."""
+        reject_boolean_numbers(PdeConfig, config)
         try:
             cfg = PdeConfig.model_validate(config).model_dump()
         except ValidationError as exc:

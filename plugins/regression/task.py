@@ -35,7 +35,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness import ConfigError
-from harness.params import check_components, validation_error
+from harness.params import check_components, reject_boolean_numbers, validation_error
 
 Spec = str | dict[str, Any]
 
@@ -154,6 +154,7 @@ class RegressionTask:
 
     def validate(self, config: dict, check) -> dict:
         """Check the config, its components, and the bag size against the datasets."""
+        reject_boolean_numbers(RegressionConfig, config)
         try:
             cfg = RegressionConfig.model_validate(config).model_dump()
         except ValidationError as exc:

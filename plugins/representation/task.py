@@ -32,7 +32,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness import ConfigError
-from harness.params import check_components, validation_error
+from harness.params import check_components, reject_boolean_numbers, validation_error
 from harness_plugins.classification.entries import SplitAndTransforms
 from harness_plugins.representation.views import Views
 
@@ -103,6 +103,7 @@ class ContrastiveTask(SplitAndTransforms):
 
     def validate(self, config: dict, check) -> dict:
         """Check the config shape, every component, the loss against the batch size."""
+        reject_boolean_numbers(ContrastiveConfig, config)
         try:
             cfg = ContrastiveConfig.model_validate(config).model_dump()
         except ValidationError as exc:

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from harness.params import check_components, validation_error
+from harness.params import check_components, reject_boolean_numbers, validation_error
 
 Spec = str | dict[str, Any]
 
@@ -91,6 +91,7 @@ class SemiSupervisedTask:
     def validate(self, config: dict, check) -> dict:
         """Check the config (unknown keys, such as another task's, are errors)
         and the method component."""
+        reject_boolean_numbers(SslConfig, config)
         try:
             cfg = SslConfig.model_validate(config).model_dump()
         except ValidationError as exc:
