@@ -342,3 +342,17 @@ def test_a_long_paired_table_folds():
         render._fold(t)[1]
     t.rows = t.rows[:render.PAIRED_ROWS]
     assert render._fold(t) == ("table", t)
+
+
+def test_a_difference_equal_up_to_rounding_on_every_seed_is_not_tested():
+    """One test sample in 57 on each of 3 seeds: the differences agree but for
+    float rounding, and a paired t-test divided by that rounding (p 4e-30,
+    'separated'); no test of a spread that is not there."""
+    a = np.array([55 / 57 * 0.9849, 54 / 57, 56 / 57])
+    d = a - (a + 1 / 57)
+    assert not np.all(d == d[0])  # the rounding the test is about
+    out = paired.difference_test(d)
+    assert out["test"] == "" and math.isnan(out["p"])
+    assert out["note"].startswith("the same difference on every unit")
+    # a real spread still gets its t-test
+    assert paired.difference_test(d + [0.0, 0.001, -0.002])["test"] == "paired t"
