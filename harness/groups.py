@@ -70,14 +70,11 @@ def batch_key(spec: RunSpec, registry, tasks: dict | None = None) -> tuple[str |
 
 
 def group_runs(specs: list[RunSpec], registry, max_group: int | None = None, *,
-               inexact: bool = False, spread: int = 1) -> Grouping:
+               inexact: bool = False) -> Grouping:
     """Group ``specs`` by their task's batch key, in chunks of at most
     ``max_group``; the others train alone, with the reason.  ``inexact``:
     also group the runs whose numbers a group changes within rounding (a
-    key with a reason: ``--batch``).  ``spread``: with fewer work items than
-    that (``--jobs``), the largest groups are halved until there are as many
-    (a run's numbers do not depend on its group), so no job idles beside
-    one big group."""
+    key with a reason: ``--batch``)."""
     if max_group is not None and max_group < 1:
         raise ValueError(f"max_group must be >= 1, got {max_group}")
     tasks: dict = {}
@@ -104,28 +101,18 @@ def group_runs(specs: list[RunSpec], registry, max_group: int | None = None, *,
             if len(chunk) == 1:
                 out.alone[chunk[0].run_key] = "no other run to train with"
             out.items.append(chunk)
-    while len(out.items) < spread:
-        big = max(range(len(out.items)), key=lambda i: len(out.items[i]), default=None)
-        if big is None or len(out.items[big]) < 2:
-            break
-        chunk = out.items[big]
-        out.items[big:big + 1] = [chunk[:(len(chunk) + 1) // 2], chunk[(len(chunk) + 1) // 2:]]
-    for chunk in out.items:
-        if len(chunk) == 1 and chunk[0].run_key not in out.alone:
-            out.alone[chunk[0].run_key] = "no other run to train with"
     return out
 
 
 def work_items(todo: list[RunSpec], registry, devices: list[str], *, batch: bool = False,
                max_group: int | None = None, inexact: bool = False,
-               writer: bool | None = None, spread: int = 1) -> list[WorkItem]:
+               writer: bool | None = None) -> list[WorkItem]:
     """The runner's work items for ``todo``: one per run, or in batch mode
     one per group or run training alone; devices round-robin over items.
     ``writer``: their runs log through a store writer (default: in batch
-    mode; ``harness.runner.uses_writer``).  ``inexact``, ``spread``: see
-    ``group_runs``."""
-    items = group_runs(todo, registry, max_group, inexact=inexact, spread=spread).items \
-        if batch else [[s] for s in todo]
+    mode; ``harness.runner.uses_writer``).  ``inexact``: see ``group_runs``."""
+    items = group_runs(todo, registry, max_group, inexact=inexact).items if batch \
+        else [[s] for s in todo]
     writer = batch if writer is None else writer
     return [WorkItem([s.to_dict() for s in item], devices[i % len(devices)], 1, writer)
             for i, item in enumerate(items)]

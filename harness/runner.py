@@ -254,11 +254,9 @@ def run_plan(plan: Plan, options: RunOptions | None = None, *, registry=None, co
                         "(see register_executors in harness/hookspecs.py)")
     name = getattr(executor, "name", type(executor).__name__)
     limits = options.limits
-    slots = int(getattr(executor, "slots", 1) or 1)
-    devices = _devices(options.device, slots)
+    devices = _devices(options.device, int(getattr(executor, "slots", 1) or 1))
     items = work_items(plan.todo, registry, devices, batch=options.batch,
-                       max_group=options.max_group, inexact=options.batch_all, writer=writer,
-                       spread=slots)
+                       max_group=options.max_group, inexact=options.batch_all, writer=writer)
     here = not limits.isolate and bool(getattr(executor, "in_process", lambda _: False)(items))
     if prepared is not None and not here:
         prepared.result()

@@ -69,23 +69,6 @@ def test_groups_and_reasons(tmp_path):
         group_runs(plan.todo, get_registry(), max_group=0)
 
 
-def test_fewer_groups_than_jobs_are_halved(tmp_path):
-    """With ``--jobs N`` and fewer work items than N, the largest groups are
-    halved (every run once, order kept) so no job idles beside a big group."""
-    plan = make_plan(suite_file(tmp_path), f"sqlite:///{tmp_path / 'm.db'}")
-    adam = [s for s in plan.todo if s.method in ("ce", "fast")]
-    assert len(group_runs(adam, get_registry()).items) == 1
-    two = group_runs(adam, get_registry(), spread=2).items
-    assert [len(i) for i in two] == [2, 2]
-    assert [s.run_key for i in two for s in i] == [s.run_key for s in adam]
-    four = group_runs(adam, get_registry(), spread=8)  # never below one run per item
-    assert [len(i) for i in four.items] == [1, 1, 1, 1]
-    assert set(four.alone.values()) == {"no other run to train with"}
-    # enough items already: groups stay whole
-    assert len(group_runs(plan.todo, get_registry(), spread=2).items) == \
-        len(group_runs(plan.todo, get_registry()).items)
-
-
 def _logged(uri):
     """run_key -> (status, params, harness tags, metric histories, group tag)
     of the runs not interrupted."""
