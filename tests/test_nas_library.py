@@ -369,3 +369,42 @@ def test_nas_cell_model_is_the_genotype_network():
         registry.create("models", {"name": "nas_cell", "space": "tiny",
                                    "genotype": ["none", "skip", "skip"]},
                         "model", in_shape=(1, 8, 8), n_classes=3)
+
+
+def test_sampled_ground_truth_trains_the_same_cells_for_every_seed():
+    """``ground_truth_sample: N``: N cells drawn once (the same for every run
+    seed), trained in index order, NaN for the rest."""
+    space = spaces.tiny(ops=["skip", "conv3x3"])
+    cells = ground_truth.sampled_cells(space.size, 5)
+    assert cells == sorted(cells) and len(set(cells)) == 5
+    assert cells == ground_truth.sampled_cells(space.size, 5)
+    assert ground_truth.sampled_cells(space.size, 8) is None
+    assert ground_truth.sampled_cells(space.size, None) is None
+    seen = []
+
+    def train(genotype):
+        seen.append(space.index(genotype))
+        return space.index(genotype) / 10, space.index(genotype) / 100
+
+    table = ground_truth.build_table(space, train, cells=cells)
+    assert seen == cells
+    trained = ~np.isnan(table["test_accuracy"])
+    assert np.flatnonzero(trained).tolist() == cells
+    assert table["test_accuracy"][cells[0]] == pytest.approx(cells[0] / 100)
+
+
+def test_regret_and_rank_among_sampled_cells():
+    acc = [0.5, np.nan, 0.7, np.nan]
+    # the selected cell is in the sample
+    assert ground_truth.regret_and_rank(acc, 0) == (pytest.approx(0.2), 2)
+    # not in the sample: its own accuracy joins the trained cells
+    assert ground_truth.regret_and_rank(acc, 1, own=0.9) == (0.0, 1)
+    assert ground_truth.regret_and_rank(acc, 3, own=0.6) == (pytest.approx(0.1), 2)
+
+
+def test_val_test_agreement_is_kendalls_tau_of_the_trained_cells():
+    table = {"val_accuracy": np.array([0.1, 0.2, np.nan, 0.3, 0.4]),
+             "test_accuracy": np.array([0.2, 0.3, 0.9, 0.4, 0.5])}
+    assert ground_truth.val_test_agreement(table) == pytest.approx(1.0)
+    table["test_accuracy"] = np.array([0.5, 0.4, 0.9, 0.3, 0.2])
+    assert ground_truth.val_test_agreement(table) == pytest.approx(-1.0)

@@ -64,6 +64,10 @@ def test_suite_plans(tmp_path, capsys):
     ("space: {name: tiny, channels: 4, stages: 1, ops: [skip, conv3x3]}",
      "space: {name: nb201, channels: 4}\nground_truth: true",
      ["ground_truth", "15625 genotypes"]),
+    ("selector: magnitude", "selector: magnitude\nground_truth: false\nground_truth_sample: 4",
+     ["ground_truth_sample = 4", "applies to a trained ground truth"]),
+    ("selector: magnitude", "selector: magnitude\nground_truth_sample: 2",
+     ["ground_truth_sample = 2", "greater than or equal to 3"]),
     ("search_training: {epochs: 2, batch_size: 128}", "search_training: {epoch: 2}",
      ["search_training.epoch", "unknown key 'epoch'"]),
     ("pt: {selector: {name: perturbation, tune_epochs: 1}}",
@@ -167,3 +171,40 @@ def test_end_to_end_ground_truth_shared_and_consistent(tmp_path, tracking_uri, c
     assert "search/val/accuracy" not in {k.split("metrics.")[-1] for k in df.columns
                                          if df.loc["random", k] == df.loc["random", k]}
     assert np.isfinite(df.loc["pt", "metrics.select/drop"])
+
+
+@pytest.mark.slow
+def test_end_to_end_sampled_ground_truth(tmp_path, tracking_uri, capsys):
+    """``ground_truth_sample: 4`` of the 8 cells: one table of 4 trained cells
+    (NaN elsewhere), and each run's regret and rank are among those cells and
+    its own retrained cell."""
+    suite = tmp_path / "nas.yaml"
+    suite.write_text(SUITE.replace("selector: magnitude\n",
+                                   "selector: magnitude\nground_truth_sample: 4\n"))
+    assert main(["run", str(suite)]) == 0, capsys.readouterr().err
+    import mlflow
+    import numpy as np
+    from mlflow.tracking import MlflowClient
+
+    df = mlflow.search_runs(experiment_names=["nas-t"])
+    df = df[df["tags.harness.run_key"].notna()].set_index("tags.harness.method")
+    assert sorted(df["metrics.ground_truth/reused"]) == [0.0, 1.0, 1.0]
+    assert (df["metrics.ground_truth/cells"] == 4).all()
+    assert df["metrics.ground_truth/val_test_kendall"].between(-1, 1).all()
+    builder = df.index[df["metrics.ground_truth/reused"] == 0.0][0]
+    path = MlflowClient(tracking_uri).download_artifacts(
+        df.loc[builder, "run_id"], "shared/nas_ground_truth.npz", str(tmp_path))
+    with np.load(path) as t:
+        test_acc = t["test_accuracy"]
+    assert np.isnan(test_acc).sum() == 4
+    from harness_plugins.nas.spaces import tiny
+
+    space = tiny(channels=4, stages=1, ops=["skip", "conv3x3"])
+    for method, row in df.iterrows():
+        i = space.index(space.parse(row["params.nas.genotype"]))
+        own = row["metrics.test/accuracy"]
+        if not np.isnan(test_acc[i]):
+            assert own == pytest.approx(test_acc[i], abs=1e-9), method
+        pool = np.append(test_acc[~np.isnan(test_acc)], own)
+        assert row["metrics.test/regret"] == pytest.approx(pool.max() - own, abs=1e-9)
+        assert row["metrics.test/arch_rank"] == 1 + np.sum(pool > own)

@@ -180,23 +180,31 @@ def ground_truth_table(ctx, cfg: dict, space, data) -> tuple[dict | None, float]
     code) and shared through MLflow."""
     import time
 
+    import numpy as np
     import torch
 
     from harness.shared import code_identity, shared_arrays, shared_key
     from harness_plugins.classification.trainer import predict_logits
-    from harness_plugins.nas.ground_truth import AUTO_GROUND_TRUTH, MAX_GROUND_TRUTH, build_table
+    from harness_plugins.nas.ground_truth import (
+        AUTO_GROUND_TRUTH,
+        MAX_GROUND_TRUTH,
+        build_table,
+        sampled_cells,
+        val_test_agreement,
+    )
 
     if isinstance(cfg["ground_truth"], dict):
         return published_table(ctx, cfg["ground_truth"], space)
     limit = MAX_GROUND_TRUTH if cfg["ground_truth"] is True else AUTO_GROUND_TRUTH
-    if cfg["ground_truth"] is False or space.size > limit:
+    cells = sampled_cells(space.size, cfg["ground_truth_sample"])
+    if cfg["ground_truth"] is False or (space.size if cells is None else len(cells)) > limit:
         return None, 0.0
     fns = ctx.metrics()
     bs = cfg["evaluate"]["training"]["eval_batch_size"]
     quiet = _Quiet(ctx)
     dataset = {k: v for k, v in ctx.spec.dataset.items() if k != "base_dir"}
     key = shared_key(GROUND_TRUTH, cfg["space"], dataset, cfg["evaluate"], ctx.seeds,
-                     code_identity())
+                     code_identity(), cells)
 
     def accuracy(model, X, y) -> float:
         logits = predict_logits(model, torch.as_tensor(X, device=ctx.device), bs)
@@ -207,10 +215,14 @@ def ground_truth_table(ctx, cfg: dict, space, data) -> tuple[dict | None, float]
         return accuracy(model, data.X_val, data.y_val), accuracy(model, data.X_test, data.y_test)
 
     start = time.perf_counter()
-    table, reused = shared_arrays(ctx, GROUND_TRUTH, key, lambda: build_table(space, train))
+    table, reused = shared_arrays(ctx, GROUND_TRUTH, key,
+                                  lambda: build_table(space, train, cells=cells))
     seconds = 0.0 if reused else time.perf_counter() - start
+    trained = table["test_accuracy"][~np.isnan(table["test_accuracy"])]
     ctx.log_metrics({"ground_truth/reused": float(reused),
-                     "ground_truth/best_test_accuracy": float(table["test_accuracy"].max())})
+                     "ground_truth/cells": float(len(trained)),
+                     "ground_truth/best_test_accuracy": float(trained.max()),
+                     "ground_truth/val_test_kendall": val_test_agreement(table)})
     return table, seconds
 
 
