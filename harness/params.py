@@ -16,6 +16,13 @@ from typing import Any
 
 from harness.errors import MISSING, ConfigError
 
+#: The keys of a suite file's top level (``harness.suite``); every other
+#: top-level key is the task's config.  Here, not in ``harness.suite``, so the
+#: messages of ``validation_error`` can name them without importing the suite
+#: loader (which imports this module).
+SUITE_KEYS = ("name", "description", "task", "seeds", "datasets", "methods", "sweep",
+              "metrics", "rank_by", "device")
+
 
 @dataclass(frozen=True)
 class Component:
@@ -325,8 +332,6 @@ def validation_error(exc, config: dict, sections: dict, top: str):
     unknown key the keys allowed where it stands.  ``sections`` maps a key
     path (a tuple; ``()`` for the root) to the model of that section; ``top``
     names the root in the message (``"the contrastive task"``)."""
-    from harness.suite import SUITE_KEYS
-
     err = exc.errors()[0]
     raw = list(err["loc"])
 

@@ -17,15 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from harness.data import is_path_param, resolve_paths
 from harness.errors import MISSING, ConfigError
-from harness.params import did_you_mean, reject_boolean_numbers, singular
+from harness.params import SUITE_KEYS, did_you_mean, reject_boolean_numbers, singular
 from harness.yamlsource import YamlSource, load_yaml, parse_path
 
 #: Keys of a suite that are not part of a method's config.
 #: The largest ``seeds: N`` a suite may ask for.
 MAX_SEEDS = 100_000
 
-SUITE_KEYS = ("name", "description", "task", "seeds", "datasets", "methods", "sweep",
-              "metrics", "rank_by", "device")
 #: ``device:`` values: auto picks cuda, then mps, then cpu.
 DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:\d+)?)$"
 

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_serializer
 
 from harness import ConfigError, hookimpl
-from harness.params import check_components, reject_boolean_numbers
+from harness.params import SUITE_KEYS, check_components, reject_boolean_numbers
 from harness_plugins.classification.entries import SplitAndTransforms
 
 Spec = str | dict[str, Any]
@@ -94,8 +94,6 @@ def config_error(exc: ValidationError, config: dict, root: type[BaseModel] | Non
         where = "the method config" if not loc[:-1] else ".".join(map(str, loc[:-1]))
         msg = f"unknown key {key!r}{hint}; keys of {where}: {', '.join(fields)}"
         if not loc[:-1]:
-            from harness.suite import SUITE_KEYS
-
             msg += f"; suite keys: {', '.join(SUITE_KEYS)}"
     return ConfigError(".".join(map(str, loc)), value, msg)
 

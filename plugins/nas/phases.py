@@ -173,6 +173,16 @@ class _Quiet:
         """Ground-truth epochs are not logged."""
 
 
+def cell_accuracy(model, X, y, batch_size: int, device) -> float:
+    """The argmax accuracy of a trained cell on ``X`` (a ground-truth entry)."""
+    import torch
+
+    from harness_plugins.classification.trainer import predict_logits
+
+    logits = predict_logits(model, torch.as_tensor(X, device=device), batch_size)
+    return float((logits.argmax(1).cpu().numpy() == y).mean())
+
+
 def ground_truth_table(ctx, cfg: dict, space, data) -> tuple[dict | None, float]:
     """(table, seconds spent) or (None, 0) when the space gets no ground
     truth.  The table (``val_accuracy``, ``test_accuracy`` per genotype in
@@ -181,10 +191,8 @@ def ground_truth_table(ctx, cfg: dict, space, data) -> tuple[dict | None, float]
     import time
 
     import numpy as np
-    import torch
 
     from harness.shared import code_identity, shared_arrays, shared_key
-    from harness_plugins.classification.trainer import predict_logits
     from harness_plugins.nas.ground_truth import (
         AUTO_GROUND_TRUTH,
         MAX_GROUND_TRUTH,
@@ -206,13 +214,10 @@ def ground_truth_table(ctx, cfg: dict, space, data) -> tuple[dict | None, float]
     key = shared_key(GROUND_TRUTH, cfg["space"], dataset, cfg["evaluate"], ctx.seeds,
                      code_identity(), cells)
 
-    def accuracy(model, X, y) -> float:
-        logits = predict_logits(model, torch.as_tensor(X, device=ctx.device), bs)
-        return float((logits.argmax(1).cpu().numpy() == y).mean())
-
     def train(genotype):
         model, _ = evaluate(quiet, cfg, space, data, genotype, fns)
-        return accuracy(model, data.X_val, data.y_val), accuracy(model, data.X_test, data.y_test)
+        return (cell_accuracy(model, data.X_val, data.y_val, bs, ctx.device),
+                cell_accuracy(model, data.X_test, data.y_test, bs, ctx.device))
 
     start = time.perf_counter()
     table, reused = shared_arrays(ctx, GROUND_TRUTH, key,

@@ -211,13 +211,16 @@ class NasTask(SplitAndTransforms):
 
     def run(self, ctx) -> dict[str, float]:
         """Search, select, evaluate; return the test metrics."""
-        import torch
-
         from harness.metrics import compute_metrics
         from harness_plugins.classification.task import test_metrics
-        from harness_plugins.classification.trainer import predict_logits
         from harness_plugins.nas.ground_truth import regret_and_rank
-        from harness_plugins.nas.phases import evaluate, ground_truth_table, search, select
+        from harness_plugins.nas.phases import (
+            cell_accuracy,
+            evaluate,
+            ground_truth_table,
+            search,
+            select,
+        )
 
         cfg, data = ctx.config, ctx.data
         if len(data.in_shape) != 3:
@@ -240,9 +243,8 @@ class NasTask(SplitAndTransforms):
         times["time/evaluate_s"] = time.perf_counter() - start
         table, times["time/ground_truth_s"] = ground_truth_table(ctx, cfg, space, data)
         if table is not None:
-            own = float((predict_logits(model, torch.as_tensor(data.X_test, device=ctx.device),
-                                        cfg["evaluate"]["training"]["eval_batch_size"])
-                         .argmax(1).cpu().numpy() == data.y_test).mean())
+            own = cell_accuracy(model, data.X_test, data.y_test,
+                                cfg["evaluate"]["training"]["eval_batch_size"], ctx.device)
             regret, rank = regret_and_rank(table["test_accuracy"], space.index(genotype), own)
             out.update(compute_metrics(fns, {"regret": regret, "arch_rank": rank}))
         # the method's cost (the leaderboard's time column): search, selection and
