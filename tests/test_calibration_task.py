@@ -77,7 +77,7 @@ rank_by: ece
 def _write_cifar10_and_c(root):
     import numpy as np
 
-    from tests.test_image_sources import write_cifar10
+    from test_image_sources import write_cifar10
 
     write_cifar10(root / "cifar-10-batches-py", n_per_batch=8)
     folder = root / "CIFAR-10-C"

@@ -152,7 +152,7 @@ def test_an_entry_on_another_datasets_rows_splits_as_that_entry(tmp_path):
     """A source's ``split_label`` (CIFAR-10-C: CIFAR-10's train rows) gives
     its entries the split seed of that dataset's entry; its label and run
     key stay its own, and every other entry keeps its content's seed."""
-    from tests.test_image_sources import write_cifar10
+    from test_image_sources import write_cifar10
 
     write_cifar10(tmp_path / "data" / "cifar-10-batches-py")
     (tmp_path / "data" / "CIFAR-10-C").mkdir()
