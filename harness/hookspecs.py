@@ -166,6 +166,9 @@ def register_datasets(register):
     - ``expand(params) -> list[dict] | None``: the entry stands for several
       datasets (a filter over a collection); one entry is made per returned
       parameter mapping, each naming one concrete dataset, in a stable order.
+      It sees ``pathlib.Path`` parameters resolved against the suite's
+      folder, as ``check`` does; a path it returns unchanged is stored as the
+      suite wrote it (run keys do not depend on where the suite lives).
     - ``label(params) -> str``: the default display label of an entry
       (the task's ``dataset_label`` may extend it).  The split seed derives
       from this default label, so it must be a pure function of ``params``

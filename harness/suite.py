@@ -372,8 +372,10 @@ def normalize_dataset(src: YamlSource, i: int, entry: dict, registry, task=None,
     own = _task_entry(src, path, task, task_name, options, registry)
     expand = getattr(info.factory, "expand", None)
     if expand is not None:
-        expanded = _call_source_hook(src, (*path, source), entry[source], expand, params)
+        expanded = _call_source_hook(src, (*path, source), entry[source], expand,
+                                     resolve_paths(info, params, base_dir))
         if expanded is not None:
+            expanded = [_paths_as_written(info, params, base_dir, dict(p)) for p in expanded]
             if label is not None and len(expanded) > 1:
                 raise src.error((*path, "label"), label, f"this {source!r} entry stands for "
                                 f"{len(expanded)} datasets; a label can name only one")
@@ -383,6 +385,19 @@ def normalize_dataset(src: YamlSource, i: int, entry: dict, registry, task=None,
             return [_one_dataset(src, path, info, source, dict(p), own, label, base_dir, task)
                     for p in expanded]
     return [_one_dataset(src, path, info, source, params, own, label, base_dir, task)]
+
+
+def _paths_as_written(info, written: dict, base_dir: str, params: dict) -> dict:
+    """``params`` from a source's ``expand`` with each path parameter that it
+    passed through unchanged put back as the suite wrote it, so run keys do
+    not depend on where the suite's folder is."""
+    resolved = resolve_paths(info, written, base_dir)
+    for p in info.params:
+        value = params.get(p.name)
+        if (value is not None and is_path_param(p.annotation) and written.get(p.name) is not None
+                and Path(str(value)) == resolved[p.name]):
+            params[p.name] = written[p.name]
+    return params
 
 
 def _task_entry(src, path, task, task_name: str, options: dict, registry) -> dict:

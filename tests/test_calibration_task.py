@@ -76,7 +76,6 @@ rank_by: ece
 
 def _write_cifar10_and_c(root):
     import numpy as np
-
     from test_image_sources import write_cifar10
 
     write_cifar10(root / "cifar-10-batches-py", n_per_batch=8)

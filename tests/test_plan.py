@@ -175,3 +175,55 @@ def test_an_entry_on_another_datasets_rows_splits_as_that_entry(tmp_path):
         assert len({clean.run_key, fog2.run_key, fog4.run_key}) == 3
         assert by[f"iris/ce/{seed}"].seeds["split"] == derive_seed(seed, "split", "iris")
     assert by["cifar10/ce/0"].seeds["split"] == derive_seed(0, "split", "cifar10")
+
+
+FOLDER_SOURCE = '''
+from pathlib import Path
+
+from harness import hookimpl
+
+
+def tables(folder: Path, file: str = ""):
+    """One dataset per csv file of ``folder`` (a test source with ``expand``)."""
+    raise AssertionError("not loaded in planning")
+
+
+def _each_file(params):
+    return [{**params, "file": f.name} for f in sorted(Path(params["folder"]).glob("*.csv"))]
+
+
+tables.expand = _each_file
+tables.label = lambda params: Path(params["file"]).stem
+
+
+@hookimpl
+def register_datasets(register):
+    register("tables", tables)
+'''
+
+
+def test_expand_sees_paths_from_the_suites_folder_and_keys_keep_them_as_written(
+        tmp_path, monkeypatch, fresh_registry):
+    """A source's ``expand`` reads a folder named relative to the suite (not
+    to the working directory), and the entries it makes keep the path as the
+    suite wrote it, so moving the suite's folder keeps every run key."""
+    (tmp_path / "harness_tables.py").write_text(FOLDER_SOURCE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("HARNESS_PLUGINS", "harness_tables")
+    fresh_registry()
+    keys = []
+    for where in ("one", "two"):
+        data = tmp_path / where / "data"
+        data.mkdir(parents=True)
+        for name in ("b.csv", "a.csv", "notes.txt"):
+            (data / name).write_text("x,y\n1,0\n")
+        suite = tmp_path / where / "s.yaml"
+        suite.write_text("name: s\ntask: classification\nseeds: 1\nmodel: mlp\n"
+                         "datasets:\n  - tables: {folder: data}\n"
+                         "methods: {ce: {}}\nmetrics: [accuracy]\n")
+        monkeypatch.chdir(tmp_path)  # not the suite's folder
+        runs = expand_suite(load_suite(suite))
+        assert [r.run_name for r in runs] == ["a/ce/0", "b/ce/0"]
+        assert {r.dataset["params"]["folder"] for r in runs} == {"data"}
+        keys.append([r.run_key for r in runs])
+    assert keys[0] == keys[1]
