@@ -133,16 +133,15 @@ def provenance_tags(spec: RunSpec, registry) -> dict[str, str]:
 
 
 def direction_tags(spec: RunSpec, registry) -> dict[str, str]:
-    """``harness.direction.<metric>`` = ``max`` | ``min`` for each suite metric,
-    so reports rank from MLflow alone."""
-    from harness.metrics import DIRECTION_TAG
+    """``harness.direction.<metric>`` = ``max`` | ``min`` | ``none`` for each
+    suite metric, so reports rank from MLflow alone."""
+    from harness.metrics import DIRECTION_TAG, direction_tag
 
     tags = {}
     for name, s in spec.metric_components().items():
         info = registry.components("metrics").get(s["name"])
         if info is not None:
-            better = getattr(info.factory, "greater_is_better", True)
-            tags[f"{DIRECTION_TAG}{name}"] = "max" if better else "min"
+            tags[f"{DIRECTION_TAG}{name}"] = direction_tag(info.factory)
     return tags
 
 

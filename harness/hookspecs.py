@@ -189,7 +189,10 @@ def register_datasets(register):
 def register_metrics(register):
     """Register metrics.  Each factory is declared with
     ``@harness.metric(inputs=("labels", "probs"), greater_is_better=True)``
-    (a factory without a direction is rejected at registration);
+    (a factory that declares no direction is rejected at registration;
+    ``greater_is_better=None`` declares a value neither extreme makes
+    better, such as a signed bias: logged and shown, never ranked, monitored
+    or named by ``rank_by``);
     ``factory(**params)`` returns a callable that is called positionally with
     the task's values of ``inputs``, in order, and returns a float.
 
@@ -200,7 +203,8 @@ def register_metrics(register):
     ``metrics:`` key is required) a
     metric is a name or ``{name: ece, bins: 25}``; a parameterised metric is
     logged as ``ece:bins-25`` (``harness.metrics.metric_label``) and each
-    run records the direction as the tag ``harness.direction.<name>``."""
+    run records the direction as the tag ``harness.direction.<name>``
+    (``max``, ``min`` or ``none``)."""
 
 
 @hookspec

@@ -18,22 +18,27 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-#: Tag prefix of a run's metric directions: ``harness.direction.<name>`` = max | min.
+#: Tag prefix of a run's metric directions: ``harness.direction.<name>`` =
+#: max | min | none (a metric that is shown but never ranked).
 DIRECTION_TAG = "harness.direction."
 
 
-def metric(inputs: tuple[str, ...], *, greater_is_better: bool
+def metric(inputs: tuple[str, ...], *, greater_is_better: bool | None
            ) -> Callable[[Callable], Callable]:
     """Declare a metric factory's inputs and direction (a decorator).
 
     :param inputs: names of the values the metric is called with, in order;
         a task documents the names it offers (``metric_inputs``).  Required:
         the core assumes no task's inputs.
-    :param greater_is_better: the direction reports rank by."""
+    :param greater_is_better: the direction reports rank by; ``None`` for a
+        value that neither extreme makes better (a signed error whose best
+        value is 0, a coverage whose best value is the nominal level): it is
+        logged and shown, but a suite cannot ``rank_by`` it, early stopping
+        cannot monitor it and reports refuse to rank by it."""
     if isinstance(inputs, str) or not all(isinstance(i, str) for i in inputs):
         raise TypeError("inputs must be a tuple of input names, e.g. ('labels', 'probs')")
-    if not isinstance(greater_is_better, bool):
-        raise TypeError("greater_is_better must be True or False")
+    if greater_is_better is not None and not isinstance(greater_is_better, bool):
+        raise TypeError("greater_is_better must be True, False or None")
     inputs = tuple(inputs)
 
     def mark(factory: Callable) -> Callable:
@@ -42,6 +47,19 @@ def metric(inputs: tuple[str, ...], *, greater_is_better: bool
         return factory
 
     return mark
+
+
+def has_direction(factory: Callable) -> bool:
+    """Whether a metric factory (or its callable) declared a direction to
+    rank by (``greater_is_better`` True or False, not None)."""
+    return isinstance(getattr(factory, "greater_is_better", None), bool)
+
+
+def direction_tag(factory: Callable) -> str:
+    """The ``harness.direction.*`` tag value of a metric factory: ``max``,
+    ``min`` or ``none``."""
+    better = getattr(factory, "greater_is_better", True)
+    return "none" if better is None else "max" if better else "min"
 
 
 def metric_inputs(factory: Callable) -> tuple[str, ...]:

@@ -121,12 +121,13 @@ class Registry:
                 fail(error)
                 if error.plugin == impl.plugin_name:
                     return
-            if kind == "metrics" and not isinstance(getattr(factory, "greater_is_better", None),
-                                                    bool):
+            if kind == "metrics" and (not hasattr(factory, "greater_is_better") or not (
+                    factory.greater_is_better is None
+                    or isinstance(factory.greater_is_better, bool))):
                 return fail(PluginError(impl.plugin_name, dist[0],
                                         f"metric {name!r} does not say whether greater is "
                                         f"better: decorate its factory with @harness.metric("
-                                        f"inputs=..., greater_is_better=True or False)"))
+                                        f"inputs=..., greater_is_better=True, False or None)"))
             if kind == "metrics" and not isinstance(getattr(factory, "inputs", None), tuple):
                 return fail(PluginError(impl.plugin_name, dist[0],
                                         f"metric {name!r} does not declare its inputs: decorate "

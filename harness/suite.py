@@ -231,6 +231,7 @@ def load_suite(file: str | Path, registry=None) -> Suite:
     if rank_by not in names:
         raise src.error(("rank_by",), rank_by, f"rank_by must be one of the suite's metrics "
                         f"({', '.join(names)}){did_you_mean(rank_by, names)}")
+    _check_rank_direction(src, registry, header.rank_by, rank_by, metric_specs)
 
     methods = []
     for name, override in header.methods.items():
@@ -291,6 +292,24 @@ def _metric_specs(src, registry, metrics: list, task_name: str, task) -> dict[st
                             f"it offers: {', '.join(offered) or 'nothing'}")
         out[label] = {"name": name, **params}
     return out
+
+
+def _check_rank_direction(src, registry, written, rank_by: str, specs: dict) -> None:
+    """``rank_by`` (or the first metric, its default) must have a direction:
+    a signed value such as a bias is shown, never ranked."""
+    from harness.metrics import has_direction
+
+    if has_direction(registry.get("metrics", specs[rank_by]["name"]).factory):
+        return
+    ranked = [n for n, s in specs.items()
+              if has_direction(registry.get("metrics", s["name"]).factory)]
+    why = (f"metric {rank_by!r} has no direction (neither higher nor lower is better), so "
+           f"runs cannot be ranked by it; ")
+    if written is None:
+        raise src.error(("metrics", 0), rank_by, why + "list a metric with a direction first or "
+                        f"set rank_by ({', '.join(ranked) or 'none of the metrics has one'})")
+    raise src.error(("rank_by",), rank_by, why + f"rank by one of: "
+                    f"{', '.join(ranked) or 'none of the metrics has one'}")
 
 
 def _feedable(registry, task) -> str:

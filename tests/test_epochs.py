@@ -130,6 +130,13 @@ def test_monitor_sign():
     assert monitor_sign("val/accuracy", {"accuracy": object()}) == 1.0
     assert monitor_sign("val/ece", {"ece": Lower()}) == -1.0
 
+    class Signed:
+        greater_is_better = None
+
+    with pytest.raises(ConfigError, match="no direction") as err:
+        monitor_sign("val/bias", {"bias": Signed()})
+    assert err.value.path == "training.early_stopping.monitor"
+
 
 def test_augment_generator_is_its_own_stream_per_run():
     seeds = {"order": 7}

@@ -226,3 +226,21 @@ def test_one_function_returned_by_two_metric_factories_keeps_each_declaration():
     assert metric_inputs(second) == ("a", "b") and second.greater_is_better is False
     assert metric_inputs(registry.create("metrics", "one")) == ("a",)
     assert second(1.0, 2.0) == 3.0
+
+
+def test_a_metric_may_declare_no_direction_but_not_a_non_boolean_one():
+    from harness.metrics import direction_tag, has_direction
+
+    @harness.metric(inputs=("estimate", "true_mi"), greater_is_better=None)
+    def signed():
+        """A signed error."""
+        return lambda est, true: est - true
+
+    assert signed.greater_is_better is None and not has_direction(signed)
+    assert direction_tag(signed) == "none"
+    assert [direction_tag(m(n)) for n in ("accuracy", "ece")] == ["max", "min"]
+    for bad in (1, 0, "max"):
+        with pytest.raises(TypeError, match="True, False or None"):
+            harness.metric(inputs=("labels",), greater_is_better=bad)
+    bias = harness.components("metrics")["bias"].factory
+    assert bias.greater_is_better is None  # mi_estimation's signed error: 0 is best

@@ -63,6 +63,11 @@ def test_suite_plans(tmp_path, capsys):
     ("estimator: binning", "estimator: binnning", ["methods.binning.estimator",
                                                    "did you mean 'binning'"]),
     ("level: 0.8", "level: 1.5", ["methods.binning.interval.level", "1.5"]),
+    # a signed bias has no direction: shown, never ranked
+    ("rank_by: abs_error", "rank_by: bias", ["mi.yaml", "rank_by", "bias", "no direction",
+                                            "abs_error, rel_error, coverage, interval_width"]),
+    ("metrics: [abs_error, rel_error, bias, coverage, interval_width]\nrank_by: abs_error",
+     "metrics: [bias, abs_error]", ["metrics[0]", "'bias' has no direction", "rank_by"]),
 ])
 def test_bad_input_exits_2_at_plan(tmp_path, capsys, old, new, words):
     assert old in SUITE

@@ -235,6 +235,19 @@ def test_direction_comes_from_run_tags(column, votes, greater, warns):
         assert column in warning and "\n" not in warning
 
 
+def test_a_metric_tagged_without_direction_is_never_ranked():
+    """A signed metric (``harness.direction.bias = none``) is refused by name,
+    also when logged per condition, and tables of directed metrics still rank."""
+    from collections import Counter
+
+    directions = {"bias": Counter(none=4), "abs_error": Counter(min=4)}
+    for column in ("test/bias", "test/shift3/bias"):
+        with pytest.raises(UserError, match="has no direction") as err:
+            aggregate.direction(column, directions)
+        assert column in str(err.value) and "--metric" in str(err.value)
+    assert aggregate.direction("test/abs_error", directions) == (False, None)
+
+
 def test_read_suite(tmp_path):
     p = tmp_path / "s.yaml"
     p.write_text("name: imb\nrank_by: f1\nseeds: 3\n")

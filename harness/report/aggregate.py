@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+from harness.errors import UserError
 from harness.runstate import FINISHED, STATUSES
 
 #: Status words in display order (``harness.runstate``'s).
@@ -29,7 +30,8 @@ def direction(column: str, directions: dict | None = None) -> tuple[bool, str | 
     tagged it ``max`` / ``min`` (``harness.direction.<name>``, read by
     ``load.load_runs``); the majority wins.  The harness's own keys need no
     tag: ``time/*`` and ``*/loss`` are lower-is-better.  Without any tag the
-    metric is ranked higher-is-better, and the warning says so."""
+    metric is ranked higher-is-better, and the warning says so.  A metric
+    its runs tag ``none`` (a signed error) is refused with a ``UserError``."""
     name = metric_name(column)
     if column.startswith("time/") or name == "loss":
         return False, None
@@ -37,7 +39,11 @@ def direction(column: str, directions: dict | None = None) -> tuple[bool, str | 
     # a task may log a metric per condition (test/x100/psnr, test/shift3/ece):
     # the metric's own tag, found under its last path component, still says it
     votes = directions.get(name) or directions.get(name.rsplit("/", 1)[-1]) or {}
-    n_max, n_min = votes.get("max", 0), votes.get("min", 0)
+    n_max, n_min, n_none = votes.get("max", 0), votes.get("min", 0), votes.get("none", 0)
+    if n_none > n_max + n_min:
+        raise UserError(f"{column} has no direction (its runs tag harness.direction.{name} = "
+                        f"none: neither higher nor lower is better), so a report cannot rank "
+                        f"by it; pass a metric with a direction to --metric")
     if not n_max and not n_min:
         return True, (f"no run tags the direction of {column} (harness.direction.{name}); "
                       "ranked as higher-is-better")

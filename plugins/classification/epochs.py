@@ -47,11 +47,19 @@ class FitResult:
 
 
 def monitor_sign(monitor: str, metric_fns: dict) -> float:
-    """+1 when a larger ``monitor`` value is better, -1 otherwise."""
+    """+1 when a larger ``monitor`` value is better, -1 otherwise; a metric
+    without a direction (``greater_is_better=None``) is a ``ConfigError``."""
     if monitor.endswith("/loss"):
         return -1.0
     fn = metric_fns.get(monitor.split("/", 1)[-1])
-    return 1.0 if getattr(fn, "greater_is_better", True) else -1.0
+    better = getattr(fn, "greater_is_better", True)
+    if better is None:
+        from harness import ConfigError
+
+        raise ConfigError("training.early_stopping.monitor", monitor,
+                          "this metric has no direction (neither higher nor lower is better); "
+                          "monitor val/loss or a metric with one")
+    return 1.0 if better else -1.0
 
 
 def augment_generator(seeds: dict, device) -> Any:

@@ -57,14 +57,15 @@ def logged_every_epoch(label: str) -> bool:
     computed on the validation split every epoch, so it can be an
     early-stopping monitor: its inputs are all in ``EPOCH_INPUTS`` (robust
     accuracy, regret, ... exist only at test time; as a monitor they failed
-    the run at its first epoch)."""
+    the run at its first epoch) and it has a direction to select by."""
     from harness import ConfigError
     from harness.metrics import metric_inputs
     from harness.plugins import get_registry
 
     try:
         factory = get_registry().get("metrics", label.split(":", 1)[0]).factory
-        return all(i in EPOCH_INPUTS for i in metric_inputs(factory))
+        return (all(i in EPOCH_INPUTS for i in metric_inputs(factory))
+                and getattr(factory, "greater_is_better", True) is not None)
     except (ConfigError, TypeError):
         return True  # the suite loader has reported an unknown metric already
 
