@@ -79,6 +79,14 @@ def cmd_list(args) -> int:
     if args.json:
         print(json.dumps([i.as_dict() for i in infos], indent=2))
         return 0
+    if args.kind == "metrics":  # which way is better decides every ranking
+        from harness.metrics import better_word
+
+        rows = [[i.name, better_word(i.factory), ", ".join(p.describe() for p in i.params),
+                 i.description, i.provenance] for i in infos]
+        print(tabulate(rows, headers=["metric", "better", "parameters", "description", "from"],
+                       maxcolwidths=[None, None, 40, 60, None]))
+        return 0
     rows = [[i.kind, i.name, ", ".join(p.describe() for p in i.params), i.description,
              i.provenance] for i in infos]
     print(tabulate(rows, headers=["kind", "name", "parameters", "description", "from"],

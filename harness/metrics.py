@@ -62,6 +62,12 @@ def direction_tag(factory: Callable) -> str:
     return "none" if better is None else "max" if better else "min"
 
 
+def better_word(factory: Callable) -> str:
+    """``higher``, ``lower`` or ``none``: which values of a metric are better,
+    as ``harness list metrics`` shows it."""
+    return {"max": "higher", "min": "lower"}.get(direction_tag(factory), "none")
+
+
 def metric_inputs(factory: Callable) -> tuple[str, ...]:
     """The inputs a metric factory (or the callable it built) declared with
     ``@harness.metric``; ``TypeError`` when it declared none."""

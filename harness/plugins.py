@@ -19,6 +19,7 @@ import pluggy
 
 from harness import hookspecs
 from harness.errors import MISSING, ConfigError, UserError
+from harness.metrics import better_word
 from harness.params import Param, did_you_mean, signature_params, singular, validate_params
 
 ENTRY_POINT_GROUP = "harness"
@@ -66,6 +67,7 @@ class ComponentInfo:
             "plugin": self.plugin,
             "distribution": self.dist,
             "version": self.version,
+            **({"better": better_word(self.factory)} if self.kind == "metrics" else {}),
         }
 
 

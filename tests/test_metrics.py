@@ -244,3 +244,17 @@ def test_a_metric_may_declare_no_direction_but_not_a_non_boolean_one():
             harness.metric(inputs=("labels",), greater_is_better=bad)
     bias = harness.components("metrics")["bias"].factory
     assert bias.greater_is_better is None  # mi_estimation's signed error: 0 is best
+
+
+def test_list_metrics_says_which_way_is_better(capsys):
+    import json
+
+    from harness.cli import main
+
+    assert main(["list", "metrics"]) == 0
+    rows = {ln.split()[0]: ln.split()[1] for ln in capsys.readouterr().out.splitlines()[2:]
+            if ln and not ln.startswith(" ")}
+    assert (rows["accuracy"], rows["ece"], rows["bias"]) == ("higher", "lower", "none")
+    assert main(["list", "metrics", "--json"]) == 0
+    listed = {m["name"]: m["better"] for m in json.loads(capsys.readouterr().out)}
+    assert (listed["accuracy"], listed["log_loss"], listed["bias"]) == ("higher", "lower", "none")
