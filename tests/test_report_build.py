@@ -435,3 +435,43 @@ def test_a_dead_process_run_is_interrupted_as_in_status(tmp_path):
     runs = load.load_runs("live", uri).runs.set_index("run_key")
     assert runs.loc["dead", "status"] == "interrupted" and runs.loc["dead", "error"] == DIED
     assert runs.loc["alive", "status"] == "running"
+
+
+def test_other_metrics_are_shown_and_a_signed_one_is_never_ranked(store, tmp_path):
+    """A report ranks by one metric and shows the suite's others per dataset:
+    a directed one with its best in bold, a signed bias (tag ``none``)
+    unmarked; ranking by the bias is refused by name."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, RunTag
+
+    client = MlflowClient(store)
+    exp = client.create_experiment("signed")
+    # method -> (accuracy, bias) per seed: a's bias is -0.3 (worse than b's +0.1)
+    values = {"a": [(0.9, -0.3), (0.8, -0.3)], "b": [(0.7, 0.1), (0.6, 0.1)]}
+    for method, pairs in values.items():
+        for seed, (acc, bias) in enumerate(pairs):
+            tags = {"harness.suite": "signed", "harness.run_key": f"s-{method}-{seed}",
+                    "harness.dataset": "d", "harness.method": method,
+                    "harness.seed": str(seed), "harness.status": "finished",
+                    "harness.direction.accuracy": "max", "harness.direction.bias": "none",
+                    "harness.direction.log_loss": "min"}
+            run = client.create_run(exp)
+            client.log_batch(run.info.run_id, metrics=[
+                Metric("test/accuracy", acc, 0, 0), Metric("test/bias", bias, 0, 0),
+                Metric("test/log_loss", 1 - acc, 0, 0)],
+                tags=[RunTag(k, v) for k, v in tags.items()])
+            client.set_terminated(run.info.run_id)
+    out = build_report(experiment="signed", metric="accuracy", tracking_uri=store,
+                       out=tmp_path / "r", formats=["md"])
+    md = (out / "index.md").read_text()
+    other = md.split("## Other metrics", 1)[1]
+    assert "test/bias per dataset (no direction: shown, not ranked)" in other
+    assert "test/log_loss per dataset (lower is better)" in other
+    bias_table = other.split("test/bias per dataset", 1)[1].split("*Mean", 1)[0]
+    row = [ln for ln in bias_table.splitlines() if ln.startswith("| d ")]
+    assert row and "-0.3000 ± 0.0 (2)" in row[0] and "**" not in row[0]  # nothing marked best
+    assert "**0.1500 ± 0.071 (2)**" in other  # a's log loss: the lower one, in bold
+    assert "test/accuracy per dataset (" not in other  # the ranked metric is not repeated
+    with pytest.raises(UserError, match="test/bias has no direction"):
+        build_report(experiment="signed", metric="bias", tracking_uri=store,
+                     out=tmp_path / "b", formats=["md"])

@@ -64,6 +64,9 @@ class ReportData:
     per_seed: object = None
     #: comparisons paired on the test units a task logged (``unit/<metric>``); else None
     per_unit: object = None
+    #: the suite's other metrics logged as ``test/<name>``: column -> ``higher``,
+    #: ``lower`` or ``none`` (from the runs' direction tags), shown, not ranked
+    other_metrics: dict = field(default_factory=dict)
 
     @property
     def completeness(self) -> str | None:
@@ -220,7 +223,23 @@ def analyse(loaded, *, title: str, metric: str, tracking_uri: str, baseline: str
         friedman=fr, cd=cd, cliques=cliques, wilcoxon=wil, notes=notes, cd_skipped=cd_skipped,
         scope=scope, reasons=planned.cell_reasons(runs, scope), n_independent=n_independent,
         shared=shared, shared_how={g: groups.how.get(g, "") for g in shared} if shared else {},
-        per_seed=seed_pairs, per_unit=unit_pairs)
+        per_seed=seed_pairs, per_unit=unit_pairs,
+        other_metrics=other_metrics(runs, column, loaded.directions))
+
+
+def other_metrics(runs, column: str, directions: dict) -> dict[str, str]:
+    """``test/<name>`` -> ``higher`` | ``lower`` | ``none`` for each metric the
+    runs tagged a direction for and logged, except ``column`` (the ranked
+    one), in name order; the majority of the runs' tags decides the word."""
+    words = {"max": "higher", "min": "lower", "none": "none"}
+    out = {}
+    for name in sorted(directions, key=str):
+        col = f"test/{name}"
+        if col == column or col not in runs.columns or not runs[col].notna().any():
+            continue
+        votes = directions[name]
+        out[col] = words.get(max(votes, key=lambda v: (votes[v], v)), "none") if votes else "none"
+    return out
 
 
 def _nemenyi(k: int, n: int) -> tuple[float, str | None]:

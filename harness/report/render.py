@@ -206,6 +206,7 @@ def document(data: ReportData, figures: list[Figure]) -> list[tuple]:
             *_paired_blocks(data),
             ("h", 2, "Per-dataset results"), ("table", tables.per_dataset_table(data)),
             ("fig", figs.get("seeds")), ("fig", figs.get("ranks")),
+            *_other_metric_blocks(data),
             ("h", 2, "Learning curves"), ("fig", figs.get("curves")),
             ("h", 2, "Score vs training time"), ("fig", figs.get("pareto")),
             *((("h", 2, "Images logged by the runs"), ("fig", figs["run_images"]))
@@ -213,6 +214,20 @@ def document(data: ReportData, figures: list[Figure]) -> list[tuple]:
             ("h", 2, "All cells"),
             ("details", "mean, std, 95% CI and seeds per cell", tables.cell_detail_table(data))]
     return [b for b in doc if not (b[0] in ("fig", "table") and b[1] is None)]
+
+
+def _other_metric_blocks(data: ReportData) -> list[tuple]:
+    """The suite's other metrics, each folded: shown, never ranked here."""
+    if not data.other_metrics:
+        return []
+    out: list[tuple] = [("h", 2, "Other metrics"),
+                        ("p", f"The suite's other metrics, per dataset and method (ranked only "
+                              f"by `{data.column}`; `harness report --metric` ranks by another "
+                              f"that has a direction).")]
+    for word, t in zip(data.other_metrics.values(), tables.other_metric_tables(data)):
+        what = f"{word} is better" if word != "none" else "no direction: shown, not ranked"
+        out.append(("details", f"{t.title} ({what})", t))
+    return out
 
 
 def _paired_blocks(data: ReportData) -> list[tuple]:

@@ -182,6 +182,41 @@ def per_dataset_table(data: ReportData) -> Table:
                  caption)
 
 
+def other_metric_tables(data: ReportData) -> list[Table]:
+    """One table per other suite metric (``data.other_metrics``): datasets x
+    methods (leaderboard order), ``mean ± std (seeds)`` over finished runs,
+    best per row in bold where the metric has a direction; a metric without
+    one (a signed bias) is shown unmarked."""
+    from harness.runstate import FINISHED
+
+    done = data.runs[data.runs["status"] == FINISHED]
+    out = []
+    for column, word in data.other_metrics.items():
+        ok = done[done[column].notna()]
+        g = ok.groupby(["dataset", "method"])[column]
+        mean, std, n = g.mean(), g.std(ddof=1), g.count()
+        rows = []
+        for d in data.datasets:
+            row = [str(d)]
+            present = [mean[(d, m)] for m in data.methods if (d, m) in mean.index]
+            top = (max(present) if word == "higher" else min(present)
+                   if word == "lower" else None) if present else None
+            for m in data.methods:
+                if (d, m) not in mean.index:
+                    row.append("–")
+                    continue
+                text = fmt_mean_std(mean[(d, m)], std[(d, m)], int(n[(d, m)]))
+                row.append(bold(text) if top is not None and mean[(d, m)] == top else text)
+            rows.append(row)
+        how = (f"best per dataset in bold ({word} is better)" if word != "none" else
+               "no direction (neither higher nor lower is better): not ranked, not marked")
+        out.append(Table(f"other_{column}", f"{column} per dataset",
+                         ["dataset", *data.methods], rows,
+                         f"Mean ± std of {column} over the finished runs' seeds (number in "
+                         f"brackets); {how}; – = no finished run logged it."))
+    return out
+
+
 def cell_detail_table(data: ReportData) -> Table:
     """One row per (dataset, method): mean, std, bootstrap 95% CI, seeds, runs not finished."""
     rows = []
