@@ -51,8 +51,9 @@ def test_binary_head_and_bad_depth():
     assert resnets.resnet18((3, 8, 8), 2, width=2, head=1)(torch.randn(2, 3, 8, 8)).shape == (2, 1)
     with pytest.raises(ConfigError, match="6n \\+ 4"):
         resnets.wide_resnet((3, 8, 8), 2, depth=27)
-    with pytest.raises(ValueError, match="needs image data"):
+    with pytest.raises(ConfigError, match="needs image data") as err:
         resnets.vgg11((20,), 2)
+    assert (err.value.path, err.value.value) == ("model", "vgg11")
 
 
 def test_registered_with_data_derived_shapes():

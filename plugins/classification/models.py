@@ -85,8 +85,11 @@ def cnn(in_shape: InShape, n_classes: NClasses, channels: list[Width] = (16, 32)
     import torch.nn as nn
 
     if len(in_shape) != 3:
-        raise ValueError(f"cnn needs image data (C, H, W); this dataset has shape {in_shape}: "
-                         "use the mlp model or an image dataset")
+        from harness import ConfigError
+
+        # a suite input, not a method failure: said once, the run planned again
+        raise ConfigError("model", "cnn", f"cnn needs image data (C, H, W); this dataset has "
+                          f"shape {tuple(in_shape)}: use the mlp model or an image dataset")
     c, h, w = in_shape
     layers: list = []
     for out in channels:

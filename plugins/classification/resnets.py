@@ -24,8 +24,11 @@ Head = Annotated[int, Field(ge=1)] | None
 
 def _image_shape(name: str, in_shape) -> tuple[int, int, int]:
     if len(in_shape) != 3:
-        raise ValueError(f"{name} needs image data (C, H, W); this dataset has shape "
-                         f"{tuple(in_shape)}: use the mlp model or an image dataset")
+        from harness import ConfigError
+
+        # a suite input, not a method failure: said once, the run planned again
+        raise ConfigError("model", name, f"{name} needs image data (C, H, W); this dataset "
+                          f"has shape {tuple(in_shape)}: use the mlp model or an image dataset")
     return tuple(in_shape)
 
 
