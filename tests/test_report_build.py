@@ -475,3 +475,28 @@ def test_other_metrics_are_shown_and_a_signed_one_is_never_ranked(store, tmp_pat
     with pytest.raises(UserError, match="test/bias has no direction"):
         build_report(experiment="signed", metric="bias", tracking_uri=store,
                      out=tmp_path / "b", formats=["md"])
+
+
+def test_curves_fall_back_to_a_loss_when_the_ranked_metric_has_no_history(tmp_path):
+    """A test-time metric (a probe's accuracy) has no val/ history: the
+    learning curves show the runs' train/loss instead, and say so."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, RunTag
+
+    uri = f"sqlite:///{tmp_path / 'probe.db'}"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("probe")
+    for m, v in (("x", 0.1), ("y", 0.2)):
+        run = client.create_run(exp)
+        tags = {"harness.dataset": "d", "harness.method": m, "harness.seed": "0",
+                "harness.status": "finished", "harness.run_key": m}
+        history = [Metric("train/loss", 1.0 / (e + 1), 0, e) for e in range(3)]
+        client.log_batch(run.info.run_id, metrics=[Metric("test/probe_accuracy", v, 0, 0),
+                                                   *history],
+                         tags=[RunTag(k, x) for k, x in tags.items()])
+    out = build_report(experiment="probe", tracking_uri=uri, out=tmp_path / "r",
+                       metric="probe_accuracy", formats=["md"])
+    md = (out / "index.md").read_text()
+    assert "![Learning curves (train/loss)](curves.png)" in md
+    assert "no run logged val/probe_accuracy per epoch, so train/loss is shown" in md
+    assert (out / "curves.png").stat().st_size > 0

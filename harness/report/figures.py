@@ -84,12 +84,18 @@ def _heatmap(data: ReportData, out: Path, colors, uri: str) -> Figure:
     return fig
 
 
+#: Per-epoch keys a curve falls back to when the ranked metric has no
+#: validation history (a test-time metric such as a probe's accuracy).
+CURVE_FALLBACKS = ("val/loss", "train/loss")
+
+
 def _curves(data: ReportData, out: Path, colors, uri: str) -> Figure:
     import pandas as pd
 
-    key = "val/" + data.column.split("/", 1)[-1]
-    fig = Figure("curves", f"Learning curves ({key})")
-    if not data.column.startswith("test/") or data.scored.empty:
+    own = "val/" + data.column.split("/", 1)[-1] if data.column.startswith("test/") else None
+    keys = [k for k in (own, *CURVE_FALLBACKS) if k is not None]
+    fig = Figure("curves", f"Learning curves ({keys[0]})")
+    if data.scored.empty:
         fig.skipped = f"no per-epoch metric corresponds to {data.column}"
         return fig
     methods = list(data.leaderboard.index)[:MAX_CURVE_METHODS]
@@ -101,10 +107,14 @@ def _curves(data: ReportData, out: Path, colors, uri: str) -> Figure:
     pick = data.scored[data.scored["dataset"].isin(datasets) & data.scored["method"].isin(methods)]
     pick = pick.sort_values("seed", key=lambda s: s.astype(str))
     pick = pick.groupby(["dataset", "method"], sort=False).head(CURVE_SEEDS)
-    hist = load_histories(list(pick["run_id"]), key, uri)
-    if not hist:
-        fig.skipped = f"no run logged a {key} history"
+    for key in keys:
+        hist = load_histories(list(pick["run_id"]), key, uri)
+        if hist:
+            break
+    else:
+        fig.skipped = f"no run logged a {' / '.join(keys)} history"
         return fig
+    fig.title = f"Learning curves ({key})"
     rows = [(rid, step, val) for rid, pts in hist.items() for step, val in pts]
     frame = pd.DataFrame(rows, columns=["run_id", "step", "value"]).merge(
         pick[["run_id", "dataset", "method"]], on="run_id")
@@ -113,7 +123,9 @@ def _curves(data: ReportData, out: Path, colors, uri: str) -> Figure:
              if n_ds < len(data.datasets) else "all datasets",
              f"the top {len(methods)} of {len(data.leaderboard)} methods"
              if len(methods) < len(data.leaderboard) else "all methods"]
-    fig.caption = (f"Mean ± std over up to {CURVE_SEEDS} seeds of {key} per epoch; "
+    instead = (f"no run logged {keys[0]} per epoch, so {key} is shown; " if key != keys[0]
+               else "")
+    fig.caption = (f"{instead}Mean ± std over up to {CURVE_SEEDS} seeds of {key} per epoch; "
                    f"{' and '.join(shown)} (history reads are bounded to "
                    f"{MAX_HISTORY_RUNS} runs to keep large reports fast).")
     return fig
