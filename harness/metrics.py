@@ -62,10 +62,14 @@ def direction_tag(factory: Callable) -> str:
     return "none" if better is None else "max" if better else "min"
 
 
+#: A direction tag's value -> the word listings and reports show.
+DIRECTION_WORDS = {"max": "higher", "min": "lower", "none": "none"}
+
+
 def better_word(factory: Callable) -> str:
     """``higher``, ``lower`` or ``none``: which values of a metric are better,
     as ``harness list metrics`` shows it."""
-    return {"max": "higher", "min": "lower"}.get(direction_tag(factory), "none")
+    return DIRECTION_WORDS[direction_tag(factory)]
 
 
 def metric_inputs(factory: Callable) -> tuple[str, ...]:

@@ -123,9 +123,8 @@ class Registry:
                 fail(error)
                 if error.plugin == impl.plugin_name:
                     return
-            if kind == "metrics" and (not hasattr(factory, "greater_is_better") or not (
-                    factory.greater_is_better is None
-                    or isinstance(factory.greater_is_better, bool))):
+            better = getattr(factory, "greater_is_better", "undeclared")
+            if kind == "metrics" and better is not None and not isinstance(better, bool):
                 return fail(PluginError(impl.plugin_name, dist[0],
                                         f"metric {name!r} does not say whether greater is "
                                         f"better: decorate its factory with @harness.metric("

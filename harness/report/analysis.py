@@ -231,14 +231,16 @@ def other_metrics(runs, column: str, directions: dict) -> dict[str, str]:
     """``test/<name>`` -> ``higher`` | ``lower`` | ``none`` for each metric the
     runs tagged a direction for and logged, except ``column`` (the ranked
     one), in name order; the majority of the runs' tags decides the word."""
-    words = {"max": "higher", "min": "lower", "none": "none"}
+    from harness.metrics import DIRECTION_WORDS
+
     out = {}
     for name in sorted(directions, key=str):
         col = f"test/{name}"
         if col == column or col not in runs.columns or not runs[col].notna().any():
             continue
         votes = directions[name]
-        out[col] = words.get(max(votes, key=lambda v: (votes[v], v)), "none") if votes else "none"
+        top = max(votes, key=lambda v: (votes[v], v)) if votes else "none"
+        out[col] = DIRECTION_WORDS.get(top, "none")
     return out
 
 
