@@ -12,8 +12,18 @@ import pytest
 PLUGINS = Path(__file__).parent / "plugins"
 sys.path.insert(0, str(PLUGINS))
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
-# caches a test run writes (keel class sizes, ...) stay out of the user's home
-os.environ.setdefault("HARNESS_CACHE_DIR", tempfile.mkdtemp(prefix="harness-test-cache-"))
+# caches a test run writes (keel class sizes, ...) stay out of the user's home;
+# the folder made here goes when the session ends
+_CACHE_DIR = None
+if "HARNESS_CACHE_DIR" not in os.environ:
+    _CACHE_DIR = os.environ["HARNESS_CACHE_DIR"] = tempfile.mkdtemp(prefix="harness-test-cache-")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _CACHE_DIR is not None:
+        import shutil
+
+        shutil.rmtree(_CACHE_DIR, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True, scope="session")
