@@ -494,9 +494,17 @@ def exit_now(code: int | None) -> None:
     import atexit
     import threading
 
-    for thread in threading.enumerate():
-        if thread is not threading.main_thread() and not thread.daemon:
-            thread.join()
+    # The interpreter's own first step at exit: threading's exit hooks (they
+    # stop concurrent.futures' idle workers, such as MLflow's artifact
+    # threads), then a join of every non-daemon thread.  Joining those
+    # workers without the hooks waited forever.
+    shutdown = getattr(threading, "_shutdown", None)
+    if shutdown is not None:
+        shutdown()
+    else:  # an interpreter without the hook: join what can end by itself
+        for thread in threading.enumerate():
+            if thread is not threading.main_thread() and not thread.daemon:
+                thread.join()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -98,6 +98,22 @@ def test_console_exit_keeps_output_threads_and_exit_handlers(tmp_path):
     assert marker.read_text() == "ran"
 
 
+def test_console_exit_ends_idle_thread_pool_workers():
+    """An executor's idle worker (MLflow's artifact threads) waits for work
+    until threading's exit hook stops it: the exit must run that hook, not
+    wait for the worker (``harness report`` hung at its end)."""
+    code = textwrap.dedent("""
+        from concurrent.futures import ThreadPoolExecutor
+        from harness.cli import exit_now
+        pool = ThreadPoolExecutor(2)
+        print(pool.submit(lambda: 41 + 1).result())
+        exit_now(0)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, timeout=60)
+    assert (out.returncode, out.stdout) == (0, "42\n")
+
+
 def test_environment_tags_unpickle_without_torch():
     """The store writer unpickles each run's environment tags; a
     ``TorchVersion`` among them made it import torch (~2 s)."""
