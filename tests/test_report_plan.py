@@ -144,3 +144,18 @@ def test_a_plan_nothing_of_which_has_run_says_so(tmp_path, tracking_uri, toy):
     with pytest.raises(UserError, match=r"none of the 8 planned runs of .*toy.yaml .*\(1 run\(s\) "
                                         r"of earlier configurations ignored"):
         build_report(str(suite), out=tmp_path / "r")
+
+
+def test_a_suite_without_rank_by_reports_by_its_first_metric(tmp_path, tracking_uri, toy,
+                                                              capsys):
+    """``rank_by`` defaults to the first metric: the report at the end of
+    ``harness run`` and ``harness report suite.yaml`` rank by it (both
+    failed with "no metric to rank by" when the key was left out)."""
+    suite = tmp_path / "toy.yaml"
+    suite.write_text(SUITE.format(width=5).replace("rank_by: squared_error\n", ""))
+    assert main(["run", str(suite)]) == 0
+    out = capsys.readouterr()
+    assert "report not built" not in out.err
+    assert "test/squared_error (lower is better) over finished runs" in out.out
+    assert main(["report", str(suite), "--out", str(tmp_path / "r")]) == 0
+    assert "Metric `test/squared_error`" in (tmp_path / "r" / "index.md").read_text()

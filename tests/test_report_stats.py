@@ -253,6 +253,11 @@ def test_read_suite(tmp_path):
     p.write_text("name: imb\nrank_by: f1\nseeds: 3\n")
     info = read_suite(p)
     assert (info.name, info.rank_by) == ("imb", "f1")
+    # without rank_by the suite ranks by its first metric, by its logged name
+    p.write_text("name: imb\nmetrics: [{name: ece, bins: 25}, accuracy]\n")
+    assert read_suite(p).rank_by == "ece:bins-25"
+    p.write_text("name: imb\nmetrics: [accuracy, f1]\n")
+    assert read_suite(p).rank_by == "accuracy"
     assert resolve_source("plain-name").name == "plain-name"
     with pytest.raises(UserError, match=r"nope\.yaml: suite file not found"):
         resolve_source(str(tmp_path / "nope.yaml"))

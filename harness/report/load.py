@@ -39,7 +39,9 @@ class SuiteInfo:
 
 
 def read_suite(path: str | Path) -> SuiteInfo:
-    """Read ``name`` and ``rank_by`` from a suite YAML file.
+    """Read ``name`` and ``rank_by`` from a suite YAML file; without a
+    ``rank_by`` key, the first of its ``metrics`` (as the suite loader
+    defaults it), by its logged name.
 
     A missing or unreadable file, malformed YAML, a duplicate key or a file
     without a ``name`` raises ``UserError`` with a one-line message naming the
@@ -49,8 +51,21 @@ def read_suite(path: str | Path) -> SuiteInfo:
     data = load_yaml(path).data
     if not isinstance(data, dict) or not data.get("name"):
         raise UserError(f"{path}: suite file has no 'name' key")
-    rank_by = data.get("rank_by")
+    rank_by = data.get("rank_by") or _first_metric(data.get("metrics"))
     return SuiteInfo(str(data["name"]), str(rank_by) if rank_by else None, str(path))
+
+
+def _first_metric(metrics) -> str | None:
+    """The logged name of a suite's first metric (``accuracy``,
+    ``{name: ece, bins: 25}`` -> ``ece:bins-25``), or None."""
+    from harness.metrics import metric_label
+
+    first = metrics[0] if isinstance(metrics, list) and metrics else None
+    if isinstance(first, str):
+        return first
+    if isinstance(first, dict) and isinstance(first.get("name"), str):
+        return metric_label(first["name"], {k: v for k, v in first.items() if k != "name"})
+    return None
 
 
 def looks_like_file(spec: str) -> bool:
