@@ -296,6 +296,9 @@ def cmd_report(args) -> int:
     """Build a report directory from MLflow runs."""
     from harness.report import build_report
 
+    if not args.suite and not args.experiment:
+        raise UserError("harness report needs a suite file (harness report suites/x.yaml), a "
+                        "suite name or --experiment NAME")
     out = build_report(args.suite, experiment=args.experiment, tracking_uri=args.tracking_uri,
                        metric=args.metric, formats=args.format.split(","), out=args.out,
                        baseline=args.baseline, compare=args.compare or [],

@@ -500,3 +500,11 @@ def test_curves_fall_back_to_a_loss_when_the_ranked_metric_has_no_history(tmp_pa
     assert "![Learning curves (train/loss)](curves.png)" in md
     assert "no run logged val/probe_accuracy per epoch, so train/loss is shown" in md
     assert (out / "curves.png").stat().st_size > 0
+
+
+def test_report_without_a_suite_or_experiment_says_what_to_pass(capsys):
+    from harness.cli import main
+
+    assert main(["report"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: harness report needs a suite file") and "--experiment" in err
