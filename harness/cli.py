@@ -239,9 +239,11 @@ def cmd_run(args) -> int:
     from rich.console import Console
 
     from harness import runstate
+    from harness.progress import outlive_the_reader
     from harness.runner import make_plan
     from harness.session import run_suite_plan
 
+    outlive_the_reader()
     reg = _registry(args)
     options = run_options(args, reg)
     uri = options.uri

@@ -100,3 +100,48 @@ class EpochProgress:
 
 #: This process's reporter.
 EPOCHS = EpochProgress()
+
+
+class _ReaderSafe:
+    """A text stream whose writes survive its reader going away: on a broken
+    pipe the file descriptor is pointed at /dev/null and writing goes on."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._reader_gone()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._reader_gone()
+
+    def _reader_gone(self) -> None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, self._stream.fileno())
+        finally:
+            os.close(devnull)
+        try:  # what is still buffered goes to /dev/null now
+            self._stream.flush()
+        except (OSError, ValueError):
+            pass
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def outlive_the_reader() -> None:
+    """Keep training when the reader of stdout/stderr goes away (``harness run
+    | head``, a closed ssh pipe): output is a view of the runs, so a broken
+    pipe silences it instead of failing the run that was printing."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is not None and not isinstance(stream, _ReaderSafe):
+            setattr(sys, name, _ReaderSafe(stream))

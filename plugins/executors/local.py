@@ -47,6 +47,9 @@ def _worker_main(conn, alive, threads: int, env: dict, cwd: str) -> None:
     os.environ.update(env)
     os.environ["HARNESS_TORCH_THREADS"] = str(threads)
     os.chdir(cwd)
+    from harness.progress import outlive_the_reader
+
+    outlive_the_reader()  # the parent's reader may go; the runs must not fail for it
     while True:
         try:
             fn, item = conn.recv()
