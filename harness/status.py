@@ -161,6 +161,17 @@ def show(suite_file: str, uri: str | None = None, *, only: str | None = None,
         print(json.dumps(status.as_dict(), indent=2))
     elif not watch:
         console.print(render(status))
+    elif not console.is_terminal:
+        # a log file or pipe keeps no live region (rich would print only at
+        # the end): one table per refresh, each under its time
+        try:
+            while True:
+                console.print(time.strftime("%Y-%m-%d %H:%M:%S"), render(status))
+                console.file.flush()
+                time.sleep(interval)
+                status = collect(suite_file, uri, only=only, registry=registry)
+        except KeyboardInterrupt:
+            pass
     else:
         from rich.live import Live
 

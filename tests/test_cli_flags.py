@@ -234,3 +234,27 @@ def test_every_option_of_every_command_has_help_text():
             for name, sub in subs.choices.items() for action in sub._actions
             if action.option_strings and action.help is None]
     assert bare == []
+
+
+def test_status_watch_into_a_file_prints_each_refresh(tmp_path, tracking_uri, monkeypatch):
+    """Without a terminal, --watch prints a table per refresh (a live region
+    printed nothing until Ctrl-C)."""
+    import io
+
+    from rich.console import Console
+
+    from harness import status
+
+    sleeps = []
+
+    def sleep(seconds):
+        sleeps.append(seconds)
+        if len(sleeps) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(status.time, "sleep", sleep)
+    out = io.StringIO()
+    code = status.show(suite(tmp_path), tracking_uri, watch=True, interval=7.0,
+                       console=Console(file=out, width=120))
+    assert code == 0 and sleeps == [7.0, 7.0]
+    assert out.getvalue().count("pending") >= 2 and out.getvalue().count(" total ") == 2
