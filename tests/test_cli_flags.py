@@ -258,3 +258,18 @@ def test_status_watch_into_a_file_prints_each_refresh(tmp_path, tracking_uri, mo
                        console=Console(file=out, width=120))
     assert code == 0 and sleeps == [7.0, 7.0]
     assert out.getvalue().count("pending") >= 2 and out.getvalue().count(" total ") == 2
+
+
+def test_a_suites_device_missing_here_stops_before_any_run(tmp_path, tracking_uri, capsys):
+    """``device: cuda`` in a suite on a machine without CUDA: exit 2 at the
+    key, not one failed run per run (each failed on its first tensor);
+    ``--device cpu`` still runs it."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    path = Path(suite(tmp_path))
+    path.write_text(path.read_text() + "device: cuda\n")
+    err = one_line_exit_2(capsys, ["run", str(path)])
+    assert "flags.yaml:" in err and "device = 'cuda'" in err and "--device cpu" in err
+    assert main(["run", str(path), "--device", "cpu", "-q"]) == 0
