@@ -201,7 +201,8 @@ _ROW = ("key", "run_id", "mlflow_status", "status", "pid", "heartbeat", "error",
         "failure_kind")
 
 
-def _existing_runs_sqlite(path: str, experiment: str) -> list[tuple]:
+def _existing_runs_sqlite(path: str, experiment: str, since_ms: int | None = None
+                          ) -> list[tuple]:
     """Rows of ``_ROW`` straight from MLflow's sqlite schema: importing mlflow
     costs ~2.5 s, too slow for ``harness plan`` and ``harness status``.
     Only reads; every write goes through MLflow."""
@@ -218,13 +219,14 @@ def _existing_runs_sqlite(path: str, experiment: str) -> list[tuple]:
                        h.value, x.value, r.start_time, f.value
                FROM runs r JOIN experiments e ON r.experiment_id = e.experiment_id
                JOIN tags k ON k.run_uuid = r.run_uuid AND k.key = 'harness.run_key' {joins}
-               WHERE e.name = ? AND r.lifecycle_stage = 'active'
-               ORDER BY r.start_time ASC""", (experiment,)).fetchall()
+               WHERE e.name = ? AND r.lifecycle_stage = 'active' AND r.start_time >= ?
+               ORDER BY r.start_time ASC""", (experiment, since_ms or 0)).fetchall()
     finally:
         con.close()
 
 
-def _existing_runs_client(uri: str, experiment: str) -> list[tuple]:
+def _existing_runs_client(uri: str, experiment: str, since_ms: int | None = None
+                          ) -> list[tuple]:
     from mlflow.entities import ViewType
 
     cl = client(uri)
@@ -232,8 +234,9 @@ def _existing_runs_client(uri: str, experiment: str) -> list[tuple]:
     if exp is None:
         return []
     rows, token = [], None
+    since = f"attributes.start_time >= {int(since_ms)}" if since_ms else ""
     while True:
-        page = cl.search_runs([exp.experiment_id], run_view_type=ViewType.ACTIVE_ONLY,
+        page = cl.search_runs([exp.experiment_id], since, run_view_type=ViewType.ACTIVE_ONLY,
                               max_results=5000, page_token=token,
                               order_by=["attributes.start_time ASC"])
         for r in page:
@@ -247,29 +250,31 @@ def _existing_runs_client(uri: str, experiment: str) -> list[tuple]:
             return rows
 
 
-def existing_runs(uri: str | None, experiment: str) -> dict[str, dict]:
+def existing_runs(uri: str | None, experiment: str, since_ms: int | None = None
+                  ) -> dict[str, dict]:
     """run_key -> {"status", "run_id", "pid", "heartbeat", "error",
     "failure_kind", ...} of the run that speaks for each key in the experiment
     (``harness.runstate.prefer``: the newest, but never a non-result over a
     result).  ``status`` is normalised (``runstate.normalize``): ``running``
     for MLflow RUNNING runs (``runstate.is_stale`` tells a live one from one
-    left by a dead process)."""
+    left by a dead process).  ``since_ms``: only runs started at or after
+    that time (ms since the epoch, MLflow's ``start_time``)."""
     uri = resolve_uri(uri)
     path = sqlite_path(uri)
     if path is not None:
         if not os.path.exists(path):
             return {}
         try:
-            rows = _existing_runs_sqlite(path, experiment)
+            rows = _existing_runs_sqlite(path, experiment, since_ms)
         except Exception as exc:
             if "no such table" in str(exc):
                 # another process is creating this store's schema right now:
                 # nothing is recorded yet, and asking MLflow here would race it
                 # in creating the same tables
                 return {}
-            rows = _existing_runs_client(uri, experiment)  # a schema we do not know
+            rows = _existing_runs_client(uri, experiment, since_ms)  # a schema we do not know
     else:
-        rows = _existing_runs_client(uri, experiment)
+        rows = _existing_runs_client(uri, experiment, since_ms)
     out: dict[str, dict] = {}
     for row in rows:
         info = dict(zip(_ROW, row))

@@ -158,3 +158,48 @@ def test_killed_worker_run_is_redone(tmp_path, tracking_uri, test_plugin, monkey
     assert "1 to run, 3 already done" in capsys.readouterr().out
     after = finished_runs(tracking_uri)
     assert len(after) == 4 and all(len(ids) == 1 for ids in after.values())
+
+
+def test_runs_another_process_took_since_the_plan_are_left_out(tmp_path, tracking_uri):
+    """Two `harness run`s of one suite: each work item first leaves out the
+    runs another process finished, or started and still runs, since its plan
+    was made; older runs (what --force retrains), failed and dead ones stay."""
+    from mlflow import MlflowClient
+
+    from harness.runner import claimed_elsewhere
+    from harness.worker import WorkItem
+
+    path = tmp_path / "s.yaml"
+    path.write_text(SUITE.format(loss="cross_entropy").replace("seeds: 2", "seeds: 3"))
+    plan = make_plan(str(path), tracking_uri)
+    specs = [s.to_dict() for s in plan.todo]
+    assert len(specs) == 6
+    here = socket.gethostname()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    client = MlflowClient(tracking_uri)
+    exp = client.get_experiment_by_name(specs[0]["suite"]) or None
+    exp_id = exp.experiment_id if exp else client.create_experiment(specs[0]["suite"])
+    now = time.time()
+    # position in the plan -> (started, status tag, pid, MLflow status)
+    others = {0: (now + 1, "finished", f"{here}:{os.getpid()}", "FINISHED"),
+              1: (now + 1, "running", f"{here}:{os.getpid()}", "RUNNING"),
+              2: (now + 1, "running", f"{here}:{dead.pid}", "RUNNING"),
+              3: (now + 1, "failed", f"{here}:{os.getpid()}", "FAILED"),
+              4: (now - 3600, "finished", f"{here}:{os.getpid()}", "FINISHED")}
+    for i, spec in enumerate(specs):
+        if i not in others:
+            continue
+        started, status, pid, mlflow_status = others[i]
+        run = client.create_run(exp_id, start_time=int(started * 1000), tags={
+            "harness.run_key": spec["run_key"], "harness.status": status,
+            "harness.pid": pid, "harness.heartbeat": str(now)})
+        if mlflow_status != "RUNNING":
+            client.set_terminated(run.info.run_id, mlflow_status)
+    item = WorkItem(specs, attempt=1)
+    left, outcomes = claimed_elsewhere(item, tracking_uri, int(now * 1000))
+    assert [d["run_key"] for d in left.specs] == [d["run_key"] for d in specs[2:]]
+    assert [(o.run_key, o.status) for o in outcomes] == [
+        (specs[0]["run_key"], "skipped"), (specs[1]["run_key"], "running")]
+    assert outcomes[0].run_name == plan.todo[0].run_name
+    assert "another harness process" in outcomes[0].error
