@@ -60,7 +60,7 @@ def run_suite(path: str | Path, *, tracking_uri: str | None = None, only: str | 
     from harness.limits import parse_duration, parse_memory
     from harness.options import RunOptions
     from harness.plugins import get_registry
-    from harness.runflags import check_device
+    from harness.runflags import check_device, check_suite_device
     from harness.runner import build_executor, make_plan
     from harness.session import run_suite_plan
 
@@ -82,6 +82,8 @@ def run_suite(path: str | Path, *, tracking_uri: str | None = None, only: str | 
                          batch_all=batch_all, max_group=max_group, report=report)
     plan = make_plan(str(path), options.uri, only=only, force=force, rerun_failed=rerun_failed,
                      registry=registry)
+    if plan.todo:
+        check_suite_device(plan.suite, options.device)
     return run_suite_plan(plan, options, registry=registry)
 
 

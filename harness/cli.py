@@ -16,6 +16,7 @@ from harness.options import RunOptions
 from harness.runflags import (
     ExecutorOption,
     check_device,
+    check_suite_device,
     executor_from_args,
     executor_options,
     limit_type,
@@ -82,14 +83,12 @@ def cmd_list(args) -> int:
     if args.kind == "metrics":  # which way is better decides every ranking
         from harness.metrics import better_word
 
-        rows = [[i.name, better_word(i.factory), ", ".join(p.describe() for p in i.params),
-                 i.description, i.provenance] for i in infos]
-        print(tabulate(rows, headers=["metric", "better", "parameters", "description", "from"],
-                       maxcolwidths=[None, None, 40, 60, None]))
-        return 0
-    rows = [[i.kind, i.name, ", ".join(p.describe() for p in i.params), i.description,
-             i.provenance] for i in infos]
-    print(tabulate(rows, headers=["kind", "name", "parameters", "description", "from"],
+        lead, headers = (lambda i: [i.name, better_word(i.factory)]), ["metric", "better"]
+    else:
+        lead, headers = (lambda i: [i.kind, i.name]), ["kind", "name"]
+    rows = [[*lead(i), ", ".join(p.describe() for p in i.params), i.description, i.provenance]
+            for i in infos]
+    print(tabulate(rows, headers=[*headers, "parameters", "description", "from"],
                    maxcolwidths=[None, None, 40, 60, None]))
     return 0
 
@@ -223,21 +222,6 @@ def batch_options(args) -> RunOptions:
     return RunOptions(batch=not args.no_batch, batch_all=args.batch, max_group=args.max_group)
 
 
-def _check_suite_device(suite) -> None:
-    """A suite's ``device:`` (used when ``--device`` is left at auto) must be on
-    this machine: without it every run failed on its first tensor."""
-    if suite.device in ("auto", "cpu"):
-        return
-    try:
-        check_device(suite.device)
-    except UserError as exc:
-        why = str(exc).split(": ", 1)[-1].split("; use --device", 1)[0]
-        why += "; `harness run --device cpu` runs the suite here"
-        if suite.source is None:
-            raise UserError(f"device {suite.device!r}: {why}") from None
-        raise suite.source.error(("device",), suite.device, why) from None
-
-
 def run_options(args, reg) -> RunOptions:
     """``harness run``'s flags as ``harness.options.RunOptions``."""
     batch = batch_options(args)
@@ -264,8 +248,8 @@ def cmd_run(args) -> int:
     uri = options.uri
     plan = make_plan(args.suite, uri, only=args.only, force=args.force,
                      rerun_failed=args.rerun_failed, registry=reg)
-    if options.device == "auto" and plan.todo:
-        _check_suite_device(plan.suite)
+    if plan.todo:
+        check_suite_device(plan.suite, options.device)
     running = f", {len(plan.running)} running in another process (not started twice)" \
         if plan.running else ""
     retried = len(input_retries(plan))

@@ -96,27 +96,45 @@ def check_device(device: str) -> str:
     present on this machine.  torch is imported only for ``cuda``/``mps``."""
     import re
 
-    if device in ("auto", "cpu"):
-        return device
-    m = re.fullmatch(r"cuda(?::(\d+))?|mps", device)
-    if not m:
+    if device not in ("auto", "cpu") and not re.fullmatch(r"cuda(?::\d+)?|mps", device):
         raise UserError(f"--device {device}: unknown device; use auto, cpu, cuda, cuda:N "
                         "or mps")
+    why = missing_device(device)
+    if why is not None:
+        raise UserError(f"--device {device}: {why}; use --device cpu or auto")
+    return device
+
+
+def missing_device(device: str) -> str | None:
+    """Why a well-formed ``device`` is not on this machine, or None when it is
+    (``auto`` and ``cpu`` always are).  torch is imported only for
+    ``cuda``/``mps``."""
+    if device in ("auto", "cpu"):
+        return None
     import torch
 
     if device == "mps":
         mps = getattr(torch.backends, "mps", None)
-        if not (mps and mps.is_available()):
-            raise UserError("--device mps: this torch has no MPS (Apple GPU) support")
-        return device
+        return None if mps and mps.is_available() else "this torch has no MPS (Apple GPU) support"
     if not torch.cuda.is_available():
-        raise UserError(f"--device {device}: torch {torch.__version__} has no CUDA "
-                        "(a CPU build, or no GPU/driver); use --device cpu or auto")
+        return f"torch {torch.__version__} has no CUDA (a CPU build, or no GPU/driver)"
     n = torch.cuda.device_count()
-    if m.group(1) is not None and int(m.group(1)) >= n:
-        raise UserError(f"--device {device}: this machine has {n} CUDA device(s) "
-                        f"(cuda:0 to cuda:{n - 1})")
-    return device
+    if ":" in device and int(device.split(":", 1)[1]) >= n:
+        return f"this machine has {n} CUDA device(s) (cuda:0 to cuda:{n - 1})"
+    return None
+
+
+def check_suite_device(suite, device: str) -> None:
+    """A suite's ``device:``, used when ``--device`` is ``auto``, must be on
+    this machine (``ConfigError`` at the key): without it every run failed on
+    its first tensor."""
+    why = missing_device(suite.device) if device == "auto" else None
+    if why is None:
+        return
+    why += "; `harness run --device cpu` runs the suite here"
+    if suite.source is None:
+        raise UserError(f"device {suite.device!r}: {why}")
+    raise suite.source.error(("device",), suite.device, why)
 
 
 def limit_type(name: str):

@@ -391,10 +391,10 @@ def normalize_dataset(src: YamlSource, i: int, entry: dict, registry, task=None,
     own = _task_entry(src, path, task, task_name, options, registry)
     expand = getattr(info.factory, "expand", None)
     if expand is not None:
-        expanded = _call_source_hook(src, (*path, source), entry[source], expand,
-                                     resolve_paths(info, params, base_dir))
+        resolved = resolve_paths(info, params, base_dir)
+        expanded = _call_source_hook(src, (*path, source), entry[source], expand, resolved)
         if expanded is not None:
-            expanded = [_paths_as_written(info, params, base_dir, dict(p)) for p in expanded]
+            expanded = [_paths_as_written(info, params, resolved, dict(p)) for p in expanded]
             if label is not None and len(expanded) > 1:
                 raise src.error((*path, "label"), label, f"this {source!r} entry stands for "
                                 f"{len(expanded)} datasets; a label can name only one")
@@ -406,11 +406,10 @@ def normalize_dataset(src: YamlSource, i: int, entry: dict, registry, task=None,
     return [_one_dataset(src, path, info, source, params, own, label, base_dir, task)]
 
 
-def _paths_as_written(info, written: dict, base_dir: str, params: dict) -> dict:
+def _paths_as_written(info, written: dict, resolved: dict, params: dict) -> dict:
     """``params`` from a source's ``expand`` with each path parameter that it
-    passed through unchanged put back as the suite wrote it, so run keys do
-    not depend on where the suite's folder is."""
-    resolved = resolve_paths(info, written, base_dir)
+    passed through unchanged (equal to ``resolved``'s) put back as the suite
+    wrote it, so run keys do not depend on where the suite's folder is."""
     for p in info.params:
         value = params.get(p.name)
         if (value is not None and is_path_param(p.annotation) and written.get(p.name) is not None

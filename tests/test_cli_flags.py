@@ -273,3 +273,16 @@ def test_a_suites_device_missing_here_stops_before_any_run(tmp_path, tracking_ur
     err = one_line_exit_2(capsys, ["run", str(path)])
     assert "flags.yaml:" in err and "device = 'cuda'" in err and "--device cpu" in err
     assert main(["run", str(path), "--device", "cpu", "-q"]) == 0
+
+
+def test_the_python_api_checks_a_suites_device_too(tmp_path, tracking_uri):
+    import torch
+
+    import harness
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    path = Path(suite(tmp_path))
+    path.write_text(path.read_text() + "device: cuda\n")
+    with pytest.raises(harness.ConfigError, match="device = 'cuda'.*--device cpu"):
+        harness.run_suite(path, tracking_uri=tracking_uri)

@@ -192,6 +192,7 @@ def other_metric_tables(data: ReportData) -> list[Table]:
     done = data.runs[data.runs["status"] == FINISHED]
     out = []
     for column, word in data.other_metrics.items():
+        best = {"higher": max, "lower": min}.get(word)
         ok = done[done[column].notna()]
         g = ok.groupby(["dataset", "method"])[column]
         mean, std, n = g.mean(), g.std(ddof=1), g.count()
@@ -199,8 +200,7 @@ def other_metric_tables(data: ReportData) -> list[Table]:
         for d in data.datasets:
             row = [str(d)]
             present = [mean[(d, m)] for m in data.methods if (d, m) in mean.index]
-            top = (max(present) if word == "higher" else min(present)
-                   if word == "lower" else None) if present else None
+            top = best(present) if best and present else None
             for m in data.methods:
                 if (d, m) not in mean.index:
                     row.append("–")

@@ -27,6 +27,7 @@ the method's cost: search + select + the evaluate phase's training.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, Literal
 
@@ -243,9 +244,12 @@ class NasTask(SplitAndTransforms):
         times["time/evaluate_s"] = time.perf_counter() - start
         table, times["time/ground_truth_s"] = ground_truth_table(ctx, cfg, space, data)
         if table is not None:
+            index = space.index(genotype)
+            # a sampled table may lack the selected cell: score the model at hand
             own = cell_accuracy(model, data.X_test, data.y_test,
-                                cfg["evaluate"]["training"]["eval_batch_size"], ctx.device)
-            regret, rank = regret_and_rank(table["test_accuracy"], space.index(genotype), own)
+                                cfg["evaluate"]["training"]["eval_batch_size"], ctx.device
+                                ) if math.isnan(table["test_accuracy"][index]) else None
+            regret, rank = regret_and_rank(table["test_accuracy"], index, own)
             out.update(compute_metrics(fns, {"regret": regret, "arch_rank": rank}))
         # the method's cost (the leaderboard's time column): search, selection and
         # retraining, not the ground truth, which only scores it
