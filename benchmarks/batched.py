@@ -3,8 +3,8 @@
 --batch` on the same trainings, each timed as a whole process.
 
     python benchmarks/batched.py [--workload mlp|cnn|all] [--lrs 4] [--seeds 10]
-                                 [--sides loop,alone,default] [--repeats 1] [--epochs N]
-                                 [--device cpu|cuda]
+                                 [--sides loop,alone,default,batch,record] [--repeats 1]
+                                 [--epochs N] [--device cpu|cuda]
 
 Workloads (issue #14, #25): Adam with ``--lrs`` learning rates (4: 1e-3, 3e-3,
 1e-2, 3e-2; otherwise spaced geometrically over that range) x ``--seeds``
@@ -20,6 +20,12 @@ the table also gives each process's CPU time (user + sys) and the load
 average.  For each harness run it splits the wall time (``wall_split``):
 training, evaluation, start-up with imports and data, waiting for the runs'
 MLflow writes to end, the end-of-run report, and exit.
+
+The side ``record`` is the floor the store puts under a harness run: a whole
+process that records the same runs in the same store (tags, params, every
+epoch's three metrics, the final metrics, the end) in the fewest MLflow calls
+(each run's rows in its end's batch), with no training; the hand-written loop
+records nothing.
 
 For the mlp it also prints the distance to the FLOP limit: the training's
 matmul FLOPs (forward, backward, validation) at the rate this process
@@ -122,6 +128,23 @@ for seed in range(SEEDS):
 """
 
 
+RECORD = """\
+import sys
+from harness.runner import make_plan
+from harness.tracking import MlflowRunLogger
+
+EPOCHS, uri = {epochs}, sys.argv[1]
+for spec in make_plan("suite.yaml", uri).runs:
+    lg = MlflowRunLogger(uri, spec, {{}})
+    for e in range(EPOCHS):
+        lg.log_metrics({{"train/loss": 1 / (e + 1), "val/loss": 1 / (e + 2),
+                        "val/accuracy": 0.9}}, step=e)
+    lg.log_metrics({{"train/best_epoch": 9, "test/accuracy": 0.9, "time/train_s": 0.1,
+                    "time/eval_s": 0.01}})
+    lg.end("finished")  # the rows go with the end: the fewest MLflow calls
+"""
+
+
 def timed(cmd: list[str], cwd: Path, env: dict) -> tuple[float, float, float]:
     """(wall s, CPU s of the child, unix start time) of one command."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -166,11 +189,16 @@ def wall_split(db: Path, started: float, wall: float) -> dict[str, float]:
             "exit": started + wall - reported}
 
 
-#: side -> (label, harness flags; None for the hand-written loop)
+#: side -> (label, harness flags; None for a script: ``SCRIPTS``)
 SIDES = {"loop": ("hand-written DataLoader loop", None),
+         "record": ("its MLflow writes alone, no training", None),
          "alone": ("harness run --no-batch", ["--no-batch"]),
          "default": ("harness run (batch mode, the default)", []),
          "batch": ("harness run --batch", ["--batch"])}
+
+
+#: sides that run a script of their own (given the store's URI when they write one)
+SCRIPTS = {"loop": "loop.py", "record": "record.py"}
 
 
 def learning_rates(n: int) -> list[float]:
@@ -194,6 +222,7 @@ def measure(workload: str, epochs: int, args, tmp: Path, env: dict) -> dict[str,
                                               model=loop_model.strip()))
     (work / "suite.yaml").write_text(SUITE.format(seeds=args.seeds, epochs=epochs, lrs=lrs,
                                                   dataset=dataset, model=model))
+    (work / "record.py").write_text(RECORD.format(epochs=epochs))
     template = work / "template.db"
     prepare_store(f"sqlite:///{template}", "batched_bench")
     harness = [sys.executable, "-m", "harness.cli", "run", "suite.yaml", "-q",
@@ -203,11 +232,12 @@ def measure(workload: str, epochs: int, args, tmp: Path, env: dict) -> dict[str,
     for r in range(args.repeats):
         for side in args.sides:
             flags = SIDES[side][1]
-            if flags is None:
-                results[side].append(timed([sys.executable, "loop.py"], work, env))
-                continue
             db = work / f"{side}{r}.db"
             shutil.copy(template, db)
+            if flags is None:
+                store = [f"sqlite:///{db}"] if side == "record" else []
+                results[side].append(timed([sys.executable, SCRIPTS[side], *store], work, env))
+                continue
             wall, cpu, started = timed([*harness, f"sqlite:///{db}", *flags,
                                         *(extra if side != "alone" else [])], work, env)
             results[side].append((wall, cpu, wall_split(db, started, wall)))
@@ -218,7 +248,7 @@ def flop_limit(epochs: int, n_runs: int, threads: int) -> dict[str, float]:
     """The mlp workload's matmul FLOPs and the seconds they take at this
     process's measured rates: ``peak`` (a 1024x1024 float32 matmul) and
     ``small`` (the group's own forward and backward batched matmuls, R runs
-    of batch 32, timed with the harness's ``direct_forward`` arithmetic)."""
+    of batch 32, timed with the harness's ``DirectMLP`` arithmetic)."""
     import torch
 
     from harness.plugins import get_registry

@@ -226,12 +226,13 @@ def test_reasons_to_train_alone():
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh", "gelu"])
-def test_direct_forward_is_the_vmapped_module(float64, activation):
-    """The bmm path of plain MLPs computes what vmap(functional_call) does;
-    other models take the vmap path."""
+def test_direct_mlp_is_the_vmapped_module(float64, activation):
+    """The bmm path of plain MLPs computes what vmap(functional_call) does,
+    and its backward writes the gradients autograd computes through the
+    module, bit for bit; other models take the vmap path."""
     from torch.func import functional_call, vmap
 
-    from harness_plugins.classification.batched import direct_forward
+    from harness_plugins.classification.batched import direct_mlp
 
     reg = get_registry()
     models = [reg.create("models", {"name": "mlp", "hidden": [5, 3], "activation": activation},
@@ -240,12 +241,24 @@ def test_direct_forward_is_the_vmapped_module(float64, activation):
     ps = [torch.stack([dict(m.named_parameters())[k].detach() for m in models]) for k in names]
     x = torch.randn(4, 6, 2, 2)
     want = vmap(lambda p, xb: functional_call(models[0], dict(zip(names, p)), (xb,)))(ps, x)
-    torch.testing.assert_close(direct_forward(models[0], names)(ps, x), want)
+    mlp = direct_mlp(models[0], names)
+    torch.testing.assert_close(mlp(ps, x), want)
     for r, m in enumerate(models):
         torch.testing.assert_close(want[r], m(x[r]))
+
+    leaves = [p.clone().requires_grad_() for p in ps]
+    upstream = torch.randn(4, 6, 3)
+    (mlp(leaves, x) * upstream).sum().backward()
+    saved: list = []
+    mlp(ps, x, saved)
+    grads = [torch.full_like(p, float("nan")) for p in ps]  # every slice is written
+    mlp.backward(ps, saved, upstream, grads)
+    for name, leaf, got in zip(names, leaves, grads):
+        assert torch.equal(got, leaf.grad), name
+
     cnn = reg.create("models", {"name": "cnn", "channels": [2]}, "models", in_shape=(1, 4, 4),
                      n_classes=2)
-    assert direct_forward(cnn, [k for k, _ in cnn.named_parameters()]) is None
+    assert direct_mlp(cnn, [k for k, _ in cnn.named_parameters()]) is None
 
 
 @pytest.mark.parametrize("spec", [
