@@ -329,8 +329,10 @@ class MlflowRunLogger:
         params = flatten({"dataset": {k: v for k, v in spec.dataset.items()
                                       if k not in ("label", "base_dir")},
                           **spec.config, "seed": spec.seed})
-        write(uri, self.client.log_batch, self.run_id,
-              params=[Param(k[:250], v) for k, v in params.items()])
+        # written with the run's first metrics (or its end): each MLflow call
+        # costs ~10 ms whatever it carries, a store writer's 160 runs 1.6 s
+        self._params = [Param(k[:250], v) for k, v in params.items()]
+        self._params_lock = threading.Lock()
         self._metrics: list = []
         self._flushed = time.monotonic()
         self._stop = threading.Event()
@@ -348,8 +350,25 @@ class MlflowRunLogger:
     def _touch(self, metrics=()) -> None:
         from mlflow.entities import RunTag
 
-        write(self.uri, self.client.log_batch, self.run_id, metrics=list(metrics),
-              tags=[RunTag("harness.heartbeat", str(int(time.time())))])
+        params = self._take_params(len(metrics))
+        try:
+            write(self.uri, self.client.log_batch, self.run_id, metrics=list(metrics),
+                  params=params, tags=[RunTag("harness.heartbeat", str(int(time.time())))])
+        except BaseException:
+            with self._params_lock:  # the next write tries them again
+                self._params = params + self._params
+            raise
+
+    def _take_params(self, n_metrics: int) -> list:
+        """The params not written yet, to go with ``n_metrics`` metrics in one
+        call (then none are left to write); if together they would pass
+        MLflow's 1000 entities per call, the params are written alone now."""
+        with self._params_lock:
+            params, self._params = self._params, []
+        if params and n_metrics + len(params) > BATCH:
+            write(self.uri, self.client.log_batch, self.run_id, params=params)
+            return []
+        return params
 
     def log_metrics(self, values: dict[str, float], step: int = 0) -> None:
         """Buffer metrics (non-finite values are logged as NaN by MLflow)."""
@@ -478,7 +497,8 @@ class MlflowRunLogger:
         try:
             last = self._drain()
         finally:
-            close_run(self.uri, self.run_id, status, error, last)
+            close_run(self.uri, self.run_id, status, error, last,
+                      params=self._take_params(len(last)))
 
     def wait(self, timeout: float | None = None) -> tuple[str | None, str]:
         """``(run_id, "")``: ``end`` wrote the run's end before returning."""
@@ -486,18 +506,19 @@ class MlflowRunLogger:
 
 
 def close_run(uri: str | None, run_id: str, status: str, error: str = "",
-              metrics=(), tags: dict[str, str] | None = None) -> None:
+              metrics=(), tags: dict[str, str] | None = None, params=()) -> None:
     """Tag a run's harness status (and one-line error) and terminate it; also
     how a supervisor records a child it killed (timeout, oom, died).
-    ``metrics``: the run's last buffered ``mlflow.entities.Metric``s, and
-    ``tags`` (a failure kind), written in the same batch as the status."""
+    ``metrics``: the run's last buffered ``mlflow.entities.Metric``s, ``tags``
+    (a failure kind) and ``params`` (``mlflow.entities.Param``s not written
+    yet), written in the same batch as the status."""
     from mlflow.entities import RunTag
 
     cl = client(uri)
     tags = [RunTag("harness.status", status), *(RunTag(k, v) for k, v in (tags or {}).items())]
     if error:
         tags.append(RunTag("harness.error", error.splitlines()[0][:500]))
-    write(uri, cl.log_batch, run_id, metrics=list(metrics), tags=tags)
+    write(uri, cl.log_batch, run_id, metrics=list(metrics), params=list(params), tags=tags)
     write(uri, cl.set_terminated, run_id, MLFLOW_STATUS.get(status, "FAILED"))
 
 

@@ -38,6 +38,34 @@ def test_metric_batches_stay_within_mlflow_limits(n, tracking_uri):
     assert BATCH + 2 <= 1000  # harness.status and harness.error next to a full chunk
 
 
+@pytest.mark.parametrize("flushes", [0, 1])
+@pytest.mark.parametrize("last", [0, 985])
+def test_params_go_with_the_first_write(flushes, last, tracking_uri):
+    """A run's params ride with its first metrics (or its end) instead of a
+    call of their own, and land however full that batch is."""
+    from mlflow import MlflowClient
+
+    from harness.tracking import MlflowRunLogger
+
+    many = spec()
+    many.config = {f"p{i}": i for i in range(60)}
+    logger = MlflowRunLogger(tracking_uri, many, {})
+    client = MlflowClient(tracking_uri)
+    assert client.get_run(logger.run_id).data.params == {}
+    if flushes:
+        logger.log_metrics({"val/loss": 0.5}, 0)
+        logger.flush()
+        assert client.get_run(logger.run_id).data.params["p59"] == "59"
+    for step in range(last):
+        logger.log_metrics({"train/loss": 1.0}, step)
+    logger.end("finished")
+    run = client.get_run(logger.run_id)
+    assert run.data.params == {**{f"p{i}": str(i) for i in range(60)},
+                               "dataset.source": "sklearn", "seed": "0"}
+    assert len(client.get_metric_history(logger.run_id, "train/loss")) == last
+    assert run.info.status == "FINISHED"
+
+
 def test_existing_runs_fast_path_and_client_agree(tracking_uri):
     """`harness plan`/`status` read sqlite directly; any other store goes
     through MLflow.  Both give the same rows, and one run speaks for each key
