@@ -54,17 +54,36 @@ def client(uri: str | None = None):
     return MlflowClient(tracking_uri=resolve_uri(uri))
 
 
-def experiment_id(cl, name: str) -> str:
-    """Id of experiment ``name``, created on first use."""
+def experiment_id(cl, name: str, uri: str | None = None) -> str:
+    """Id of experiment ``name`` in the store of ``uri``, created on first use
+    (with its artifacts beside a sqlite store: ``artifact_location``)."""
     exp = cl.get_experiment_by_name(name)
     if exp is not None:
         if exp.lifecycle_stage == "deleted":
             cl.restore_experiment(exp.experiment_id)
         return exp.experiment_id
     try:
-        return cl.create_experiment(name)
+        return cl.create_experiment(name, artifact_location=artifact_location(uri, name))
     except Exception:  # another worker created it first
         return cl.get_experiment_by_name(name).experiment_id
+
+
+def artifact_location(uri: str | None, name: str) -> str | None:
+    """Where a new experiment ``name`` of a sqlite store keeps its artifacts:
+    ``mlruns/<name>`` in the database file's folder, so a store is one folder
+    wherever harness was started (MLflow's default is the ``mlruns`` of the
+    current directory).  None (MLflow's default) for other stores."""
+    import re
+    from pathlib import Path
+
+    uri = resolve_uri(uri)
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri[len("sqlite:///"):].split("?", 1)[0]
+    if not path or path == ":memory:":
+        return None
+    folder = re.sub(r"[^\w.-]+", "_", name).strip("._") or "experiment"
+    return str(Path(path).resolve().parent / "mlruns" / folder)
 
 
 def flatten(config: Any, prefix: str = "") -> dict[str, str]:
@@ -194,7 +213,7 @@ def prepare_store(uri: str | None, experiment: str) -> str:
     N workers creating a fresh sqlite schema at once race in MLflow's
     migrations (``duplicate column name``) and every run is lost."""
     with write_lock(uri):
-        return _retry(lambda: experiment_id(client(uri), experiment))
+        return _retry(lambda: experiment_id(client(uri), experiment, uri))
 
 
 _ROW = ("key", "run_id", "mlflow_status", "status", "pid", "heartbeat", "error", "start",
@@ -305,7 +324,7 @@ class MlflowRunLogger:
         self.uri = uri
         self.client = client(uri)
         with write_lock(uri):
-            self.exp_id = _retry(experiment_id, self.client, spec.suite)
+            self.exp_id = _retry(experiment_id, self.client, spec.suite, uri)
         tags = {
             "mlflow.runName": spec.run_name,
             "harness.suite": spec.suite,
@@ -551,7 +570,7 @@ def log_suite_run(uri: str | None, suite: str, report_dir: str, counts: dict,
     from mlflow.entities import Metric, RunTag
 
     cl = client(uri)
-    exp = experiment_id(cl, suite)
+    exp = experiment_id(cl, suite, uri)
     run = cl.create_run(exp, run_name=f"{suite} (suite)")
     ts = int(time.time() * 1000)
     cl.log_batch(run.info.run_id,

@@ -99,3 +99,30 @@ def test_existing_runs_fast_path_and_client_agree(tracking_uri):
     assert got["a"]["run_id"] == done and got["a"]["status"] == "finished"
     assert (got["b"]["status"], got["b"]["failure_kind"]) == ("failed", "input")
     assert got["c"]["status"] == "interrupted" and got["d"]["status"] == "interrupted"
+
+
+def test_a_sqlite_store_keeps_its_artifacts_beside_it(tmp_path, monkeypatch):
+    """A new experiment's artifacts go to ``mlruns/<name>`` in the database's
+    folder, not into the directory harness was started from."""
+    from mlflow import MlflowClient
+
+    from harness.tracking import MlflowRunLogger, artifact_location
+
+    store, elsewhere = tmp_path / "store", tmp_path / "cwd"
+    store.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    uri = f"sqlite:///{store / 'runs.db'}"
+    logger = MlflowRunLogger(uri, spec(), {})
+    logger.log_text("hello", "note.txt")
+    logger.end("finished")
+    got = MlflowClient(uri).download_artifacts(logger.run_id, "note.txt", str(tmp_path))
+    assert open(got).read() == "hello"
+    assert (store / "mlruns" / "tracking" / logger.run_id / "artifacts" / "note.txt").exists()
+    assert list(elsewhere.iterdir()) == []
+
+    assert artifact_location("sqlite:///rel/x.db?timeout=5", "a b/c") == \
+        str(elsewhere / "rel" / "mlruns" / "a_b_c")
+    assert artifact_location("sqlite:////abs/x.db", "..") == "/abs/mlruns/experiment"
+    assert artifact_location("sqlite://", "s") is None
+    assert artifact_location("http://localhost:5000", "s") is None
