@@ -374,8 +374,7 @@ class MlflowRunLogger:
             write(self.uri, self.client.log_batch, self.run_id, metrics=list(metrics),
                   params=params, tags=[RunTag("harness.heartbeat", str(int(time.time())))])
         except BaseException:
-            with self._params_lock:  # the next write tries them again
-                self._params = params + self._params
+            self._put_back(params)
             raise
 
     def _take_params(self, n_metrics: int) -> list:
@@ -385,9 +384,18 @@ class MlflowRunLogger:
         with self._params_lock:
             params, self._params = self._params, []
         if params and n_metrics + len(params) > BATCH:
-            write(self.uri, self.client.log_batch, self.run_id, params=params)
+            try:
+                write(self.uri, self.client.log_batch, self.run_id, params=params)
+            except BaseException:
+                self._put_back(params)
+                raise
             return []
         return params
+
+    def _put_back(self, params: list) -> None:
+        """Params whose write failed: the next write tries them again."""
+        with self._params_lock:
+            self._params = params + self._params
 
     def log_metrics(self, values: dict[str, float], step: int = 0) -> None:
         """Buffer metrics (non-finite values are logged as NaN by MLflow)."""

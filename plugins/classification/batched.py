@@ -105,6 +105,8 @@ def direct_mlp(model, names: list[str]) -> DirectMLP | None:
             steps.append(("gelu", layer.approximate))
         elif kind is not nn.Identity:
             return None
+    if not any(s[0] == "linear" for s in steps):
+        return None
     return DirectMLP(steps)
 
 
