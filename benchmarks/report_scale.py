@@ -54,6 +54,9 @@ def synthetic_runs(n_datasets: int, n_methods: int, n_seeds: int, epochs: int):
                     "harness.dataset": f"data{d:02d}", "harness.method": method,
                     "harness.seed": str(s), "harness.task": "classification",
                     "harness.status": status,
+                    # what the runner tags: each suite metric's direction
+                    "harness.direction.accuracy": "max", "harness.direction.f1": "max",
+                    "harness.direction.log_loss": "min",
                 }
                 if status != "finished":
                     tags["harness.error"] = f"{status}: synthetic error"
