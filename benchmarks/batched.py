@@ -233,7 +233,8 @@ def measure(workload: str, epochs: int, args, tmp: Path, env: dict) -> dict[str,
         for side in args.sides:
             flags = SIDES[side][1]
             db = work / f"{side}{r}.db"
-            shutil.copy(template, db)
+            if side != "loop":  # every other side writes this store
+                shutil.copy(template, db)
             if flags is None:
                 store = [f"sqlite:///{db}"] if side == "record" else []
                 results[side].append(timed([sys.executable, SCRIPTS[side], *store], work, env))

@@ -105,9 +105,8 @@ def direct_mlp(model, names: list[str]) -> DirectMLP | None:
             steps.append(("gelu", layer.approximate))
         elif kind is not nn.Identity:
             return None
-    if not any(s[0] == "linear" for s in steps):
-        return None
-    return DirectMLP(steps)
+    mlp = DirectMLP(steps)
+    return mlp if mlp.first is not None else None  # no weights, nothing to train
 
 
 class DirectMLP:
@@ -125,6 +124,8 @@ class DirectMLP:
 
     def __init__(self, steps: list[tuple]):
         self.steps = steps
+        #: the first linear layer's step: the backward stops there
+        self.first = next((k for k, s in enumerate(steps) if s[0] == "linear"), None)
 
     def __call__(self, ps: list, x, saved: list | None = None):
         """Logits ``(R, b, C)`` of inputs ``x`` ``(R, b, ...)`` with parameters
@@ -159,7 +160,7 @@ class DirectMLP:
         import torch
 
         aten = torch.ops.aten
-        first = next(k for k, s in enumerate(self.steps) if s[0] == "linear")
+        first = self.first
         for k in range(len(self.steps) - 1, first - 1, -1):
             step, x, y = self.steps[k], saved[k], saved[k + 1]
             op = step[0]
